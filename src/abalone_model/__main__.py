@@ -1,0 +1,37 @@
+"""Container entrypoint: ``python -m abalone_model train|evaluate|serve [args]``.
+
+SageMaker runs the image as ``docker run IMAGE train`` (training) or ``docker run IMAGE serve``
+(hosting); processing jobs name ``evaluate``. Each subcommand lives in its own module with a
+``main(argv) -> int``; domain errors are printed as one line and mapped to an exit code here.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from abalone_model.errors import ModelError
+
+COMMANDS = {
+    "train": "abalone_model.train",
+    "evaluate": "abalone_model.evaluate",
+    "serve": "abalone_model.serve.server",
+}
+USAGE = "usage: python -m abalone_model {train|evaluate|serve} [options]"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] not in COMMANDS:
+        print(USAGE, file=sys.stderr)
+        return 64  # EX_USAGE
+    module = importlib.import_module(COMMANDS[args[0]])
+    try:
+        return int(module.main(args[1:]) or 0)
+    except ModelError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
