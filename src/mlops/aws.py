@@ -1,0 +1,144 @@
+"""AWS helpers every step shares: sessions, one wait-with-progress loop, S3 paths, console links.
+
+Clients are created from a session passed in (``session or boto3.Session()``), never at import time, so
+the same code talks to AWS or, through ``AWS_ENDPOINT_URL``, to the local moto server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+from mlops.errors import PipelineError
+
+
+def session(region: str | None = None) -> boto3.Session:
+    """A boto3 session; the region comes from the flag, the environment or the profile."""
+    try:
+        s = boto3.Session(region_name=region)
+    except BotoCoreError as exc:
+        raise PipelineError(f"cannot create an AWS session: {exc}") from None
+    if not s.region_name:
+        raise PipelineError("no AWS region: set AWS_REGION or pass --region")
+    return s
+
+
+def call(what: str, fn: Callable[..., Any], /, **kwargs: Any) -> Any:
+    """Run one AWS call; turn its error into a one-line PipelineError naming what failed."""
+    try:
+        return fn(**kwargs)
+    except NoCredentialsError:
+        raise PipelineError(f"{what}: no AWS credentials",
+                            hint="configure credentials, or run offline with make pipeline") from None
+    except ClientError as exc:
+        err = exc.response.get("Error", {})
+        raise PipelineError(f"{what}: {err.get('Code', 'Error')}: {err.get('Message', exc)}") from None
+    except BotoCoreError as exc:
+        raise PipelineError(f"{what}: {exc}") from None
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+@dataclass
+class WaitResult:
+    status: str
+    description: dict[str, Any]
+    seconds: float
+
+
+def wait_for(
+    what: str,
+    describe: Callable[[], dict[str, Any]],
+    status_of: Callable[[dict[str, Any]], str],
+    *,
+    done: set[str],
+    failed: set[str],
+    link: str = "",
+    timeout: float = 4 * 3600,
+    poll: float = 0.2,
+    max_poll: float = 30.0,
+    on_poll: Callable[[dict[str, Any]], None] | None = None,
+    reason_of: Callable[[dict[str, Any]], str] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> WaitResult:
+    """Poll until a terminal status; print one line per status change with elapsed time.
+
+    Polling starts fast and backs off to ``max_poll`` so a local run finishes in seconds and a
+    cloud run does not hammer the API.
+    """
+    start, last, delay = clock(), None, poll
+    if link:
+        log(f"  {what}: {link}")
+    while True:
+        desc = describe()
+        status = status_of(desc)
+        elapsed = clock() - start
+        if status != last:
+            log(f"  {what}: {status} after {elapsed:.1f}s")
+            last = status
+        if on_poll:
+            on_poll(desc)
+        if status in done:
+            return WaitResult(status, desc, elapsed)
+        if status in failed:
+            reason = (reason_of(desc) if reason_of else "") or desc.get("FailureReason") \
+                or desc.get("ErrorMessage") or desc.get("StackStatusReason") or "no reason given"
+            where = f" (see {link})" if link else ""
+            raise PipelineError(f"{what} {status}: {reason}{where}")
+        if elapsed > timeout:
+            raise PipelineError(f"{what}: still {status} after {elapsed:.0f}s; gave up waiting")
+        sleep(delay)
+        delay = min(delay * 1.5, max_poll)
+
+
+def console(region: str, fragment: str) -> str:
+    """A link to the AWS console page of a resource (printed while waiting)."""
+    return f"https://{region}.console.aws.amazon.com/{fragment}"
+
+
+def split_s3(uri: str) -> tuple[str, str]:
+    parsed = urlparse(uri)
+    if parsed.scheme != "s3" or not parsed.netloc:
+        raise PipelineError(f"not an s3:// URI: {uri!r}")
+    return parsed.netloc, parsed.path.lstrip("/")
+
+
+def s3_uri(bucket: str, *parts: str) -> str:
+    return "s3://" + "/".join([bucket, *(p.strip("/") for p in parts if p)])
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def upload_file(s3: Any, path: Path, uri: str) -> str:
+    bucket, key = split_s3(uri)
+    call(f"upload {path} to {uri}", s3.upload_file, Filename=str(path), Bucket=bucket, Key=key)
+    return uri
+
+
+def read_json_object(s3: Any, uri: str) -> Any:
+    import json
+
+    bucket, key = split_s3(uri)
+    body = call(f"read {uri}", s3.get_object, Bucket=bucket, Key=key)["Body"].read()
+    try:
+        return json.loads(body)
+    except ValueError:
+        raise PipelineError(f"{uri} is not valid JSON") from None

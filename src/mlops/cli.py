@@ -1,0 +1,137 @@
+"""``mlops``: a thin shell over the step functions. One error boundary, one line, named exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from mlops import aws, config
+from mlops.context import Context
+from mlops.errors import EXIT_USAGE, PipelineError
+from mlops.manifest import Manifest
+
+STAGES = ("dev", "prod")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mlops", description=__doc__)
+    p.add_argument("--config", default="pipeline.toml", help="pipeline configuration file")
+    p.add_argument("--manifest", default=os.environ.get("MLOPS_MANIFEST", "run.json"),
+                   help="the run manifest each step reads and extends")
+    p.add_argument("--region", default=None, help="AWS region (default: AWS_REGION)")
+    sub = p.add_subparsers(dest="command", required=True)
+    for name in ("etl", "evaluate", "gate", "register"):
+        sub.add_parser(name)
+    sub.add_parser("train").add_argument("--image-uri", default=os.environ.get("MLOPS_IMAGE_URI"))
+    arn = {"default": os.environ.get("MLOPS_MODEL_PACKAGE_ARN"), "help": "exact model package ARN"}
+    for name in ("deploy", "system-test"):
+        s = sub.add_parser(name)
+        s.add_argument("--stage", choices=STAGES, required=True)
+        s.add_argument("--model-package-arn", **arn)
+    sub.add_parser("promote").add_argument("--model-package-arn", **arn)
+    s = sub.add_parser("rollback")
+    s.add_argument("--stage", choices=STAGES, default="prod")
+    s.add_argument("--model-package-arn", **arn)
+    s = sub.add_parser("teardown")
+    s.add_argument("--stage", choices=STAGES, required=True)
+    s.add_argument("--confirm", default="", help="must be 'prod' to delete prod")
+    s = sub.add_parser("run", help="every step in order")
+    s.add_argument("--local", action="store_true", help="offline: moto + local compute")
+    s.add_argument("--approve", action="store_true", help="approve the prod deployment")
+    s.add_argument("--image-uri", default=os.environ.get("MLOPS_IMAGE_URI"))
+    s.add_argument("--runs-dir", default="runs", help="where --local keeps each run's files")
+    return p
+
+
+def _require(value: str | None, flag: str) -> str:
+    if not value:
+        raise config.ConfigError(f"{flag} is required (or set its MLOPS_* environment variable)")
+    return value
+
+
+def _approver(auto: bool) -> Callable[[str], bool]:
+    def approve(arn: str) -> bool:
+        if auto:
+            aws.log(f"\nprod approval: granted by --approve for {arn}")
+            return True
+        if sys.stdin.isatty():
+            return input(f"\nDeploy {arn} to prod? [y/N] ").strip().lower() in {"y", "yes"}
+        aws.log("\nprod approval: not given (no --approve and no terminal to ask)")
+        return False
+
+    return approve
+
+
+def dispatch(args: argparse.Namespace, ctx: Context) -> Any:
+    from mlops.steps import (deploy, etl, evaluate, gate, promote, register, rollback,
+                             system_test, teardown, train)
+
+    arn = getattr(args, "model_package_arn", None)
+    match args.command:
+        case "etl":
+            return etl.run(ctx)
+        case "train":
+            return train.run(ctx, _require(args.image_uri, "--image-uri"))
+        case "evaluate":
+            return evaluate.run(ctx)
+        case "gate":
+            return gate.run(ctx)
+        case "register":
+            return register.run(ctx)
+        case "deploy":
+            return deploy.run(ctx, args.stage, _require(arn, "--model-package-arn"))
+        case "system-test":
+            return system_test.run(ctx, args.stage, _require(arn, "--model-package-arn"))
+        case "promote":
+            return promote.run(ctx, _require(arn, "--model-package-arn"))
+        case "rollback":
+            return rollback.run(ctx, args.stage, arn)
+        case "teardown":
+            return teardown.run(ctx, args.stage, args.confirm)
+    raise AssertionError(args.command)
+
+
+def run_pipeline(args: argparse.Namespace, cfg: config.Config) -> None:
+    from mlops.steps import run as run_step
+
+    if not args.local:
+        ctx = Context(cfg, aws.session(args.region), Manifest.load(args.manifest, create=True))
+        run_step.run(ctx, _require(args.image_uri, "--image-uri"), _approver(args.approve))
+        return
+    from mlops.local.runtime import LocalRuntime
+
+    with LocalRuntime(Path.cwd(), Path(args.runs_dir)) as runtime:
+        ctx = Context(cfg, runtime.session, Manifest.load(runtime.run_dir / "manifest.json",
+                                                          create=True))
+        runtime.bootstrap(ctx)
+        try:
+            run_step.run(ctx, runtime.image_uri, _approver(args.approve))
+        finally:
+            runtime.export(ctx)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        cfg = config.load(args.config)
+        if args.command == "run":
+            run_pipeline(args, cfg)
+        else:
+            ctx = Context(cfg, aws.session(args.region),
+                          Manifest.load(args.manifest, create=args.command == "etl"))
+            dispatch(args, ctx)
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return EXIT_USAGE + 66  # 130, as shells report SIGINT
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

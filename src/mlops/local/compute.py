@@ -1,0 +1,177 @@
+"""The compute AWS would perform when a job starts, run for real as subprocesses.
+
+Inputs come from moto's S3 at the URIs the job names, outputs go back there, so the step code reads
+them exactly as it would on AWS. Paths follow the SageMaker and Glue contracts.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+from typing import Any
+
+from mlops.aws import split_s3
+
+LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+TIMEOUT = 1800
+
+
+class Compute:
+    def __init__(self, runtime: Any) -> None:
+        self.rt = runtime
+
+    @property
+    def s3(self) -> Any:
+        return self.rt.session.client("s3")
+
+    # --- S3 staging ---------------------------------------------------------------------------
+    def keys(self, uri: str) -> list[str]:
+        bucket, prefix = split_s3(uri)
+        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        return [o["Key"] for page in pages for o in page.get("Contents", [])]
+
+    def download(self, uri: str, dest: Path) -> Path:
+        """An object or every object under a prefix, into ``dest`` (a directory)."""
+        bucket, prefix = split_s3(uri)
+        dest.mkdir(parents=True, exist_ok=True)
+        for key in self.keys(uri):
+            rel = key[len(prefix):].lstrip("/") or Path(key).name
+            target = dest / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self.s3.download_file(bucket, key, str(target))
+        return dest
+
+    def upload_dir(self, src: Path, uri: str) -> None:
+        bucket, prefix = split_s3(uri)
+        for path in sorted(p for p in src.rglob("*") if p.is_file()):
+            key = "/".join(filter(None, [prefix.rstrip("/"), path.relative_to(src).as_posix()]))
+            self.s3.upload_file(str(path), bucket, key)
+
+    def run(self, argv: list[str], env: dict[str, str], cwd: Path) -> tuple[int, str]:
+        proc = subprocess.run(argv, cwd=cwd, env={**self.rt.child_env, **env}, timeout=TIMEOUT,
+                              capture_output=True, text=True, check=False)
+        return proc.returncode, proc.stdout + proc.stderr
+
+    @staticmethod
+    def reason(output: str, code: int) -> str:
+        lines = [line for line in output.strip().splitlines() if line.strip()]
+        return (lines[-1] if lines else f"exit code {code}")[:1000]
+
+    # --- Glue -----------------------------------------------------------------------------------
+    def glue(self, job: Any, run: Any) -> None:
+        work = self.rt.work_dir / f"glue-{run.job_run_id[3:15]}"
+        cwd = work / "cwd"
+        cwd.mkdir(parents=True)
+        args = {**job.default_arguments, **(run.arguments or {})}
+        for uri in filter(None, args.pop("--extra-files", "").split(",")):
+            self.download(uri, cwd)
+        script = self.download(job.command["ScriptLocation"], work / "script")
+        argv = [sys.executable, str(next(script.iterdir())), "--JOB_NAME", job.name]
+        outputs: list[tuple[Path, str]] = []
+        for i, (key, value) in enumerate(sorted(args.items())):
+            if isinstance(value, str) and value.startswith("s3://"):
+                value = self._stage_glue_arg(value, work / f"arg{i}", outputs)
+            argv += [key, str(value)]
+        if self.rt.faults.take("glue"):
+            argv += ["--max_bad_fraction", "-1"]
+        code, output = self.run(argv, {}, cwd)
+        if code == 0:
+            for local, uri in outputs:
+                self.upload_dir(local, uri)
+            run.status = "SUCCEEDED"
+        else:
+            run.error_message = self.reason(output, code)
+            run.status = "FAILED"
+
+    def _stage_glue_arg(self, uri: str, local: Path, outputs: list[tuple[Path, str]]) -> str:
+        bucket, key = split_s3(uri)
+        existing = self.keys(uri)
+        if key in existing:  # one object: a file input
+            local.mkdir(parents=True)
+            target = local / Path(key).name
+            self.s3.download_file(bucket, key, str(target))
+            return str(target)
+        if existing:
+            return str(self.download(uri, local))
+        local.mkdir(parents=True)
+        outputs.append((local, uri))
+        return str(local) + "/"
+
+    # --- SageMaker training -----------------------------------------------------------------------
+    def training(self, job: Any) -> None:
+        ml = self.rt.work_dir / f"train-{job.training_job_name}"
+        config, model, output = ml / "input/config", ml / "model", ml / "output"
+        for d in (config, model, output):
+            d.mkdir(parents=True)
+        hyper = dict(job.hyper_parameters or {})
+        if self.rt.faults.take("training"):
+            hyper["injected_fault"] = "1"
+        (config / "hyperparameters.json").write_text(json.dumps(hyper))
+        env = {"SM_INPUT_CONFIG_DIR": str(config), "SM_MODEL_DIR": str(model),
+               "SM_OUTPUT_DIR": str(output), "SM_OUTPUT_DATA_DIR": str(output / "data")}
+        for channel in job.input_data_config:
+            name = channel["ChannelName"]
+            uri = channel["DataSource"]["S3DataSource"]["S3Uri"]
+            env[f"SM_CHANNEL_{name.upper()}"] = str(self.download(uri, ml / "input/data" / name))
+        job.secondary_status = "Training"
+        code, out = self.run([*self.rt.entrypoint, "train"], env, ml)
+        self._log(job.training_job_name, out)
+        if code == 0:
+            tarball = ml / "model.tar.gz"
+            with tarfile.open(tarball, "w:gz") as tar:
+                for path in sorted(model.iterdir()):
+                    tar.add(path, arcname=path.name)
+            bucket, key = split_s3(job.model_artifacts["S3ModelArtifacts"])
+            self.s3.upload_file(str(tarball), bucket, key)
+            job.training_job_status = job.secondary_status = "Completed"
+        else:
+            failure = output / "failure"
+            job.failure_reason = (failure.read_text().strip() if failure.exists()
+                                  else self.reason(out, code))[:1024]
+            job.training_job_status = job.secondary_status = "Failed"
+
+    def _log(self, job_name: str, output: str) -> None:
+        """The job's output as CloudWatch log events, where the train step streams them from."""
+        logs = self.rt.session.client("logs")
+        stream = f"{job_name}/algo-1-{int(time.time())}"
+        try:
+            logs.create_log_group(logGroupName=LOG_GROUP)
+        except logs.exceptions.ResourceAlreadyExistsException:
+            pass
+        logs.create_log_stream(logGroupName=LOG_GROUP, logStreamName=stream)
+        now = int(time.time() * 1000)
+        events = [{"timestamp": now, "message": line}
+                  for line in output.splitlines()[-200:] if line.strip()]
+        if events:
+            logs.put_log_events(logGroupName=LOG_GROUP, logStreamName=stream, logEvents=events)
+
+    # --- SageMaker processing -------------------------------------------------------------------
+    def processing(self, job: Any) -> None:
+        root = self.rt.work_dir / f"processing-{job.processing_job_name}"
+        local = lambda path: root / str(path).removeprefix("/opt/ml/").lstrip("/")  # noqa: E731
+        drop = "test" if self.rt.faults.take("evaluation") else None
+        for item in job.processing_inputs:
+            s3_input = item["S3Input"]
+            target = local(s3_input["LocalPath"])
+            if item.get("InputName") == drop:
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            self.download(s3_input["S3Uri"], target)
+        outputs = job.processing_output_config.get("Outputs", [])
+        for item in outputs:
+            local(item["S3Output"]["LocalPath"]).mkdir(parents=True, exist_ok=True)
+        spec = job.app_specification
+        args = [str(local(a)) if str(a).startswith("/opt/ml/") else str(a)
+                for a in spec.get("ContainerArguments", [])]
+        code, out = self.run([*self.rt.entrypoint, *args], {}, root)
+        if code == 0:
+            for item in outputs:
+                self.upload_dir(local(item["S3Output"]["LocalPath"]), item["S3Output"]["S3Uri"])
+            job.processing_job_status = "Completed"
+        else:
+            job.failure_reason = self.reason(out, code)
+            job.processing_job_status = "Failed"

@@ -1,0 +1,331 @@
+"""Every patch of moto (5.2.5) in one place: hooks that run the real compute, states moto cannot
+reach, and CloudFormation resource types moto ignores (applied through the API, and said so).
+
+Step code never sees any of this: it calls the same boto3 APIs as against AWS.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from moto.cloudformation import models as cfn_models
+from moto.cloudformation import parsing as cfn_parsing
+from moto.glue import models as glue_models
+from moto.moto_api import state_manager
+from moto.sagemaker import models as sm_models
+
+from mlops.aws import log
+
+_patches: list[tuple[Any, str, Any]] = []
+_runtime: Any = None  # the LocalRuntime that performs compute and owns the API session
+
+
+class ResourceFailed(Exception):
+    """A resource that failed while moto created it; becomes a FAILED stack event."""
+
+    def __init__(self, logical_id: str, resource_type: str, reason: str) -> None:
+        super().__init__(reason)
+        self.logical_id, self.resource_type, self.reason = logical_id, resource_type, reason
+
+
+def _wrap(cls: Any, name: str, make: Callable[[Any], Any]) -> None:
+    original = getattr(cls, name)
+    _patches.append((cls, name, original))
+    setattr(cls, name, make(original))
+
+
+def _after(cls: Any, name: str, hook: Callable[..., None]) -> None:
+    def make(original: Any) -> Any:
+        def patched(self: Any, *args: Any, **kwargs: Any) -> Any:
+            result = original(self, *args, **kwargs)
+            hook(self, result, *args, **kwargs)
+            return result
+        return patched
+    _wrap(cls, name, make)
+
+
+# --- jobs: moto finishes them at once and computes nothing; the runtime runs them for real --------
+def _glue_run_started(backend: Any, run_id: str, name: str, arguments: Any = None, **_: Any) -> None:
+    run = backend.get_job_run(name, run_id)
+    run.status = "RUNNING"
+    _runtime.submit(lambda: _runtime.compute.glue(backend.get_job(name), run))
+
+
+def _glue_as_dict(original: Any) -> Any:
+    def as_dict(self: Any) -> dict[str, Any]:
+        result = original(self)
+        if getattr(self, "error_message", None):
+            result["ErrorMessage"] = self.error_message
+        return result
+    return as_dict
+
+
+def _training_created(_backend: Any, job: Any, *_: Any, **__: Any) -> None:
+    job.training_job_status, job.secondary_status = "InProgress", "Starting"
+    _runtime.submit(lambda: _runtime.compute.training(job))
+
+
+def _processing_created(_backend: Any, job: Any, *_: Any, **__: Any) -> None:
+    job.processing_job_status = "InProgress"
+    _runtime.submit(lambda: _runtime.compute.processing(job))
+
+
+def _endpoint_created(backend: Any, endpoint: Any, *_: Any, **__: Any) -> None:
+    endpoint.endpoint_status = "Creating"
+    config = backend.endpoint_configs[endpoint.endpoint_config_name]
+    _runtime.submit(lambda: _runtime.endpoints.serve(endpoint, config))
+
+
+def _endpoint_deleting(original: Any) -> Any:
+    def delete_endpoint(self: Any, endpoint_name: str) -> None:
+        original(self, endpoint_name)
+        _runtime.endpoints.stop(endpoint_name)
+    return delete_endpoint
+
+
+# --- CloudFormation: a failing resource leaves moto's stack CREATE_IN_PROGRESS; roll back instead --
+def _execute_change_set(original: Any) -> Any:
+    def execute(self: Any, change_set_name: str, stack_name: str | None = None) -> None:
+        change_set = next(c for k, c in self.change_sets.items()
+                          if change_set_name in (k, c.change_set_name))
+        stack = self.stacks[change_set.stack_id]
+        try:
+            original(self, change_set_name, stack_name)
+        except ResourceFailed as exc:
+            kind = change_set.change_set_type
+            status = "ROLLBACK_COMPLETE" if kind == "CREATE" else "UPDATE_ROLLBACK_COMPLETE"
+            event = cfn_models.Event(
+                stack_id=stack.stack_id, stack_name=stack.name, logical_resource_id=exc.logical_id,
+                physical_resource_id="", resource_type=exc.resource_type,
+                resource_status=f"{kind}_FAILED", resource_status_reason=exc.reason,
+                resource_properties=None)
+            stack.events.append(event)
+            stack._add_stack_event(status)
+            stack.status = status
+            change_set.execution_status = "EXECUTE_FAILED"
+            log(f"  local: {exc.logical_id} failed: {exc.reason}; stack {stack.name} {status}")
+    return execute
+
+
+def _endpoint_from_cfn(original: Any) -> Any:
+    def create(cls: Any, resource_name: str, cloudformation_json: Any, account_id: str,
+               region_name: str, **kwargs: Any) -> Any:
+        reason = _runtime.faults.stack_failure(cloudformation_json)
+        if reason:
+            raise ResourceFailed(kwargs.get("LogicalId", "Endpoint"), "AWS::SageMaker::Endpoint",
+                                 reason)
+        return original.__func__(cls, resource_name, cloudformation_json, account_id,
+                                 region_name, **kwargs)
+    return classmethod(create)
+
+
+# --- resource types moto's CloudFormation ignores: applied through the API -----------------------
+class _ApiResource:
+    """Base for resource types moto ignores; subclasses create them through the real API.
+
+    Deliberately not a moto CloudFormationModel subclass: they join moto's model map only while
+    the runtime is installed (see :func:`install`).
+    """
+
+    TYPE = ""
+
+    def __init__(self, physical_id: str, attributes: dict[str, str]) -> None:
+        self.physical_id, self.attributes = physical_id, attributes
+
+    @property
+    def physical_resource_id(self) -> str:
+        return self.physical_id
+
+    @staticmethod
+    def cloudformation_name_type() -> str:
+        return ""
+
+    @classmethod
+    def has_cfn_attr(cls, attr: str) -> bool:
+        return True
+
+    def get_cfn_attribute(self, attribute_name: str) -> Any:
+        return self.attributes.get(attribute_name, self.physical_id)
+
+    @classmethod
+    def create_from_cloudformation_json(cls, resource_name: str, cloudformation_json: Any,
+                                        account_id: str, region_name: str, **kwargs: Any) -> Any:
+        props = cloudformation_json.get("Properties", {})
+        physical_id, attributes = cls.apply(resource_name, props)
+        log(f"  local: moto ignores {cls.TYPE} {kwargs.get('LogicalId', '')}: "
+            "applied through the API")
+        return cls(physical_id, attributes)
+
+    @classmethod
+    def update_from_cloudformation_json(cls, original_resource: Any, new_resource_name: str,
+                                        cloudformation_json: Any, account_id: str,
+                                        region_name: str) -> Any:
+        return cls.create_from_cloudformation_json(new_resource_name, cloudformation_json,
+                                                   account_id, region_name)
+
+    @classmethod
+    def delete_from_cloudformation_json(cls, resource_name: str, cloudformation_json: Any,
+                                        account_id: str, region_name: str) -> None:
+        return None
+
+    @classmethod
+    def apply(cls, name: str, props: dict[str, Any]) -> tuple[str, dict[str, str]]:
+        raise NotImplementedError
+
+
+def _client(service: str) -> Any:
+    return _runtime.session.client(service)
+
+
+class GlueJob(_ApiResource):
+    TYPE = "AWS::Glue::Job"
+
+    @staticmethod
+    def cloudformation_type() -> str:
+        return GlueJob.TYPE
+
+    @classmethod
+    def apply(cls, name: str, props: dict[str, Any]) -> tuple[str, dict[str, str]]:
+        job = props.get("Name") or name
+        keys = ("Role", "Command", "DefaultArguments", "GlueVersion", "WorkerType",
+                "NumberOfWorkers", "Timeout", "ExecutionClass", "MaxRetries")
+        args = {k: props[k] for k in keys if k in props}
+        args["NumberOfWorkers"] = int(args.get("NumberOfWorkers", 2))
+        _client("glue").create_job(Name=job, **args)
+        return job, {}
+
+
+class ModelPackageGroup(_ApiResource):
+    TYPE = "AWS::SageMaker::ModelPackageGroup"
+
+    @staticmethod
+    def cloudformation_type() -> str:
+        return ModelPackageGroup.TYPE
+
+    @classmethod
+    def apply(cls, name: str, props: dict[str, Any]) -> tuple[str, dict[str, str]]:
+        group = props.get("ModelPackageGroupName") or name
+        sm = _client("sagemaker")
+        try:
+            arn = sm.describe_model_package_group(ModelPackageGroupName=group)[
+                "ModelPackageGroupArn"]
+        except sm.exceptions.ClientError:
+            arn = sm.create_model_package_group(
+                ModelPackageGroupName=group,
+                ModelPackageGroupDescription=props.get("ModelPackageGroupDescription", group),
+            )["ModelPackageGroupArn"]
+        return arn, {"ModelPackageGroupArn": arn, "ModelPackageGroupName": group}
+
+
+class OidcProvider(_ApiResource):
+    TYPE = "AWS::IAM::OIDCProvider"
+
+    @staticmethod
+    def cloudformation_type() -> str:
+        return OidcProvider.TYPE
+
+    @classmethod
+    def apply(cls, name: str, props: dict[str, Any]) -> tuple[str, dict[str, str]]:
+        iam = _client("iam")
+        url = props.get("Url", "https://token.actions.githubusercontent.com")
+        arn = iam.create_open_id_connect_provider(
+            Url=url, ClientIDList=props.get("ClientIdList", ["sts.amazonaws.com"]),
+            ThumbprintList=props.get("ThumbprintList", ["0" * 40]))["OpenIDConnectProviderArn"]
+        return arn, {"Arn": arn}
+
+
+class ScalableTarget(_ApiResource):
+    TYPE = "AWS::ApplicationAutoScaling::ScalableTarget"
+
+    @staticmethod
+    def cloudformation_type() -> str:
+        return ScalableTarget.TYPE
+
+    @classmethod
+    def apply(cls, name: str, props: dict[str, Any]) -> tuple[str, dict[str, str]]:
+        _client("application-autoscaling").register_scalable_target(
+            ServiceNamespace=props["ServiceNamespace"], ResourceId=props["ResourceId"],
+            ScalableDimension=props["ScalableDimension"],
+            MinCapacity=int(props["MinCapacity"]), MaxCapacity=int(props["MaxCapacity"]))
+        target = f"{props['ResourceId']}|{props['ScalableDimension']}|{props['ServiceNamespace']}"
+        return target, {}
+
+
+class ScalingPolicy(_ApiResource):
+    TYPE = "AWS::ApplicationAutoScaling::ScalingPolicy"
+
+    @staticmethod
+    def cloudformation_type() -> str:
+        return ScalingPolicy.TYPE
+
+    @classmethod
+    def apply(cls, name: str, props: dict[str, Any]) -> tuple[str, dict[str, str]]:
+        target = props.get("ScalingTargetId", "")
+        resource_id, dimension, namespace = (target.split("|") + ["", "", ""])[:3]
+        config = dict(props.get("TargetTrackingScalingPolicyConfiguration", {}))
+        for key in ("ScaleInCooldown", "ScaleOutCooldown"):
+            if key in config:
+                config[key] = int(config[key])
+        config["TargetValue"] = float(config.get("TargetValue", 0))
+        arn = _client("application-autoscaling").put_scaling_policy(
+            PolicyName=props.get("PolicyName", name), PolicyType=props["PolicyType"],
+            ServiceNamespace=props.get("ServiceNamespace", namespace),
+            ResourceId=props.get("ResourceId", resource_id),
+            ScalableDimension=props.get("ScalableDimension", dimension),
+            TargetTrackingScalingPolicyConfiguration=config)["PolicyARN"]
+        return arn, {"Arn": arn}
+
+
+class Alarm(_ApiResource):
+    TYPE = "AWS::CloudWatch::Alarm"
+
+    @staticmethod
+    def cloudformation_type() -> str:
+        return Alarm.TYPE
+
+    @classmethod
+    def apply(cls, name: str, props: dict[str, Any]) -> tuple[str, dict[str, str]]:
+        alarm = props.get("AlarmName") or name
+        keys = ("AlarmDescription", "MetricName", "Namespace", "Statistic", "ComparisonOperator",
+                "Dimensions", "TreatMissingData")
+        args = {k: props[k] for k in keys if k in props}
+        _client("cloudwatch").put_metric_alarm(
+            AlarmName=alarm, Period=int(props.get("Period", 60)),
+            EvaluationPeriods=int(props.get("EvaluationPeriods", 1)),
+            Threshold=float(props.get("Threshold", 0)), **args)
+        return alarm, {"Arn": f"arn:aws:cloudwatch:::alarm:{alarm}"}
+
+
+def install(runtime: Any) -> None:
+    """Apply every patch; :func:`uninstall` restores moto as it was."""
+    global _runtime
+    _runtime = runtime
+    state_manager.set_transition(model_name="glue::job_run",
+                                 transition={"progression": "manual", "times": 10**9})
+    _after(glue_models.GlueBackend, "start_job_run", lambda b, run_id, name, *a, **k:
+           _glue_run_started(b, run_id, name))
+    _wrap(glue_models.FakeJobRun, "as_dict", _glue_as_dict)
+    _after(sm_models.SageMakerModelBackend, "create_training_job", _training_created)
+    _after(sm_models.SageMakerModelBackend, "create_processing_job", _processing_created)
+    _after(sm_models.SageMakerModelBackend, "create_endpoint", _endpoint_created)
+    _wrap(sm_models.SageMakerModelBackend, "delete_endpoint", _endpoint_deleting)
+    _wrap(cfn_models.CloudFormationBackend, "execute_change_set", _execute_change_set)
+    _wrap(sm_models.FakeEndpoint, "create_from_cloudformation_json", _endpoint_from_cfn)
+    gaps = {cls.TYPE: cls for cls in (GlueJob, ModelPackageGroup, OidcProvider, ScalableTarget,
+                                      ScalingPolicy, Alarm)}
+    _wrap(cfn_parsing, "get_model_map", lambda original: lambda: {**original(), **gaps})
+
+
+def uninstall() -> None:
+    global _runtime
+    while _patches:
+        cls, name, original = _patches.pop()
+        setattr(cls, name, original)
+    state_manager.unset_transition(model_name="glue::job_run")
+    _runtime = None
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex[:12]

@@ -1,0 +1,59 @@
+"""Register: a model package with its inference spec, metrics and lineage, awaiting approval."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlops import github
+from mlops.aws import call, log
+from mlops.context import Context
+from mlops.errors import ConfigError
+
+
+def run(ctx: Context, status: str = "PendingManualApproval") -> str:
+    if status != "Rejected" and not ctx.manifest.get("gate.passed"):
+        raise ConfigError("the candidate has not passed the gate: run `mlops gate` first")
+    m, cfg, acct = ctx.manifest, ctx.config, ctx.account
+    train, etl = m.require("train", "train"), m.require("etl", "etl")
+    evaluation_uri = m.require("evaluate.uri", "evaluate")
+    content_types = ["text/csv", "application/json"]
+    lineage = {
+        "git_sha": m.get("run.git_sha", "unknown"), "run_id": ctx.run_id,
+        "image_digest": train["image_digest"], "data_sha256": etl["data_sha256"],
+        "data_uri": etl["data_uri"], "training_job": train["job_name"],
+        "test_data_uri": etl["test_raw"], "evaluation_uri": evaluation_uri,
+        "rmse": f"{m.require('evaluate.metrics', 'evaluate')['regression_metrics']['rmse']['value']:.6f}",
+    }
+    response = call(
+        "create the model package",
+        ctx.client("sagemaker").create_model_package,
+        ModelPackageGroupName=acct.ModelPackageGroupName,
+        ModelPackageDescription=f"run {ctx.run_id} ({lineage['git_sha'][:12]})",
+        InferenceSpecification={
+            "Containers": [{"Image": train["image_uri"], "ModelDataUrl": train["model_data"]}],
+            "SupportedContentTypes": content_types,
+            "SupportedResponseMIMETypes": content_types,
+            "SupportedRealtimeInferenceInstanceTypes": sorted(
+                {s.instance_type for s in cfg.stages.values()}),
+        },
+        ModelMetrics={"ModelQuality": {"Statistics": {
+            "ContentType": "application/json", "S3Uri": evaluation_uri}}},
+        ModelApprovalStatus=status,
+        CustomerMetadataProperties=lineage,
+    )
+    arn = response["ModelPackageArn"]
+    version = arn.rsplit("/", 1)[-1]
+    log(f"register: {arn} ({status})")
+    m.update("register", {"model_package_arn": arn, "version": version, "status": status})
+    if status != "Rejected":
+        github.set_output("model-package-arn", arn)
+        github.summary(f"### Registered\n`{arn}` (version {version}), {status}")
+    return arn
+
+
+def describe(ctx: Context, arn: str) -> dict[str, Any]:
+    if not arn or ":model-package/" not in arn:
+        raise ConfigError(f"{arn!r} is not a model package ARN: pass --model-package-arn "
+                          "(the train job's model-package-arn output)")
+    return call(f"describe model package {arn}", ctx.client("sagemaker").describe_model_package,
+                ModelPackageName=arn)

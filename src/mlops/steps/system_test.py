@@ -1,0 +1,64 @@
+"""System test: tests/system against the deployed endpoint of a stage, local or real."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from mlops import github, stack
+from mlops.aws import log, read_json_object, split_s3
+from mlops.context import Context
+from mlops.errors import ConfigError, PipelineError
+from mlops.steps import register
+
+
+def download_prefix(s3, uri: str, dest: Path) -> Path:
+    """Fetch every CSV part under an s3:// prefix into one local directory."""
+    bucket, prefix = split_s3(uri)
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    count = 0
+    for page in pages:
+        for obj in page.get("Contents", []):
+            if obj["Key"].endswith(".csv"):
+                count += 1
+                s3.download_file(bucket, obj["Key"], str(dest / f"part-{count:05d}.csv"))
+    if not count:
+        raise PipelineError(f"no test data under {uri}")
+    return dest
+
+
+def run(ctx: Context, stage: str, arn: str) -> None:
+    package = register.describe(ctx, arn)
+    meta = package.get("CustomerMetadataProperties", {})
+    if "test_data_uri" not in meta:
+        raise ConfigError(f"model package {arn} has no test_data_uri lineage: register it with "
+                          "`mlops register`")
+    outputs = stack.outputs(stack.describe(ctx.client("cloudformation"),
+                                           ctx.config.stack_name(stage)) or {})
+    endpoint = outputs.get("EndpointName")
+    if not endpoint:
+        raise ConfigError(f"no endpoint stack for {stage}: run `mlops deploy --stage {stage}`")
+    s3 = ctx.client("s3")
+    evaluation = read_json_object(s3, meta["evaluation_uri"])
+    s = ctx.config.stage(stage)
+    with tempfile.TemporaryDirectory(prefix="system-test-") as tmp:
+        data = download_prefix(s3, meta["test_data_uri"], Path(tmp))
+        args = [
+            sys.executable, "-m", "pytest", str(ctx.root / "tests" / "system"), "-q",
+            "-p", "no:cacheprovider", "--endpoint-name", endpoint, "--region", ctx.region,
+            "--test-data", str(data),
+            "--expected-rmse", str(evaluation["regression_metrics"]["rmse"]["value"]),
+            "--latency-budget-ms", str(s.latency_budget_ms),
+        ]
+        if s.capture_sampling_percent:
+            bucket = ctx.account.CaptureBucket
+            args += ["--capture-uri", f"s3://{bucket}/capture/{stage}/{endpoint}/"]
+        log(f"system-test: tests/system against {endpoint} ({stage})")
+        code = subprocess.run(args, cwd=ctx.root, check=False).returncode
+    ctx.manifest.update(f"system_test_{stage}", {"endpoint": endpoint, "passed": code == 0})
+    github.summary(f"### System tests ({stage}): {'passed' if code == 0 else 'FAILED'}")
+    if code != 0:
+        raise PipelineError(f"system tests failed against {endpoint} ({stage}), pytest exit {code}: "
+                            "see the test output above")
