@@ -29,25 +29,27 @@ $(VENV)/.dev: requirements/dev.txt pyproject.toml | $(BIN)/uv
 	touch $@ $(VENV)/.pipeline
 
 $(LINT_VENV)/.lint: requirements/lint.txt | $(BIN)/uv
-	$(BIN)/uv venv -q --python $(PYTHON) $(LINT_VENV)
+	$(BIN)/uv venv -q --allow-existing --python $(PYTHON) $(LINT_VENV)
 	$(BIN)/uv pip install -q --python $(LINT_VENV)/bin/python -r requirements/lint.txt
 	touch $@
 
 install: $(VENV)/.dev ## create .venv with everything the tests need
+
+venv: $(VENV)/.pipeline ## create .venv with the pipeline only (the mlops CLI), as the deploy jobs use
 
 # --- the two README commands --------------------------------------------------------------------
 test: $(VENV)/.dev ## run the whole test suite (unit, integration, system against local endpoints)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 pipeline: $(VENV)/.pipeline ## run the whole pipeline offline (moto control plane, real compute)
-	$(BIN)/python -m abalone_model.local_run
+	$(BIN)/mlops run --local --approve
 
 # --- the rest -----------------------------------------------------------------------------------
 lint: $(LINT_VENV)/.lint ## every linter, as pre-commit runs them
 	$(LINT_VENV)/bin/pre-commit run --all-files
 
 bench: $(VENV)/.dev ## serving benchmark: this server vs the seeds' Flask/gunicorn design
-	$(BIN)/python scripts/bench_serving.py
+	$(BIN)/python scripts/bench/serving.py
 
 container-test: $(VENV)/.dev ## build the image and run train, evaluate and serve in it for real
 	IMAGE=$(IMAGE) bash scripts/container-test
@@ -58,4 +60,4 @@ lock: $(BIN)/uv ## re-pin requirements/*.txt from pyproject.toml
 clean: ## remove virtualenvs and run folders
 	rm -rf $(VENV) $(LINT_VENV) runs .pytest_cache
 
-.PHONY: help install test pipeline lint bench container-test lock clean
+.PHONY: help install venv test pipeline lint bench container-test lock clean

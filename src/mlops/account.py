@@ -9,8 +9,14 @@ from mlops.aws import call
 from mlops.errors import ConfigError
 
 REQUIRED = (
-    "DataBucket", "ArtifactBucket", "CaptureBucket", "KmsKeyArn", "SageMakerExecutionRoleArn",
-    "GlueJobName", "EcrRepositoryUri", "ModelPackageGroupName",
+    "DataBucket",
+    "ArtifactBucket",
+    "CaptureBucket",
+    "KmsKeyArn",
+    "SageMakerExecutionRoleArn",
+    "GlueJobName",
+    "EcrRepositoryUri",
+    "ModelPackageGroupName",
 )
 
 
@@ -33,6 +39,8 @@ def read(cfn: Any, stack: str, region: str) -> Account:
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
     missing = [k for k in REQUIRED if not outputs.get(k)]
     if missing:
-        raise ConfigError(f"bootstrap stack {stack} lacks outputs {', '.join(missing)}: "
-                          "re-deploy cloudformation/bootstrap.yaml (scripts/bootstrap)")
+        raise ConfigError(
+            f"bootstrap stack {stack} lacks outputs {', '.join(missing)}: "
+            "re-deploy cloudformation/bootstrap.yaml (scripts/bootstrap)"
+        )
     return Account(region, outputs)

@@ -1,6 +1,7 @@
 """AWS helpers every step shares: sessions, one wait-with-progress loop, S3 paths, console links.
 
-Clients are created from a session passed in (``session or boto3.Session()``), never at import time, so
+Clients are created from a session passed in (``session or boto3.Session()``), never at import
+time, so
 the same code talks to AWS or, through ``AWS_ENDPOINT_URL``, to the local moto server.
 """
 
@@ -17,6 +18,7 @@ from urllib.parse import urlparse
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from botocore.parsers import ResponseParserError
 
 from mlops.errors import PipelineError
 
@@ -37,12 +39,16 @@ def call(what: str, fn: Callable[..., Any], /, **kwargs: Any) -> Any:
     try:
         return fn(**kwargs)
     except NoCredentialsError:
-        raise PipelineError(f"{what}: no AWS credentials",
-                            hint="configure credentials, or run offline with make pipeline") from None
+        raise PipelineError(
+            f"{what}: no AWS credentials",
+            hint="configure credentials, or run offline with make pipeline",
+        ) from None
     except ClientError as exc:
         err = exc.response.get("Error", {})
-        raise PipelineError(f"{what}: {err.get('Code', 'Error')}: {err.get('Message', exc)}") from None
-    except BotoCoreError as exc:
+        raise PipelineError(
+            f"{what}: {err.get('Code', 'Error')}: {err.get('Message', exc)}"
+        ) from None
+    except (BotoCoreError, ResponseParserError) as exc:
         raise PipelineError(f"{what}: {exc}") from None
 
 
@@ -85,16 +91,21 @@ def wait_for(
         desc = describe()
         status = status_of(desc)
         elapsed = clock() - start
+        if on_poll:
+            on_poll(desc)
         if status != last:
             log(f"  {what}: {status} after {elapsed:.1f}s")
             last = status
-        if on_poll:
-            on_poll(desc)
         if status in done:
             return WaitResult(status, desc, elapsed)
         if status in failed:
-            reason = (reason_of(desc) if reason_of else "") or desc.get("FailureReason") \
-                or desc.get("ErrorMessage") or desc.get("StackStatusReason") or "no reason given"
+            reason = (
+                (reason_of(desc) if reason_of else "")
+                or desc.get("FailureReason")
+                or desc.get("ErrorMessage")
+                or desc.get("StackStatusReason")
+                or "no reason given"
+            )
             where = f" (see {link})" if link else ""
             raise PipelineError(f"{what} {status}: {reason}{where}")
         if elapsed > timeout:

@@ -1,4 +1,4 @@
-"""``mlops``: a thin shell over the step functions. One error boundary, one line, named exit codes."""
+"""``mlops``: a thin shell over the step functions; one error boundary, one line, exit codes."""
 
 from __future__ import annotations
 
@@ -20,8 +20,11 @@ STAGES = ("dev", "prod")
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mlops", description=__doc__)
     p.add_argument("--config", default="pipeline.toml", help="pipeline configuration file")
-    p.add_argument("--manifest", default=os.environ.get("MLOPS_MANIFEST", "run.json"),
-                   help="the run manifest each step reads and extends")
+    p.add_argument(
+        "--manifest",
+        default=os.environ.get("MLOPS_MANIFEST", "run.json"),
+        help="the run manifest each step reads and extends",
+    )
     p.add_argument("--region", default=None, help="AWS region (default: AWS_REGION)")
     sub = p.add_subparsers(dest="command", required=True)
     for name in ("etl", "evaluate", "gate", "register"):
@@ -67,8 +70,18 @@ def _approver(auto: bool) -> Callable[[str], bool]:
 
 
 def dispatch(args: argparse.Namespace, ctx: Context) -> Any:
-    from mlops.steps import (deploy, etl, evaluate, gate, promote, register, rollback,
-                             system_test, teardown, train)
+    from mlops.steps import (
+        deploy,
+        etl,
+        evaluate,
+        gate,
+        promote,
+        register,
+        rollback,
+        system_test,
+        teardown,
+        train,
+    )
 
     arn = getattr(args, "model_package_arn", None)
     match args.command:
@@ -105,8 +118,9 @@ def run_pipeline(args: argparse.Namespace, cfg: config.Config) -> None:
     from mlops.local.runtime import LocalRuntime
 
     with LocalRuntime(Path.cwd(), Path(args.runs_dir)) as runtime:
-        ctx = Context(cfg, runtime.session, Manifest.load(runtime.run_dir / "manifest.json",
-                                                          create=True))
+        ctx = Context(
+            cfg, runtime.session, Manifest.load(runtime.run_dir / "manifest.json", create=True)
+        )
         runtime.bootstrap(ctx)
         try:
             run_step.run(ctx, runtime.image_uri, _approver(args.approve))
@@ -121,8 +135,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             run_pipeline(args, cfg)
         else:
-            ctx = Context(cfg, aws.session(args.region),
-                          Manifest.load(args.manifest, create=args.command == "etl"))
+            ctx = Context(
+                cfg,
+                aws.session(args.region),
+                Manifest.load(args.manifest, create=args.command == "etl"),
+            )
             dispatch(args, ctx)
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)

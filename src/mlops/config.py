@@ -101,30 +101,44 @@ class _Reader:
     def reject_unknown(self, known: set[str]) -> None:
         unknown = sorted(set(self.table) - known)
         if unknown:
-            raise self._fail(unknown[0], f"is not a known setting (known: {', '.join(sorted(known))})")
+            raise self._fail(
+                unknown[0], f"is not a known setting (known: {', '.join(sorted(known))})"
+            )
 
 
 def _stage(name: str, r: _Reader) -> StageConfig:
     positive = {"check": lambda v: v > 0, "why": "must be > 0"}
     stage = StageConfig(
         name=name,
-        instance_type=r.get("instance_type", str, check=lambda v: v.startswith("ml."),
-                            why="SageMaker instance types start with 'ml.'"),
+        instance_type=r.get(
+            "instance_type",
+            str,
+            check=lambda v: v.startswith("ml."),
+            why="SageMaker instance types start with 'ml.'",
+        ),
         instance_count=r.get("instance_count", int, 1, **positive),
         autoscaling=r.get("autoscaling", bool, False),
         min_capacity=r.get("min_capacity", int, 1, **positive),
         max_capacity=r.get("max_capacity", int, 1, **positive),
-        target_invocations_per_instance=r.get("target_invocations_per_instance", int, 750,
-                                              **positive),
-        capture_sampling_percent=r.get("capture_sampling_percent", int, 0,
-                                       check=lambda v: 0 <= v <= 100, why="must be 0-100"),
-        deployment_type=r.get("deployment_type", str, "ALL_AT_ONCE",
-                              check=lambda v: v in DEPLOYMENT_TYPES,
-                              why=f"use one of {', '.join(DEPLOYMENT_TYPES)}"),
-        canary_size_percent=r.get("canary_size_percent", int, 50,
-                                  check=lambda v: 1 <= v <= 50, why="must be 1-50"),
-        wait_interval_seconds=r.get("wait_interval_seconds", int, 300,
-                                    check=lambda v: 0 <= v <= 3600, why="must be 0-3600"),
+        target_invocations_per_instance=r.get(
+            "target_invocations_per_instance", int, 750, **positive
+        ),
+        capture_sampling_percent=r.get(
+            "capture_sampling_percent", int, 0, check=lambda v: 0 <= v <= 100, why="must be 0-100"
+        ),
+        deployment_type=r.get(
+            "deployment_type",
+            str,
+            "ALL_AT_ONCE",
+            check=lambda v: v in DEPLOYMENT_TYPES,
+            why=f"use one of {', '.join(DEPLOYMENT_TYPES)}",
+        ),
+        canary_size_percent=r.get(
+            "canary_size_percent", int, 50, check=lambda v: 1 <= v <= 50, why="must be 1-50"
+        ),
+        wait_interval_seconds=r.get(
+            "wait_interval_seconds", int, 300, check=lambda v: 0 <= v <= 3600, why="must be 0-3600"
+        ),
         latency_budget_ms=r.get("latency_budget_ms", int, 500, **positive),
         latency_alarm_microseconds=r.get("latency_alarm_microseconds", int, 200000, **positive),
     )
@@ -133,8 +147,10 @@ def _stage(name: str, r: _Reader) -> StageConfig:
         if stage.min_capacity > stage.max_capacity:
             raise ConfigError(f"{r.source}: {r.prefix}min_capacity > max_capacity")
         if stage.instance_type.startswith("ml.t"):
-            raise ConfigError(f"{r.source}: {r.prefix}instance_type {stage.instance_type}: "
-                              "burstable ml.t* instances cannot autoscale")
+            raise ConfigError(
+                f"{r.source}: {r.prefix}instance_type {stage.instance_type}: "
+                "burstable ml.t* instances cannot autoscale"
+            )
     if stage.deployment_type == "CANARY" and stage.instance_count < 2:
         raise ConfigError(f"{r.source}: {r.prefix}deployment_type CANARY needs instance_count >= 2")
     return stage
@@ -144,17 +160,24 @@ def parse(raw: dict[str, Any], source: str = "pipeline.toml") -> Config:
     """Validate a loaded TOML document into a :class:`Config`."""
     top = _Reader(raw, "", source)
     top.get("version", int, check=lambda v: v == 1, why="this pipeline reads version 1")
-    top.reject_unknown({"version", "project", "model", "etl", "train", "evaluate", "gate",
-                        "stages"})
+    top.reject_unknown(
+        {"version", "project", "model", "etl", "train", "evaluate", "gate", "stages"}
+    )
     project, model, gate = top.sub("project"), top.sub("model"), top.sub("gate")
     train, stages = top.sub("train"), top.sub("stages")
-    name = project.get("name", str, check=lambda v: re.fullmatch(r"[a-z][a-z0-9-]{1,30}", v),
-                       why="lowercase letters, digits and '-', 2-31 characters")
+    name = project.get(
+        "name",
+        str,
+        check=lambda v: re.fullmatch(r"[a-z][a-z0-9-]{1,30}", v),
+        why="lowercase letters, digits and '-', 2-31 characters",
+    )
     hyper = train.sub("hyperparameters").table
     for key, value in hyper.items():
         if not isinstance(value, str):
-            raise ConfigError(f"{source}: train.hyperparameters.{key} must be a string "
-                              f"(SageMaker passes hyperparameters as strings), got {value!r}")
+            raise ConfigError(
+                f"{source}: train.hyperparameters.{key} must be a string "
+                f"(SageMaker passes hyperparameters as strings), got {value!r}"
+            )
     missing = [s for s in STAGES if s not in stages.table]
     if missing:
         raise ConfigError(f"{source}: stages.{missing[0]} is missing")
@@ -173,8 +196,9 @@ def parse(raw: dict[str, Any], source: str = "pipeline.toml") -> Config:
         hyperparameters=dict(hyper),
         evaluate=dict(top.sub("evaluate").table),
         max_rmse=gate.get("max_rmse", float, check=lambda v: v > 0, why="must be > 0"),
-        min_improvement_over_baseline=gate.get("min_improvement_over_baseline", float, 0.0,
-                                               **fraction),
+        min_improvement_over_baseline=gate.get(
+            "min_improvement_over_baseline", float, 0.0, **fraction
+        ),
         max_regression_vs_prod=gate.get("max_regression_vs_prod", float, 0.0, **fraction),
         stages={s: _stage(s, stages.sub(s)) for s in STAGES},
         source=source,
@@ -187,7 +211,9 @@ def load(path: str | Path = DEFAULT_FILE) -> Config:
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"{path}: not found (run from the repository root or pass --config)")
+        raise ConfigError(
+            f"{path}: not found (run from the repository root or pass --config)"
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     return parse(raw, str(path))

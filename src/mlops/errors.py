@@ -1,4 +1,4 @@
-"""The pipeline's one domain error type, caught at one boundary (the CLI) and printed as one line."""
+"""The pipeline's one domain error type, caught at one boundary (the CLI), printed as one line."""
 
 from __future__ import annotations
 

@@ -38,7 +38,9 @@ class Manifest:
         node: Any = self.data
         for part in key.split("."):
             if not isinstance(node, dict) or part not in node:
-                raise ConfigError(f"run manifest {self.path} has no {key}: run `mlops {step}` first")
+                raise ConfigError(
+                    f"run manifest {self.path} has no {key}: run `mlops {step}` first"
+                )
             node = node[part]
         return node
 

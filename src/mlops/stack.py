@@ -1,4 +1,4 @@
-"""One change-set deploy for every stack: create or update, events as they happen, clear failures."""
+"""One change-set deploy for every stack: create or update, events as they happen, clear errors."""
 
 from __future__ import annotations
 
@@ -64,16 +64,27 @@ def deploy(
         log(f"  stack {name}: no changes")
         return outputs(describe(cfn, name) or {})
     log(f"  stack {name}: {change_type.lower()} with {len(cs.get('Changes', []))} change(s)")
-    call(f"execute change set on {name}", cfn.execute_change_set, StackName=name,
-         ChangeSetName=change_set)
+    call(
+        f"execute change set on {name}",
+        cfn.execute_change_set,
+        StackName=name,
+        ChangeSetName=change_set,
+    )
     seen: set[str] = set()
     result = wait_for(
         f"stack {name}",
         lambda: describe(cfn, name) or {"StackStatus": "DELETE_COMPLETE"},
         lambda d: d["StackStatus"],
         done={"CREATE_COMPLETE", "UPDATE_COMPLETE"},
-        failed={"CREATE_FAILED", "ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "UPDATE_ROLLBACK_COMPLETE",
-                "UPDATE_ROLLBACK_FAILED", "UPDATE_FAILED", "DELETE_COMPLETE"},
+        failed={
+            "CREATE_FAILED",
+            "ROLLBACK_COMPLETE",
+            "ROLLBACK_FAILED",
+            "UPDATE_ROLLBACK_COMPLETE",
+            "UPDATE_ROLLBACK_FAILED",
+            "UPDATE_FAILED",
+            "DELETE_COMPLETE",
+        },
         link=link,
         on_poll=lambda _d: _print_events(cfn, name, since, seen),
         reason_of=lambda _d: _failure(cfn, name, since),
@@ -85,15 +96,20 @@ def _wait_change_set(cfn: Any, name: str, change_set: str) -> dict[str, Any] | N
     """Wait for the change set; None means it holds no changes."""
     desc: dict[str, Any] = {}
     for _ in range(600):
-        desc = call("describe change set", cfn.describe_change_set, StackName=name,
-                    ChangeSetName=change_set)
+        desc = call(
+            "describe change set", cfn.describe_change_set, StackName=name, ChangeSetName=change_set
+        )
         if desc["Status"] == "CREATE_COMPLETE":
             return desc
         if desc["Status"] == "FAILED":
             reason = desc.get("StatusReason", "")
             if any(text in reason for text in NO_CHANGES):
-                call("delete empty change set", cfn.delete_change_set, StackName=name,
-                     ChangeSetName=change_set)
+                call(
+                    "delete empty change set",
+                    cfn.delete_change_set,
+                    StackName=name,
+                    ChangeSetName=change_set,
+                )
                 return None
             raise PipelineError(f"change set for {name} failed: {reason}")
         time.sleep(0.5)
@@ -123,16 +139,20 @@ def _print_events(cfn: Any, name: str, since: Any, seen: set[str]) -> None:
             continue
         seen.add(event["EventId"])
         reason = f": {event['ResourceStatusReason']}" if event.get("ResourceStatusReason") else ""
-        log(f"    {event['LogicalResourceId']} ({event['ResourceType']}) "
-            f"{event['ResourceStatus']}{reason}")
+        log(
+            f"    {event['LogicalResourceId']} ({event['ResourceType']}) "
+            f"{event['ResourceStatus']}{reason}"
+        )
 
 
 def _failure(cfn: Any, name: str, since: Any) -> str:
     """The first failing resource and its reason: what a user needs to fix."""
     for event in _new_events(cfn, name, since):
         if event["ResourceStatus"].endswith("FAILED") and event.get("ResourceStatusReason"):
-            return (f"{event['LogicalResourceId']} ({event['ResourceType']}) "
-                    f"{event['ResourceStatus']}: {event['ResourceStatusReason']}")
+            return (
+                f"{event['LogicalResourceId']} ({event['ResourceType']}) "
+                f"{event['ResourceStatus']}: {event['ResourceStatusReason']}"
+            )
     return "no failing resource reported"
 
 

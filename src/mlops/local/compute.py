@@ -6,6 +6,7 @@ them exactly as it would on AWS. Paths follow the SageMaker and Glue contracts.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -39,7 +40,7 @@ class Compute:
         bucket, prefix = split_s3(uri)
         dest.mkdir(parents=True, exist_ok=True)
         for key in self.keys(uri):
-            rel = key[len(prefix):].lstrip("/") or Path(key).name
+            rel = key[len(prefix) :].lstrip("/") or Path(key).name
             target = dest / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             self.s3.download_file(bucket, key, str(target))
@@ -52,8 +53,15 @@ class Compute:
             self.s3.upload_file(str(path), bucket, key)
 
     def run(self, argv: list[str], env: dict[str, str], cwd: Path) -> tuple[int, str]:
-        proc = subprocess.run(argv, cwd=cwd, env={**self.rt.child_env, **env}, timeout=TIMEOUT,
-                              capture_output=True, text=True, check=False)
+        proc = subprocess.run(
+            argv,
+            cwd=cwd,
+            env={**self.rt.child_env, **env},
+            timeout=TIMEOUT,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         return proc.returncode, proc.stdout + proc.stderr
 
     @staticmethod
@@ -111,8 +119,12 @@ class Compute:
         if self.rt.faults.take("training"):
             hyper["injected_fault"] = "1"
         (config / "hyperparameters.json").write_text(json.dumps(hyper))
-        env = {"SM_INPUT_CONFIG_DIR": str(config), "SM_MODEL_DIR": str(model),
-               "SM_OUTPUT_DIR": str(output), "SM_OUTPUT_DATA_DIR": str(output / "data")}
+        env = {
+            "SM_INPUT_CONFIG_DIR": str(config),
+            "SM_MODEL_DIR": str(model),
+            "SM_OUTPUT_DIR": str(output),
+            "SM_OUTPUT_DATA_DIR": str(output / "data"),
+        }
         for channel in job.input_data_config:
             name = channel["ChannelName"]
             uri = channel["DataSource"]["S3DataSource"]["S3Uri"]
@@ -130,22 +142,24 @@ class Compute:
             job.training_job_status = job.secondary_status = "Completed"
         else:
             failure = output / "failure"
-            job.failure_reason = (failure.read_text().strip() if failure.exists()
-                                  else self.reason(out, code))[:1024]
+            job.failure_reason = (
+                failure.read_text().strip() if failure.exists() else self.reason(out, code)
+            )[:1024]
             job.training_job_status = job.secondary_status = "Failed"
 
     def _log(self, job_name: str, output: str) -> None:
         """The job's output as CloudWatch log events, where the train step streams them from."""
         logs = self.rt.session.client("logs")
         stream = f"{job_name}/algo-1-{int(time.time())}"
-        try:
+        with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
             logs.create_log_group(logGroupName=LOG_GROUP)
-        except logs.exceptions.ResourceAlreadyExistsException:
-            pass
         logs.create_log_stream(logGroupName=LOG_GROUP, logStreamName=stream)
         now = int(time.time() * 1000)
-        events = [{"timestamp": now, "message": line}
-                  for line in output.splitlines()[-200:] if line.strip()]
+        events = [
+            {"timestamp": now, "message": line}
+            for line in output.splitlines()[-200:]
+            if line.strip()
+        ]
         if events:
             logs.put_log_events(logGroupName=LOG_GROUP, logStreamName=stream, logEvents=events)
 
@@ -165,8 +179,10 @@ class Compute:
         for item in outputs:
             local(item["S3Output"]["LocalPath"]).mkdir(parents=True, exist_ok=True)
         spec = job.app_specification
-        args = [str(local(a)) if str(a).startswith("/opt/ml/") else str(a)
-                for a in spec.get("ContainerArguments", [])]
+        args = [
+            str(local(a)) if str(a).startswith("/opt/ml/") else str(a)
+            for a in spec.get("ContainerArguments", [])
+        ]
         code, out = self.run([*self.rt.entrypoint, *args], {}, root)
         if code == 0:
             for item in outputs:

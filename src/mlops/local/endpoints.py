@@ -20,10 +20,9 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
-from mlops.aws import log, split_s3
+from mlops.aws import split_s3
 
 VARIANT = "AllTraffic"
 
@@ -79,10 +78,19 @@ class Endpoints:
             with tarfile.open(tarball) as tar:
                 tar.extractall(model_dir / "model", filter="data")
             port = free_port()
-            env = {**self.rt.child_env, "SAGEMAKER_BIND_TO_PORT": str(port),
-                   "SM_MODEL_DIR": str(model_dir / "model"), "SAGEMAKER_MODEL_SERVER_WORKERS": "1"}
-            proc = subprocess.Popen([*self.rt.entrypoint, "serve"], env=env, cwd=model_dir,
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            env = {
+                **self.rt.child_env,
+                "SAGEMAKER_BIND_TO_PORT": str(port),
+                "SM_MODEL_DIR": str(model_dir / "model"),
+                "SAGEMAKER_MODEL_SERVER_WORKERS": "1",
+            }
+            proc = subprocess.Popen(
+                [*self.rt.entrypoint, "serve"],
+                env=env,
+                cwd=model_dir,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
             self._wait_ready(proc, port)
             old = self.served.get(name)
             self.served[name] = Served(name, port, proc, config.data_capture_config or {})
@@ -99,8 +107,10 @@ class Endpoints:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 err = (proc.stderr.read().decode(errors="replace") if proc.stderr else "").strip()
-                raise RuntimeError(f"the inference server exited ({proc.returncode}): "
-                                   f"{err.splitlines()[-1] if err else 'no output'}")
+                raise RuntimeError(
+                    f"the inference server exited ({proc.returncode}): "
+                    f"{err.splitlines()[-1] if err else 'no output'}"
+                )
             try:
                 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
                 conn.request("GET", "/ping")
@@ -131,16 +141,22 @@ class Endpoints:
         self.router.shutdown()
 
     # --- data capture -------------------------------------------------------------------------
-    def capture(self, served: Served, request: tuple[str, bytes], response: tuple[str, bytes]) -> None:
+    def capture(
+        self, served: Served, request: tuple[str, bytes], response: tuple[str, bytes]
+    ) -> None:
         cfg = served.capture
-        if not cfg.get("EnableCapture") or random.uniform(0, 100) >= float(
-                cfg.get("InitialSamplingPercentage", 0)):
+        sample = random.uniform(0, 100)  # noqa: S311 (sampling, not security)
+        if not cfg.get("EnableCapture") or sample >= float(cfg.get("InitialSamplingPercentage", 0)):
             return
         record = {
-            "captureData": {"endpointInput": _payload("INPUT", *request),
-                            "endpointOutput": _payload("OUTPUT", *response)},
-            "eventMetadata": {"eventId": str(uuid.uuid4()),
-                              "inferenceTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")},
+            "captureData": {
+                "endpointInput": _payload("INPUT", *request),
+                "endpointOutput": _payload("OUTPUT", *response),
+            },
+            "eventMetadata": {
+                "eventId": str(uuid.uuid4()),
+                "inferenceTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            },
             "eventVersion": "0",
         }
         with served.lock:
@@ -156,11 +172,21 @@ class Endpoints:
         if not records or not served.capture.get("DestinationS3Uri"):
             return
         bucket, prefix = split_s3(served.capture["DestinationS3Uri"])
-        key = "/".join(filter(None, [prefix.rstrip("/"), served.name, VARIANT,
-                                     datetime.now(UTC).strftime("%Y/%m/%d/%H"),
-                                     f"{uuid.uuid4()}.jsonl"]))
-        self.rt.session.client("s3").put_object(Bucket=bucket, Key=key,
-                                                Body="\n".join(records).encode() + b"\n")
+        key = "/".join(
+            filter(
+                None,
+                [
+                    prefix.rstrip("/"),
+                    served.name,
+                    VARIANT,
+                    datetime.now(UTC).strftime("%Y/%m/%d/%H"),
+                    f"{uuid.uuid4()}.jsonl",
+                ],
+            )
+        )
+        self.rt.session.client("s3").put_object(
+            Bucket=bucket, Key=key, Body="\n".join(records).encode() + b"\n"
+        )
 
     def flush_all(self) -> None:
         for served in list(self.served.values()):
@@ -194,8 +220,12 @@ def _handler(endpoints: Endpoints) -> type[BaseHTTPRequestHandler]:
             served = endpoints.served.get(parts[1])
             if served is None:
                 msg = f"Endpoint {parts[1]} of account 123456789012 not found."
-                return self._reply(400, "application/json", json.dumps({"message": msg}).encode(),
-                                   {"x-amzn-ErrorType": "ValidationError:"})
+                return self._reply(
+                    400,
+                    "application/json",
+                    json.dumps({"message": msg}).encode(),
+                    {"x-amzn-ErrorType": "ValidationError:"},
+                )
             content_type = self.headers.get("Content-Type", "application/octet-stream")
             if endpoints.rt.faults.active("system-test") and "-dev" in served.name:
                 status, rtype, rbody = 500, "text/plain", b"injected fault: model crashed"
@@ -206,7 +236,9 @@ def _handler(endpoints: Endpoints) -> type[BaseHTTPRequestHandler]:
             endpoints.capture(served, (content_type, body), (rtype, rbody))
             self._reply(200, rtype, rbody, {"x-Amzn-Invoked-Production-Variant": VARIANT})
 
-        def _forward(self, served: Served, body: bytes, content_type: str) -> tuple[int, str, bytes]:
+        def _forward(
+            self, served: Served, body: bytes, content_type: str
+        ) -> tuple[int, str, bytes]:
             conn = http.client.HTTPConnection("127.0.0.1", served.port, timeout=60)
             headers = {"Content-Type": content_type, "Accept": self.headers.get("Accept", "*/*")}
             conn.request("POST", "/invocations", body=body, headers=headers)
@@ -216,15 +248,22 @@ def _handler(endpoints: Endpoints) -> type[BaseHTTPRequestHandler]:
         def _model_error(self, status: int, body: bytes) -> None:
             text = body.decode(errors="replace")
             kind = "client" if status < 500 else "server"
-            payload = {"ErrorCode": f"{kind.upper()}_ERROR_FROM_MODEL",
-                       "OriginalStatusCode": status, "OriginalMessage": text,
-                       "Message": f"Received {kind} error ({status}) from primary with message "
-                                  f'"{text}"'}
-            self._reply(424, "application/json", json.dumps(payload).encode(),
-                        {"x-amzn-ErrorType": "ModelError:"})
+            payload = {
+                "ErrorCode": f"{kind.upper()}_ERROR_FROM_MODEL",
+                "OriginalStatusCode": status,
+                "OriginalMessage": text,
+                "Message": f'Received {kind} error ({status}) from primary with message "{text}"',
+            }
+            self._reply(
+                424,
+                "application/json",
+                json.dumps(payload).encode(),
+                {"x-amzn-ErrorType": "ModelError:"},
+            )
 
-        def _reply(self, status: int, ctype: str, body: bytes,
-                   extra: dict[str, str] | None = None) -> None:
+        def _reply(
+            self, status: int, ctype: str, body: bytes, extra: dict[str, str] | None = None
+        ) -> None:
             self.send_response(status)
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(body)))

@@ -6,6 +6,7 @@ Step code never sees any of this: it calls the same boto3 APIs as against AWS.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -42,12 +43,16 @@ def _after(cls: Any, name: str, hook: Callable[..., None]) -> None:
             result = original(self, *args, **kwargs)
             hook(self, result, *args, **kwargs)
             return result
+
         return patched
+
     _wrap(cls, name, make)
 
 
 # --- jobs: moto finishes them at once and computes nothing; the runtime runs them for real --------
-def _glue_run_started(backend: Any, run_id: str, name: str, arguments: Any = None, **_: Any) -> None:
+def _glue_run_started(
+    backend: Any, run_id: str, name: str, arguments: Any = None, **_: Any
+) -> None:
     run = backend.get_job_run(name, run_id)
     run.status = "RUNNING"
     _runtime.submit(lambda: _runtime.compute.glue(backend.get_job(name), run))
@@ -59,6 +64,7 @@ def _glue_as_dict(original: Any) -> Any:
         if getattr(self, "error_message", None):
             result["ErrorMessage"] = self.error_message
         return result
+
     return as_dict
 
 
@@ -82,42 +88,63 @@ def _endpoint_deleting(original: Any) -> Any:
     def delete_endpoint(self: Any, endpoint_name: str) -> None:
         original(self, endpoint_name)
         _runtime.endpoints.stop(endpoint_name)
+
     return delete_endpoint
 
 
-# --- CloudFormation: a failing resource leaves moto's stack CREATE_IN_PROGRESS; roll back instead --
+# --- CloudFormation: a failing resource leaves moto's stack CREATE_IN_PROGRESS; roll back instead
 def _execute_change_set(original: Any) -> Any:
     def execute(self: Any, change_set_name: str, stack_name: str | None = None) -> None:
-        change_set = next(c for k, c in self.change_sets.items()
-                          if change_set_name in (k, c.change_set_name))
+        change_set = next(
+            c for k, c in self.change_sets.items() if change_set_name in (k, c.change_set_name)
+        )
         stack = self.stacks[change_set.stack_id]
         try:
             original(self, change_set_name, stack_name)
+            # moto applies the resources but keeps the old template, outputs and parameters
+            stack.template, stack.parameters = change_set.template, change_set.parameters
+            stack._parse_template()
+            stack.output_map = stack._create_output_map()
         except ResourceFailed as exc:
             kind = change_set.change_set_type
             status = "ROLLBACK_COMPLETE" if kind == "CREATE" else "UPDATE_ROLLBACK_COMPLETE"
             event = cfn_models.Event(
-                stack_id=stack.stack_id, stack_name=stack.name, logical_resource_id=exc.logical_id,
-                physical_resource_id="", resource_type=exc.resource_type,
-                resource_status=f"{kind}_FAILED", resource_status_reason=exc.reason,
-                resource_properties=None)
+                stack_id=stack.stack_id,
+                stack_name=stack.name,
+                logical_resource_id=exc.logical_id,
+                physical_resource_id="",
+                resource_type=exc.resource_type,
+                resource_status=f"{kind}_FAILED",
+                resource_status_reason=exc.reason,
+                resource_properties=None,
+            )
             stack.events.append(event)
             stack._add_stack_event(status)
             stack.status = status
             change_set.execution_status = "EXECUTE_FAILED"
             log(f"  local: {exc.logical_id} failed: {exc.reason}; stack {stack.name} {status}")
+
     return execute
 
 
 def _endpoint_from_cfn(original: Any) -> Any:
-    def create(cls: Any, resource_name: str, cloudformation_json: Any, account_id: str,
-               region_name: str, **kwargs: Any) -> Any:
+    def create(
+        cls: Any,
+        resource_name: str,
+        cloudformation_json: Any,
+        account_id: str,
+        region_name: str,
+        **kwargs: Any,
+    ) -> Any:
         reason = _runtime.faults.stack_failure(cloudformation_json)
         if reason:
-            raise ResourceFailed(kwargs.get("LogicalId", "Endpoint"), "AWS::SageMaker::Endpoint",
-                                 reason)
-        return original.__func__(cls, resource_name, cloudformation_json, account_id,
-                                 region_name, **kwargs)
+            raise ResourceFailed(
+                kwargs.get("LogicalId", "Endpoint"), "AWS::SageMaker::Endpoint", reason
+            )
+        return original.__func__(
+            cls, resource_name, cloudformation_json, account_id, region_name, **kwargs
+        )
+
     return classmethod(create)
 
 
@@ -130,6 +157,7 @@ class _ApiResource:
     """
 
     TYPE = ""
+    NOTE = "applied through the API"
 
     def __init__(self, physical_id: str, attributes: dict[str, str]) -> None:
         self.physical_id, self.attributes = physical_id, attributes
@@ -150,24 +178,41 @@ class _ApiResource:
         return self.attributes.get(attribute_name, self.physical_id)
 
     @classmethod
-    def create_from_cloudformation_json(cls, resource_name: str, cloudformation_json: Any,
-                                        account_id: str, region_name: str, **kwargs: Any) -> Any:
+    def create_from_cloudformation_json(
+        cls,
+        resource_name: str,
+        cloudformation_json: Any,
+        account_id: str,
+        region_name: str,
+        **kwargs: Any,
+    ) -> Any:
         props = cloudformation_json.get("Properties", {})
-        physical_id, attributes = cls.apply(resource_name, props)
-        log(f"  local: moto ignores {cls.TYPE} {kwargs.get('LogicalId', '')}: "
-            "applied through the API")
+        try:
+            physical_id, attributes = cls.apply(resource_name, props)
+        except Exception as exc:  # becomes a FAILED stack event, as on AWS
+            raise ResourceFailed(
+                kwargs.get("LogicalId", resource_name), cls.TYPE, str(exc)
+            ) from exc
+        log(f"  local: moto ignores {cls.TYPE} {kwargs.get('LogicalId', '')}: {cls.NOTE}")
         return cls(physical_id, attributes)
 
     @classmethod
-    def update_from_cloudformation_json(cls, original_resource: Any, new_resource_name: str,
-                                        cloudformation_json: Any, account_id: str,
-                                        region_name: str) -> Any:
-        return cls.create_from_cloudformation_json(new_resource_name, cloudformation_json,
-                                                   account_id, region_name)
+    def update_from_cloudformation_json(
+        cls,
+        original_resource: Any,
+        new_resource_name: str,
+        cloudformation_json: Any,
+        account_id: str,
+        region_name: str,
+    ) -> Any:
+        return cls.create_from_cloudformation_json(
+            new_resource_name, cloudformation_json, account_id, region_name
+        )
 
     @classmethod
-    def delete_from_cloudformation_json(cls, resource_name: str, cloudformation_json: Any,
-                                        account_id: str, region_name: str) -> None:
+    def delete_from_cloudformation_json(
+        cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str
+    ) -> None:
         return None
 
     @classmethod
@@ -189,8 +234,17 @@ class GlueJob(_ApiResource):
     @classmethod
     def apply(cls, name: str, props: dict[str, Any]) -> tuple[str, dict[str, str]]:
         job = props.get("Name") or name
-        keys = ("Role", "Command", "DefaultArguments", "GlueVersion", "WorkerType",
-                "NumberOfWorkers", "Timeout", "ExecutionClass", "MaxRetries")
+        keys = (
+            "Role",
+            "Command",
+            "DefaultArguments",
+            "GlueVersion",
+            "WorkerType",
+            "NumberOfWorkers",
+            "Timeout",
+            "ExecutionClass",
+            "MaxRetries",
+        )
         args = {k: props[k] for k in keys if k in props}
         args["NumberOfWorkers"] = int(args.get("NumberOfWorkers", 2))
         _client("glue").create_job(Name=job, **args)
@@ -210,7 +264,8 @@ class ModelPackageGroup(_ApiResource):
         sm = _client("sagemaker")
         try:
             arn = sm.describe_model_package_group(ModelPackageGroupName=group)[
-                "ModelPackageGroupArn"]
+                "ModelPackageGroupArn"
+            ]
         except sm.exceptions.ClientError:
             arn = sm.create_model_package_group(
                 ModelPackageGroupName=group,
@@ -231,8 +286,10 @@ class OidcProvider(_ApiResource):
         iam = _client("iam")
         url = props.get("Url", "https://token.actions.githubusercontent.com")
         arn = iam.create_open_id_connect_provider(
-            Url=url, ClientIDList=props.get("ClientIdList", ["sts.amazonaws.com"]),
-            ThumbprintList=props.get("ThumbprintList", ["0" * 40]))["OpenIDConnectProviderArn"]
+            Url=url,
+            ClientIDList=props.get("ClientIdList", ["sts.amazonaws.com"]),
+            ThumbprintList=props.get("ThumbprintList", ["0" * 40]),
+        )["OpenIDConnectProviderArn"]
         return arn, {"Arn": arn}
 
 
@@ -246,9 +303,12 @@ class ScalableTarget(_ApiResource):
     @classmethod
     def apply(cls, name: str, props: dict[str, Any]) -> tuple[str, dict[str, str]]:
         _client("application-autoscaling").register_scalable_target(
-            ServiceNamespace=props["ServiceNamespace"], ResourceId=props["ResourceId"],
+            ServiceNamespace=props["ServiceNamespace"],
+            ResourceId=props["ResourceId"],
             ScalableDimension=props["ScalableDimension"],
-            MinCapacity=int(props["MinCapacity"]), MaxCapacity=int(props["MaxCapacity"]))
+            MinCapacity=int(props["MinCapacity"]),
+            MaxCapacity=int(props["MaxCapacity"]),
+        )
         target = f"{props['ResourceId']}|{props['ScalableDimension']}|{props['ServiceNamespace']}"
         return target, {}
 
@@ -263,18 +323,20 @@ class ScalingPolicy(_ApiResource):
     @classmethod
     def apply(cls, name: str, props: dict[str, Any]) -> tuple[str, dict[str, str]]:
         target = props.get("ScalingTargetId", "")
-        resource_id, dimension, namespace = (target.split("|") + ["", "", ""])[:3]
+        resource_id, dimension, namespace = [*target.split("|"), "", "", ""][:3]
         config = dict(props.get("TargetTrackingScalingPolicyConfiguration", {}))
         for key in ("ScaleInCooldown", "ScaleOutCooldown"):
             if key in config:
                 config[key] = int(config[key])
         config["TargetValue"] = float(config.get("TargetValue", 0))
         arn = _client("application-autoscaling").put_scaling_policy(
-            PolicyName=props.get("PolicyName", name), PolicyType=props["PolicyType"],
+            PolicyName=props.get("PolicyName", name),
+            PolicyType=props["PolicyType"],
             ServiceNamespace=props.get("ServiceNamespace", namespace),
             ResourceId=props.get("ResourceId", resource_id),
             ScalableDimension=props.get("ScalableDimension", dimension),
-            TargetTrackingScalingPolicyConfiguration=config)["PolicyARN"]
+            TargetTrackingScalingPolicyConfiguration=config,
+        )["PolicyARN"]
         return arn, {"Arn": arn}
 
 
@@ -288,24 +350,81 @@ class Alarm(_ApiResource):
     @classmethod
     def apply(cls, name: str, props: dict[str, Any]) -> tuple[str, dict[str, str]]:
         alarm = props.get("AlarmName") or name
-        keys = ("AlarmDescription", "MetricName", "Namespace", "Statistic", "ComparisonOperator",
-                "Dimensions", "TreatMissingData")
+        keys = (
+            "AlarmDescription",
+            "MetricName",
+            "Namespace",
+            "Statistic",
+            "ComparisonOperator",
+            "Dimensions",
+            "TreatMissingData",
+        )
         args = {k: props[k] for k in keys if k in props}
         _client("cloudwatch").put_metric_alarm(
-            AlarmName=alarm, Period=int(props.get("Period", 60)),
+            AlarmName=alarm,
+            Period=int(props.get("Period", 60)),
             EvaluationPeriods=int(props.get("EvaluationPeriods", 1)),
-            Threshold=float(props.get("Threshold", 0)), **args)
+            Threshold=float(props.get("Threshold", 0)),
+            **args,
+        )
         return alarm, {"Arn": f"arn:aws:cloudwatch:::alarm:{alarm}"}
+
+
+class BucketPolicy(_ApiResource):
+    TYPE = "AWS::S3::BucketPolicy"
+    NOTE = (
+        "checked, not applied: its TLS-only rule would refuse the local endpoint, which is "
+        "plain HTTP on 127.0.0.1"
+    )
+
+    @staticmethod
+    def cloudformation_type() -> str:
+        return BucketPolicy.TYPE
+
+    @classmethod
+    def apply(cls, name: str, props: dict[str, Any]) -> tuple[str, dict[str, str]]:
+        document = props["PolicyDocument"]
+        if isinstance(document, str):
+            document = json.loads(document)
+        if not document.get("Statement"):
+            raise ValueError(f"bucket policy for {props['Bucket']} has no Statement")
+        return props["Bucket"], {}
+
+
+class GlueSecurityConfiguration(_ApiResource):
+    TYPE = "AWS::Glue::SecurityConfiguration"
+
+    @staticmethod
+    def cloudformation_type() -> str:
+        return GlueSecurityConfiguration.TYPE
+
+    @classmethod
+    def apply(cls, name: str, props: dict[str, Any]) -> tuple[str, dict[str, str]]:
+        config = props.get("Name") or name
+        glue = _client("glue")
+        try:
+            glue.get_security_configuration(Name=config)
+        except glue.exceptions.EntityNotFoundException:
+            # CloudFormation spells the S3 list "S3Encryptions"; the API "S3Encryption"
+            encryption = dict(props.get("EncryptionConfiguration", {}))
+            if "S3Encryptions" in encryption:
+                encryption["S3Encryption"] = encryption.pop("S3Encryptions")
+            glue.create_security_configuration(Name=config, EncryptionConfiguration=encryption)
+        return config, {}
 
 
 def install(runtime: Any) -> None:
     """Apply every patch; :func:`uninstall` restores moto as it was."""
     global _runtime
     _runtime = runtime
-    state_manager.set_transition(model_name="glue::job_run",
-                                 transition={"progression": "manual", "times": 10**9})
-    _after(glue_models.GlueBackend, "start_job_run", lambda b, run_id, name, *a, **k:
-           _glue_run_started(b, run_id, name))
+    state_manager.set_transition(
+        model_name="glue::job_run", transition={"progression": "manual", "times": 10**9}
+    )
+    _after(
+        glue_models.GlueBackend,
+        "start_job_run",
+        lambda b, run_id, name, *a, **k: _glue_run_started(b, run_id, name),
+    )
     _wrap(glue_models.FakeJobRun, "as_dict", _glue_as_dict)
     _after(sm_models.SageMakerModelBackend, "create_training_job", _training_created)
     _after(sm_models.SageMakerModelBackend, "create_processing_job", _processing_created)
@@ -313,8 +432,19 @@ def install(runtime: Any) -> None:
     _wrap(sm_models.SageMakerModelBackend, "delete_endpoint", _endpoint_deleting)
     _wrap(cfn_models.CloudFormationBackend, "execute_change_set", _execute_change_set)
     _wrap(sm_models.FakeEndpoint, "create_from_cloudformation_json", _endpoint_from_cfn)
-    gaps = {cls.TYPE: cls for cls in (GlueJob, ModelPackageGroup, OidcProvider, ScalableTarget,
-                                      ScalingPolicy, Alarm)}
+    gaps = {
+        cls.TYPE: cls
+        for cls in (
+            GlueJob,
+            ModelPackageGroup,
+            OidcProvider,
+            ScalableTarget,
+            ScalingPolicy,
+            Alarm,
+            BucketPolicy,
+            GlueSecurityConfiguration,
+        )
+    }
     _wrap(cfn_parsing, "get_model_map", lambda original: lambda: {**original(), **gaps})
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 import sys
@@ -27,12 +28,19 @@ from mlops.local.compute import Compute
 from mlops.local.endpoints import Endpoints
 
 REGION = "us-east-1"
-FAULTS = ("glue", "training", "evaluation", "stack-create", "stack-update", "system-test",
-          "prod-deploy")
+FAULTS = (
+    "glue",
+    "training",
+    "evaluation",
+    "stack-create",
+    "stack-update",
+    "system-test",
+    "prod-deploy",
+)
 
 
 class Faults:
-    """Fault injection for tests and demos: MLOPS_LOCAL_FAULTS=training,... or ``runtime.faults``."""
+    """Fault injection for tests and demos: MLOPS_LOCAL_FAULTS=training,... or runtime.faults."""
 
     def __init__(self, names: set[str]) -> None:
         unknown = names - set(FAULTS)
@@ -53,14 +61,18 @@ class Faults:
     def stack_failure(self, _resource: Any) -> str:
         for name in ("stack-create", "stack-update"):
             if self.take(name):
-                return (f"injected {name} fault: Could not find model data: the endpoint failed "
-                        "to start (see the endpoint's CloudWatch logs)")
+                return (
+                    f"injected {name} fault: Could not find model data: the endpoint failed "
+                    "to start (see the endpoint's CloudWatch logs)"
+                )
         return ""
 
     def endpoint_failure(self, endpoint: str) -> str:
         if "-prod" in endpoint and self.take("prod-deploy"):
-            return ("injected prod-deploy fault: The primary container for production variant "
-                    "AllTraffic did not pass the ping health check")
+            return (
+                "injected prod-deploy fault: The primary container for production variant "
+                "AllTraffic did not pass the ping health check"
+            )
         return ""
 
 
@@ -82,6 +94,7 @@ class LocalRuntime:
         self._tmp = tempfile.TemporaryDirectory(prefix="mlops-local-")
         self.work_dir = Path(self._tmp.name)
         self.child_env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
         self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self.server.start()
         host, port = self.server.get_host_and_port()
@@ -89,13 +102,18 @@ class LocalRuntime:
         moto_gaps.install(self)
         self.endpoints = Endpoints(self)
         self.compute = Compute(self)
-        self._set_env({
-            "AWS_ENDPOINT_URL": f"http://{host}:{port}",
-            "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": self.endpoints.url,
-            "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local",
-            "AWS_SESSION_TOKEN": None, "AWS_PROFILE": None,
-            "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION,
-        })
+        self._set_env(
+            {
+                "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+                "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": self.endpoints.url,
+                "AWS_ACCESS_KEY_ID": "local",
+                "AWS_SECRET_ACCESS_KEY": "local",
+                "AWS_SESSION_TOKEN": None,
+                "AWS_PROFILE": None,
+                "AWS_REGION": REGION,
+                "AWS_DEFAULT_REGION": REGION,
+            }
+        )
         self.session = boto3.Session(region_name=REGION)
         log(f"local: moto on http://{host}:{port}, endpoints on {self.endpoints.url}")
         return self
@@ -137,12 +155,21 @@ class LocalRuntime:
         self._saved_env.setdefault("MLOPS_BOOTSTRAP_STACK", None)
         log("\n== bootstrap (local)")
         outputs = stack.deploy(
-            ctx.client("cloudformation"), cfg.bootstrap_stack,
+            ctx.client("cloudformation"),
+            cfg.bootstrap_stack,
             ctx.root / "cloudformation" / "bootstrap.yaml",
-            {"GitHubOrg": "local", "GitHubRepo": "local", "ProjectName": cfg.project},
-            region=REGION, capabilities=("CAPABILITY_NAMED_IAM",))
-        self.image_uri = self.push_image(ctx, outputs["EcrRepositoryName"],
-                                         outputs["EcrRepositoryUri"])
+            {
+                "GitHubOrg": "local",
+                "GitHubRepo": "local",
+                "ProjectName": cfg.project,
+                "ModelPackageGroupName": f"{cfg.project}-models",
+            },
+            region=REGION,
+            capabilities=("CAPABILITY_NAMED_IAM",),
+        )
+        self.image_uri = self.push_image(
+            ctx, outputs["EcrRepositoryName"], outputs["EcrRepositoryUri"]
+        )
         log(f"local: image {self.image_uri}")
 
     def push_image(self, ctx: Any, repository: str, uri: str) -> str:
@@ -151,11 +178,17 @@ class LocalRuntime:
         package = ctx.root / "src" / ctx.config.model_package
         for path in sorted(package.rglob("*.py")) + sorted(package.rglob("*.json")):
             digest.update(path.read_bytes())
-        manifest = json.dumps({"schemaVersion": 2, "config": {"digest": f"sha256:{digest.hexdigest()}"},
-                               "mediaType": "application/vnd.docker.distribution.manifest.v2+json"})
+        manifest = json.dumps(
+            {
+                "schemaVersion": 2,
+                "config": {"digest": f"sha256:{digest.hexdigest()}"},
+                "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+            }
+        )
         ecr = ctx.client("ecr")
-        pushed = ecr.put_image(repositoryName=repository, imageManifest=manifest,
-                               imageTag=ctx.run_id)["image"]["imageId"]["imageDigest"]
+        pushed = ecr.put_image(
+            repositoryName=repository, imageManifest=manifest, imageTag=ctx.run_id
+        )["image"]["imageId"]["imageDigest"]
         return f"{uri}@{pushed}"
 
     # --- keep what the run made -----------------------------------------------------------------
@@ -173,8 +206,9 @@ class LocalRuntime:
         output = ctx.manifest.get("evaluate.output")
         if output:
             bucket_key = output.removeprefix("s3://")
-            shutil.copytree(self.run_dir / "s3" / bucket_key, self.run_dir / "evaluation",
-                            dirs_exist_ok=True)
+            shutil.copytree(
+                self.run_dir / "s3" / bucket_key, self.run_dir / "evaluation", dirs_exist_ok=True
+            )
         ctx.manifest.path = self.run_dir / "manifest.json"
         ctx.manifest.save()
         from mlops.steps.run import summary

@@ -1,12 +1,14 @@
 """Deploy: the endpoint stack for one stage, serving exactly the model package named.
 
-After CloudFormation reports success, the endpoint itself is checked: SageMaker can roll a blue/green
+After CloudFormation reports success, the endpoint itself is checked: SageMaker can roll a
+blue/green
 update back while the stack says UPDATE_COMPLETE.
 """
 
 from __future__ import annotations
 
-import time
+import hashlib
+import json
 from typing import Any
 
 from mlops import github, stack
@@ -19,9 +21,13 @@ TEMPLATE = "cloudformation/endpoint.yaml"
 
 
 def parameters(ctx: Context, stage: str, arn: str) -> dict[str, str]:
-    """Stack parameters: the stage's configuration plus the account's names."""
+    """Stack parameters: the stage's configuration plus the account's names.
+
+    DeployId changes exactly when something the endpoint serves changes (the package or a setting):
+    then the Model and EndpointConfig are replaced (a blue/green update); otherwise "no changes".
+    """
     s, acct = ctx.config.stage(stage), ctx.account
-    return {
+    params = {
         "Stage": stage,
         "EndpointName": ctx.config.endpoint_name(stage),
         "ModelPackageArn": arn,
@@ -40,8 +46,10 @@ def parameters(ctx: Context, stage: str, arn: str) -> dict[str, str]:
         "CanarySizePercent": str(s.canary_size_percent),
         "WaitIntervalInSeconds": str(s.wait_interval_seconds),
         "LatencyAlarmThresholdMicroseconds": str(s.latency_alarm_microseconds),
-        "DeployId": f"{time.strftime('%Y%m%d%H%M%S')}-{arn.rsplit('/', 1)[-1]}",
     }
+    digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
+    params["DeployId"] = f"v{arn.rsplit('/', 1)[-1]}-{digest}"
+    return params
 
 
 def check_package(ctx: Context, stage: str, arn: str) -> dict[str, Any]:
@@ -69,7 +77,8 @@ def verify_endpoint(ctx: Context, name: str, config_name: str) -> dict[str, Any]
         raise PipelineError(
             f"endpoint {name} serves config {desc['EndpointConfigName']}, not {config_name}: "
             "SageMaker rolled the update back (check the auto-rollback alarms and the endpoint's "
-            "CloudWatch logs)")
+            "CloudWatch logs)"
+        )
     return desc
 
 
@@ -77,13 +86,22 @@ def run(ctx: Context, stage: str, arn: str) -> dict[str, str]:
     check_package(ctx, stage, arn)
     name = ctx.config.stack_name(stage)
     log(f"deploy: {arn} to {stage} (stack {name})")
-    outputs = stack.deploy(ctx.client("cloudformation"), name, ctx.root / TEMPLATE,
-                           parameters(ctx, stage, arn), region=ctx.region,
-                           tags={"mlops:stage": stage})
+    outputs = stack.deploy(
+        ctx.client("cloudformation"),
+        name,
+        ctx.root / TEMPLATE,
+        parameters(ctx, stage, arn),
+        region=ctx.region,
+        tags={"mlops:stage": stage},
+    )
     endpoint = outputs.get("EndpointName") or ctx.config.endpoint_name(stage)
     verify_endpoint(ctx, endpoint, outputs.get("EndpointConfigName", ""))
-    values = {"stack": name, "endpoint": endpoint, "model_package_arn": arn,
-              "endpoint_config": outputs.get("EndpointConfigName", "")}
+    values = {
+        "stack": name,
+        "endpoint": endpoint,
+        "model_package_arn": arn,
+        "endpoint_config": outputs.get("EndpointConfigName", ""),
+    }
     ctx.manifest.update(f"deploy_{stage}", values)
     github.set_output("endpoint-name", endpoint)
     github.summary(f"### Deployed to {stage}\nEndpoint `{endpoint}` serves `{arn}`")

@@ -25,8 +25,14 @@ def upload_if_changed(s3: Any, path: Path, uri: str) -> str:
             return digest
     except s3.exceptions.ClientError:
         pass
-    call(f"upload {path}", s3.upload_file, Filename=str(path), Bucket=bucket, Key=key,
-         ExtraArgs={"Metadata": {"sha256": digest}})
+    call(
+        f"upload {path}",
+        s3.upload_file,
+        Filename=str(path),
+        Bucket=bucket,
+        Key=key,
+        ExtraArgs={"Metadata": {"sha256": digest}},
+    )
     return digest
 
 
@@ -43,33 +49,45 @@ def run(ctx: Context) -> dict[str, Any]:
     data_uri = s3_uri(acct.DataBucket, "raw", data_path.name)
     data_sha = upload_if_changed(s3, data_path, data_uri)
     output = s3_uri(acct.DataBucket, "runs", ctx.run_id, "etl") + "/"
-    arguments = {"--input": data_uri, "--output": output,
-                 **{f"--{k}": v for k, v in cfg.etl.items()}}
+    arguments = {
+        "--input": data_uri,
+        "--output": output,
+        **{f"--{k}": v for k, v in cfg.etl.items()},
+    }
     if extra:
         arguments["--extra-files"] = ",".join(extra)
-    run_id = call("start the Glue job run", glue.start_job_run, JobName=acct.GlueJobName,
-                  Arguments=arguments)["JobRunId"]
+    run_id = call(
+        "start the Glue job run", glue.start_job_run, JobName=acct.GlueJobName, Arguments=arguments
+    )["JobRunId"]
     log(f"etl: Glue job {acct.GlueJobName} run {run_id}")
     wait_for(
         f"Glue run {run_id[:16]}",
-        lambda: call("get the Glue job run", glue.get_job_run, JobName=acct.GlueJobName,
-                     RunId=run_id)["JobRun"],
+        lambda: call(
+            "get the Glue job run", glue.get_job_run, JobName=acct.GlueJobName, RunId=run_id
+        )["JobRun"],
         lambda d: d["JobRunState"],
         done={"SUCCEEDED"},
         failed=GLUE_FAILED,
-        link=console(ctx.region, f"gluestudio/home?region={ctx.region}#/editor/job/"
-                                 f"{acct.GlueJobName}/runs"),
+        link=console(
+            ctx.region, f"gluestudio/home?region={ctx.region}#/editor/job/{acct.GlueJobName}/runs"
+        ),
     )
     etl_manifest = read_json_object(s3, output + "manifest.json")
     result = {
-        "glue_job": acct.GlueJobName, "job_run_id": run_id, "script_sha256": script_sha,
-        "data_uri": data_uri, "data_sha256": data_sha, "output": output,
+        "glue_job": acct.GlueJobName,
+        "job_run_id": run_id,
+        "script_sha256": script_sha,
+        "data_uri": data_uri,
+        "data_sha256": data_sha,
+        "output": output,
         "splits": {name: output + name + "/" for name in ("train", "validation", "test")},
         "test_raw": output + "test_raw/",
         "row_counts": etl_manifest.get("split_counts") or etl_manifest.get("rows", {}),
         "statistics": output + "baseline/statistics.json",
     }
     ctx.manifest.update("etl", result)
-    github.summary("### ETL\n" + github.table(
-        ["split", "rows"], [[k, v] for k, v in sorted(result["row_counts"].items())]))
+    github.summary(
+        "### ETL\n"
+        + github.table(["split", "rows"], [[k, v] for k, v in sorted(result["row_counts"].items())])
+    )
     return result

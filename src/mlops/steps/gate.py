@@ -24,16 +24,21 @@ class Check:
     passed: bool
 
     def row(self) -> list[str]:
-        return [self.metric, f"≤ {self.limit:.4f}", f"{self.value:.4f}",
-                "pass" if self.passed else "FAIL"]
+        return [
+            self.metric,
+            f"≤ {self.limit:.4f}",
+            f"{self.value:.4f}",
+            "pass" if self.passed else "FAIL",
+        ]
 
 
 def rmse_of(evaluation: dict[str, Any]) -> float:
     return float(evaluation["regression_metrics"]["rmse"]["value"])
 
 
-def checks(config: Config, evaluation: dict[str, Any],
-           prod: dict[str, Any] | None = None) -> list[Check]:
+def checks(
+    config: Config, evaluation: dict[str, Any], prod: dict[str, Any] | None = None
+) -> list[Check]:
     """Pure function: the gate's verdict per rule, so it is tested without AWS."""
     rmse = rmse_of(evaluation)
     baseline = float(evaluation["baseline"]["mean_predictor_rmse"])

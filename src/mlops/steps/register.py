@@ -16,13 +16,18 @@ def run(ctx: Context, status: str = "PendingManualApproval") -> str:
     m, cfg, acct = ctx.manifest, ctx.config, ctx.account
     train, etl = m.require("train", "train"), m.require("etl", "etl")
     evaluation_uri = m.require("evaluate.uri", "evaluate")
+    rmse = m.require("evaluate.metrics", "evaluate")["regression_metrics"]["rmse"]["value"]
     content_types = ["text/csv", "application/json"]
     lineage = {
-        "git_sha": m.get("run.git_sha", "unknown"), "run_id": ctx.run_id,
-        "image_digest": train["image_digest"], "data_sha256": etl["data_sha256"],
-        "data_uri": etl["data_uri"], "training_job": train["job_name"],
-        "test_data_uri": etl["test_raw"], "evaluation_uri": evaluation_uri,
-        "rmse": f"{m.require('evaluate.metrics', 'evaluate')['regression_metrics']['rmse']['value']:.6f}",
+        "git_sha": m.get("run.git_sha", "unknown"),
+        "run_id": ctx.run_id,
+        "image_digest": train["image_digest"],
+        "data_sha256": etl["data_sha256"],
+        "data_uri": etl["data_uri"],
+        "training_job": train["job_name"],
+        "test_data_uri": etl["test_raw"],
+        "evaluation_uri": evaluation_uri,
+        "rmse": f"{rmse:.6f}",
     }
     response = call(
         "create the model package",
@@ -34,10 +39,14 @@ def run(ctx: Context, status: str = "PendingManualApproval") -> str:
             "SupportedContentTypes": content_types,
             "SupportedResponseMIMETypes": content_types,
             "SupportedRealtimeInferenceInstanceTypes": sorted(
-                {s.instance_type for s in cfg.stages.values()}),
+                {s.instance_type for s in cfg.stages.values()}
+            ),
         },
-        ModelMetrics={"ModelQuality": {"Statistics": {
-            "ContentType": "application/json", "S3Uri": evaluation_uri}}},
+        ModelMetrics={
+            "ModelQuality": {
+                "Statistics": {"ContentType": "application/json", "S3Uri": evaluation_uri}
+            }
+        },
         ModelApprovalStatus=status,
         CustomerMetadataProperties=lineage,
     )
@@ -53,7 +62,12 @@ def run(ctx: Context, status: str = "PendingManualApproval") -> str:
 
 def describe(ctx: Context, arn: str) -> dict[str, Any]:
     if not arn or ":model-package/" not in arn:
-        raise ConfigError(f"{arn!r} is not a model package ARN: pass --model-package-arn "
-                          "(the train job's model-package-arn output)")
-    return call(f"describe model package {arn}", ctx.client("sagemaker").describe_model_package,
-                ModelPackageName=arn)
+        raise ConfigError(
+            f"{arn!r} is not a model package ARN: pass --model-package-arn "
+            "(the train job's model-package-arn output)"
+        )
+    return call(
+        f"describe model package {arn}",
+        ctx.client("sagemaker").describe_model_package,
+        ModelPackageName=arn,
+    )

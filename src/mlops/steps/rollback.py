@@ -18,14 +18,18 @@ def previous_approved(ctx: Context, stage: str) -> str:
         "list approved model packages",
         ctx.client("sagemaker").list_model_packages,
         ModelPackageGroupName=ctx.account.ModelPackageGroupName,
-        ModelApprovalStatus="Approved", SortBy="CreationTime", SortOrder="Descending",
+        ModelApprovalStatus="Approved",
+        SortBy="CreationTime",
+        SortOrder="Descending",
         MaxResults=50,
     )["ModelPackageSummaryList"]
     for package in packages:
         if package["ModelPackageArn"] != serving_arn:
             return package["ModelPackageArn"]
-    raise ConfigError(f"no earlier Approved model package than {serving_arn or 'none'} to roll "
-                      "back to: pass --model-package-arn")
+    raise ConfigError(
+        f"no earlier Approved model package than {serving_arn or 'none'} to roll "
+        "back to: pass --model-package-arn"
+    )
 
 
 def run(ctx: Context, stage: str, arn: str | None = None) -> dict[str, str]:

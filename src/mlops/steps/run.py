@@ -59,8 +59,11 @@ def summary(ctx: Context, timings: dict[str, float]) -> str:
     if checks:
         lines.append(gate.render([gate.Check(**c) for c in checks]))
     if m.get("register.model_package_arn"):
-        lines.append(f"\nModel package: `{m.get('register.model_package_arn')}` "
-                     f"(version {m.get('register.version')}, {m.get('register.status')})")
+        status = m.get("promote.status") or m.get("register.status")
+        lines.append(
+            f"\nModel package: `{m.get('register.model_package_arn')}` "
+            f"(version {m.get('register.version')}, {status})"
+        )
     rows = []
     for s in ("dev", "prod"):
         if m.get(f"deploy_{s}.endpoint"):
@@ -69,7 +72,12 @@ def summary(ctx: Context, timings: dict[str, float]) -> str:
             rows.append([s, m.get(f"deploy_{s}.endpoint"), verdict])
     if rows:
         lines.append("\n" + github.table(["stage", "endpoint", "system tests"], rows))
-    lines.append("\n" + github.table(["stage", "seconds"],
-                                     [[k, f"{v:.1f}"] for k, v in timings.items()]
-                                     + [["total", f"{sum(timings.values()):.1f}"]]))
+    lines.append(
+        "\n"
+        + github.table(
+            ["stage", "seconds"],
+            [[k, f"{v:.1f}"] for k, v in timings.items()]
+            + [["total", f"{sum(timings.values()):.1f}"]],
+        )
+    )
     return "\n".join(lines)

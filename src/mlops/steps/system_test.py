@@ -33,10 +33,12 @@ def run(ctx: Context, stage: str, arn: str) -> None:
     package = register.describe(ctx, arn)
     meta = package.get("CustomerMetadataProperties", {})
     if "test_data_uri" not in meta:
-        raise ConfigError(f"model package {arn} has no test_data_uri lineage: register it with "
-                          "`mlops register`")
-    outputs = stack.outputs(stack.describe(ctx.client("cloudformation"),
-                                           ctx.config.stack_name(stage)) or {})
+        raise ConfigError(
+            f"model package {arn} has no test_data_uri lineage: register it with `mlops register`"
+        )
+    outputs = stack.outputs(
+        stack.describe(ctx.client("cloudformation"), ctx.config.stack_name(stage)) or {}
+    )
     endpoint = outputs.get("EndpointName")
     if not endpoint:
         raise ConfigError(f"no endpoint stack for {stage}: run `mlops deploy --stage {stage}`")
@@ -46,11 +48,23 @@ def run(ctx: Context, stage: str, arn: str) -> None:
     with tempfile.TemporaryDirectory(prefix="system-test-") as tmp:
         data = download_prefix(s3, meta["test_data_uri"], Path(tmp))
         args = [
-            sys.executable, "-m", "pytest", str(ctx.root / "tests" / "system"), "-q",
-            "-p", "no:cacheprovider", "--endpoint-name", endpoint, "--region", ctx.region,
-            "--test-data", str(data),
-            "--expected-rmse", str(evaluation["regression_metrics"]["rmse"]["value"]),
-            "--latency-budget-ms", str(s.latency_budget_ms),
+            sys.executable,
+            "-m",
+            "pytest",
+            str(ctx.root / "tests" / "system"),
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--endpoint-name",
+            endpoint,
+            "--region",
+            ctx.region,
+            "--test-data",
+            str(data),
+            "--expected-rmse",
+            str(evaluation["regression_metrics"]["rmse"]["value"]),
+            "--latency-budget-ms",
+            str(s.latency_budget_ms),
         ]
         if s.capture_sampling_percent:
             bucket = ctx.account.CaptureBucket
@@ -60,5 +74,7 @@ def run(ctx: Context, stage: str, arn: str) -> None:
     ctx.manifest.update(f"system_test_{stage}", {"endpoint": endpoint, "passed": code == 0})
     github.summary(f"### System tests ({stage}): {'passed' if code == 0 else 'FAILED'}")
     if code != 0:
-        raise PipelineError(f"system tests failed against {endpoint} ({stage}), pytest exit {code}: "
-                            "see the test output above")
+        raise PipelineError(
+            f"system tests failed against {endpoint} ({stage}), pytest exit {code}: "
+            "see the test output above"
+        )

@@ -22,8 +22,10 @@ def parse_image(uri: str) -> tuple[str, str]:
     """Split REPO@sha256:DIGEST; a tag is refused: dev and prod must run the very same image."""
     match = DIGEST_URI.match(uri or "")
     if not match:
-        raise ConfigError(f"image {uri!r} is not pinned by digest: pass --image-uri "
-                          "REPOSITORY_URI@sha256:<64 hex> (the build job's digest output)")
+        raise ConfigError(
+            f"image {uri!r} is not pinned by digest: pass --image-uri "
+            "REPOSITORY_URI@sha256:<64 hex> (the build job's digest output)"
+        )
     return match["repo"], match["digest"]
 
 
@@ -31,8 +33,12 @@ def check_image(ecr: Any, uri: str) -> str:
     """The image must exist in ECR under exactly this digest."""
     repo_uri, digest = parse_image(uri)
     name = repo_uri.split("/", 1)[-1]
-    call(f"find image {digest[:19]} in ECR repository {name}", ecr.describe_images,
-         repositoryName=name, imageIds=[{"imageDigest": digest}])
+    call(
+        f"find image {digest[:19]} in ECR repository {name}",
+        ecr.describe_images,
+        repositoryName=name,
+        imageIds=[{"imageDigest": digest}],
+    )
     return digest
 
 
@@ -44,8 +50,9 @@ class LogTail:
 
     def __call__(self, _desc: dict[str, Any]) -> None:
         try:
-            page = self.logs.filter_log_events(logGroupName=LOG_GROUP, startTime=self.since,
-                                               logStreamNamePrefix=self.job)
+            page = self.logs.filter_log_events(
+                logGroupName=LOG_GROUP, startTime=self.since, logStreamNamePrefix=self.job
+            )
         except self.logs.exceptions.ResourceNotFoundException:
             return
         for event in page.get("events", []):
@@ -66,21 +73,34 @@ def run(ctx: Context, image_uri: str) -> dict[str, Any]:
         "create the training job",
         sm.create_training_job,
         TrainingJobName=name,
-        AlgorithmSpecification={"TrainingImage": image_uri, "TrainingInputMode": "File",
-                                "MetricDefinitions": METRICS},
+        AlgorithmSpecification={
+            "TrainingImage": image_uri,
+            "TrainingInputMode": "File",
+            "MetricDefinitions": METRICS,
+        },
         RoleArn=acct.SageMakerExecutionRoleArn,
         HyperParameters=cfg.hyperparameters,
         InputDataConfig=[
-            {"ChannelName": channel, "ContentType": "text/csv",
-             "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": splits[channel],
-                                             "S3DataDistributionType": "FullyReplicated"}}}
+            {
+                "ChannelName": channel,
+                "ContentType": "text/csv",
+                "DataSource": {
+                    "S3DataSource": {
+                        "S3DataType": "S3Prefix",
+                        "S3Uri": splits[channel],
+                        "S3DataDistributionType": "FullyReplicated",
+                    }
+                },
+            }
             for channel in ("train", "validation")
         ],
         OutputDataConfig={"S3OutputPath": output, "KmsKeyId": acct.KmsKeyArn},
-        ResourceConfig={"InstanceType": train.get("instance_type", "ml.m5.large"),
-                        "InstanceCount": int(train.get("instance_count", 1)),
-                        "VolumeSizeInGB": int(train.get("volume_gb", 10)),
-                        "VolumeKmsKeyId": acct.KmsKeyArn},
+        ResourceConfig={
+            "InstanceType": train.get("instance_type", "ml.m5.large"),
+            "InstanceCount": int(train.get("instance_count", 1)),
+            "VolumeSizeInGB": int(train.get("volume_gb", 10)),
+            "VolumeKmsKeyId": acct.KmsKeyArn,
+        },
         StoppingCondition={"MaxRuntimeInSeconds": int(train.get("max_runtime_seconds", 3600))},
         Tags=[{"Key": "mlops:run", "Value": ctx.run_id}],
     )
@@ -95,7 +115,9 @@ def run(ctx: Context, image_uri: str) -> dict[str, Any]:
         on_poll=LogTail(ctx.client("logs"), name),
     ).description
     values = {
-        "job_name": name, "image_uri": image_uri, "image_digest": digest,
+        "job_name": name,
+        "image_uri": image_uri,
+        "image_digest": digest,
         "model_data": result["ModelArtifacts"]["S3ModelArtifacts"],
         "hyperparameters": cfg.hyperparameters,
     }

@@ -1,0 +1,467 @@
+"""The CloudFormation templates read as data, and deployed into moto as `make pipeline` does."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import warnings
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2] / "cloudformation"
+ACCOUNT, REGION = "123456789012", "us-east-1"
+# moto ignores these types: a Ref gives "" and a GetAtt fails the whole stack.
+MOTO_IGNORED = (
+    "AWS::CloudWatch::Alarm",
+    "AWS::ApplicationAutoScaling::",
+    "AWS::Glue::",
+    "AWS::IAM::OIDCProvider",
+    "AWS::SageMaker::ModelPackageGroup",
+    "AWS::S3::BucketPolicy",
+)
+# The only actions allowed on Resource "*": AWS offers no resource-level permission for them.
+STAR_RESOURCE_ACTIONS = {
+    "ecr:GetAuthorizationToken",
+    "sagemaker:ListModelPackages",
+    "cloudwatch:PutMetricData",
+    "application-autoscaling:DescribeScalableTargets",
+    "application-autoscaling:DescribeScalingPolicies",
+    "application-autoscaling:DescribeScalingActivities",
+}
+# bootstrap: five least-privilege roles take ~190 lines on their own.
+MAX_LINES = {"bootstrap.yaml": 400, "endpoint.yaml": 300}
+BOOTSTRAP_OUTPUTS = {
+    "DataBucket",
+    "ArtifactBucket",
+    "CaptureBucket",
+    "KmsKeyArn",
+    "SageMakerExecutionRoleArn",
+    "GlueRoleArn",
+    "GlueJobName",
+    "EcrRepositoryName",
+    "EcrRepositoryUri",
+    "ModelPackageGroupName",
+    "BuildRoleArn",
+    "DevDeployRoleArn",
+    "ProdDeployRoleArn",
+    "OidcProviderArn",
+}
+
+
+class CfnLoader(yaml.SafeLoader):
+    """SafeLoader turning the short intrinsic tags (!Ref, !Sub, !GetAtt...) into the long form."""
+
+
+def _intrinsic(loader: CfnLoader, suffix: str, node: yaml.Node) -> dict:
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    if suffix == "Ref":
+        return {"Ref": value}
+    if suffix == "GetAtt" and isinstance(value, str):
+        value = value.split(".", 1)
+    return {f"Fn::{suffix}": value}
+
+
+CfnLoader.add_multi_constructor("!", _intrinsic)
+
+
+def load(name: str) -> dict:
+    return yaml.load((ROOT / name).read_text(), Loader=CfnLoader)  # a SafeLoader subclass
+
+
+@pytest.fixture(scope="module")
+def boot() -> dict:
+    return load("bootstrap.yaml")
+
+
+@pytest.fixture(scope="module")
+def endpoint() -> dict:
+    return load("endpoint.yaml")
+
+
+def walk(node, path=()):
+    """Every (path, node) pair in a loaded template."""
+    yield path, node
+    items = (
+        node.items()
+        if isinstance(node, dict)
+        else enumerate(node)
+        if isinstance(node, list)
+        else ()
+    )
+    for key, child in items:
+        yield from walk(child, (*path, key))
+
+
+def statements(template: dict):
+    """Every IAM, key and bucket policy statement of a template, with its resource's logical id."""
+    for path, node in walk(template["Resources"]):
+        if path and path[-1] in ("PolicyDocument", "AssumeRolePolicyDocument", "KeyPolicy"):
+            for statement in node["Statement"]:
+                yield path[0], path[-1], statement
+
+
+def as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def of_type(template: dict, type_: str) -> dict:
+    return {k: r for k, r in template["Resources"].items() if r["Type"] == type_}
+
+
+@pytest.mark.parametrize("name", ["bootstrap.yaml", "endpoint.yaml"])
+def test_size_parameters_and_exported_outputs(name: str) -> None:
+    text = (ROOT / name).read_text()
+    assert len(text.splitlines()) <= MAX_LINES[name]
+    template = load(name)
+    constraints = {"AllowedValues", "AllowedPattern", "MinValue", "MaxValue", "MinLength"}
+    for key, param in template["Parameters"].items():
+        assert param.get("Description"), f"{name}: parameter {key} has no Description"
+        assert constraints & param.keys(), f"{name}: parameter {key} has no constraint"
+    for key, output in template["Outputs"].items():
+        assert output["Export"]["Name"] == {"Fn::Sub": f"${{AWS::StackName}}-{key}"}, key
+
+
+def test_bootstrap_outputs_are_the_names_the_pipeline_reads(boot: dict) -> None:
+    assert set(boot["Outputs"]) == BOOTSTRAP_OUTPUTS
+
+
+@pytest.mark.parametrize(
+    ("role", "subject"),
+    [
+        ("BuildRole", "ref:refs/heads/main"),
+        ("DevDeployRole", "environment:dev"),
+        ("ProdDeployRole", "environment:prod"),
+    ],
+)
+def test_github_roles_trust_exactly_one_subject(boot: dict, role: str, subject: str) -> None:
+    (statement,) = boot["Resources"][role]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert statement["Action"] == "sts:AssumeRoleWithWebIdentity"
+    condition = statement["Condition"]
+    assert set(condition) == {"StringEquals"}  # no StringLike wildcards
+    assert condition["StringEquals"] == {
+        "token.actions.githubusercontent.com:aud": "sts.amazonaws.com",
+        "token.actions.githubusercontent.com:sub": {
+            "Fn::Sub": f"repo:${{GitHubOrg}}/${{GitHubRepo}}:{subject}"
+        },
+    }
+    assert boot["Resources"]["BuildRole"]["Properties"]["MaxSessionDuration"] >= 4 * 3600
+
+
+def test_only_prod_may_approve_model_packages(boot: dict) -> None:
+    approvers = {
+        rid
+        for rid, _, st in statements(boot)
+        if "sagemaker:UpdateModelPackage" in as_list(st.get("Action", []))
+    }
+    assert approvers == {"ProdDeployRole", "BuildRole"}  # build registers; prod approves
+    roles = boot["Resources"]
+    assert {"Ref": "DeployPolicy"} in roles["DevDeployRole"]["Properties"]["ManagedPolicyArns"]
+    assert "Policies" not in roles["DevDeployRole"]["Properties"]
+
+
+@pytest.mark.parametrize("name", ["bootstrap.yaml", "endpoint.yaml"])
+def test_least_privilege(name: str) -> None:
+    for rid, kind, st in statements(load(name)):
+        actions = as_list(st.get("Action", []))
+        assert not {"*", "*:*"} & set(actions), f"{rid}: wildcard action"
+        if kind == "KeyPolicy" or st["Effect"] == "Deny":
+            continue  # in a key policy "*" means the key itself
+        if "*" in as_list(st.get("Resource", [])):
+            assert set(actions) <= STAR_RESOURCE_ACTIONS, f"{rid}: {actions} on Resource *"
+        if "iam:PassRole" in actions:
+            assert (
+                st["Condition"]["StringEquals"]["iam:PassedToService"] == "sagemaker.amazonaws.com"
+            )
+            assert st["Resource"] == {"Fn::GetAtt": ["SageMakerExecutionRole", "Arn"]}
+
+
+@pytest.mark.parametrize("name", ["bootstrap.yaml", "endpoint.yaml"])
+def test_nothing_reads_attributes_of_types_moto_ignores(name: str) -> None:
+    template = load(name)
+    ignored = {k for k, r in template["Resources"].items() if r["Type"].startswith(MOTO_IGNORED)}
+    for path, node in walk(template):
+        if isinstance(node, dict) and "Fn::GetAtt" in node:
+            assert node["Fn::GetAtt"][0] not in ignored, f"GetAtt at {path}"
+        if isinstance(node, dict) and "Fn::Sub" in node:
+            text = node["Fn::Sub"] if isinstance(node["Fn::Sub"], str) else node["Fn::Sub"][0]
+            for ref in re.findall(r"\$\{([A-Za-z0-9]+)[.}]", text):
+                assert ref not in ignored, f"Sub of {ref} at {path}"
+    for key, output in template["Outputs"].items():
+        refs = [n["Ref"] for _, n in walk(output["Value"]) if isinstance(n, dict) and "Ref" in n]
+        assert not ignored & set(refs), f"output {key} refers to a resource moto ignores"
+
+
+def test_buckets_encrypted_versioned_private_tls_only(boot: dict) -> None:
+    buckets = of_type(boot, "AWS::S3::Bucket")
+    assert set(buckets) == {"DataBucket", "ArtifactBucket", "CaptureBucket"}
+    policies = {
+        p["Properties"]["Bucket"]["Ref"]: p["Properties"]["PolicyDocument"]
+        for p in of_type(boot, "AWS::S3::BucketPolicy").values()
+    }
+    for key, bucket in buckets.items():
+        props = bucket["Properties"]
+        (rule,) = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+        assert rule["ServerSideEncryptionByDefault"] == {
+            "SSEAlgorithm": "aws:kms",
+            "KMSMasterKeyID": {"Fn::GetAtt": ["Key", "Arn"]},
+        }
+        assert props["VersioningConfiguration"] == {"Status": "Enabled"}
+        assert set(props["PublicAccessBlockConfiguration"].values()) == {True}
+        assert len(props["PublicAccessBlockConfiguration"]) == 4
+        assert props["OwnershipControls"]["Rules"] == [{"ObjectOwnership": "BucketOwnerEnforced"}]
+        (deny,) = policies[key]["Statement"]
+        assert deny["Effect"] == "Deny" and deny["Principal"] == "*"
+        assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_key_ecr_and_glue_job(boot: dict) -> None:
+    res = boot["Resources"]
+    assert res["Key"]["Properties"]["EnableKeyRotation"] is True
+    ecr = res["EcrRepository"]["Properties"]
+    assert ecr["ImageTagMutability"] == "IMMUTABLE"
+    assert ecr["ImageScanningConfiguration"] == {"ScanOnPush": True}
+    assert ecr["EncryptionConfiguration"]["EncryptionType"] == "KMS"
+    (rule,) = json.loads(ecr["LifecyclePolicy"]["LifecyclePolicyText"])["rules"]
+    assert rule["selection"]["countType"] == "imageCountMoreThan"
+    job = res["GlueJob"]["Properties"]
+    assert job["Command"] == {
+        "Name": "glueetl",
+        "PythonVersion": "3",
+        "ScriptLocation": {"Fn::Sub": "s3://${ArtifactBucket}/code/etl.py"},
+    }
+    assert job["GlueVersion"] == "5.1"
+    assert job["WorkerType"] == {"Ref": "GlueWorkerType"}
+    assert job["ExecutionClass"] == {"Ref": "GlueExecutionClass"}
+    assert boot["Parameters"]["GlueNumberOfWorkers"]["MinValue"] == 2
+    assert {"--enable-metrics", "--enable-continuous-cloudwatch-log", "--job-language"} <= set(
+        job["DefaultArguments"]
+    )
+    assert boot["Outputs"]["GlueJobName"]["Value"] == job["Name"]
+
+
+def test_endpoint_blue_green_with_alarm_rollback(endpoint: dict) -> None:
+    res = endpoint["Resources"]
+    assert "ModelName" not in res["Model"]["Properties"]
+    assert res["Model"]["Properties"]["PrimaryContainer"] == {
+        "ModelPackageName": {"Ref": "ModelPackageArn"}
+    }
+    assert "EndpointConfigName" not in res["EndpointConfig"]["Properties"]
+    (variant,) = res["EndpointConfig"]["Properties"]["ProductionVariants"]
+    assert variant["VariantName"] == "AllTraffic"
+    props = res["Endpoint"]["Properties"]
+    assert props["EndpointName"] == {"Ref": "EndpointName"}
+    assert props["RetainAllVariantProperties"] is True
+    alarm_names = [
+        a["AlarmName"] for a in props["DeploymentConfig"]["AutoRollbackConfiguration"]["Alarms"]
+    ]
+    alarms = of_type(endpoint, "AWS::CloudWatch::Alarm").values()
+    assert alarm_names == [a["Properties"]["AlarmName"] for a in alarms]
+    assert {a["Properties"]["MetricName"] for a in alarms} == {
+        "Invocation5XXErrors",
+        "ModelLatency",
+    }
+    for alarm in alarms:
+        assert alarm["Properties"]["Dimensions"] == [
+            {"Name": "EndpointName", "Value": {"Ref": "EndpointName"}},
+            {"Name": "VariantName", "Value": "AllTraffic"},
+        ]
+    for key in ("Model", "EndpointConfig", "Endpoint"):
+        assert {"Key": "DeployId", "Value": {"Ref": "DeployId"}} in res[key]["Properties"]["Tags"]
+
+
+def test_endpoint_capture_and_autoscaling_by_condition(endpoint: dict) -> None:
+    res = endpoint["Resources"]
+    condition, capture, absent = res["EndpointConfig"]["Properties"]["DataCaptureConfig"]["Fn::If"]
+    assert (condition, absent) == ("HasDataCapture", {"Ref": "AWS::NoValue"})
+    assert capture["CaptureOptions"] == [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}]
+    assert capture["KmsKeyId"] == {"Ref": "KmsKeyArn"}
+    assert set(capture["CaptureContentTypeHeader"]) == {"CsvContentTypes", "JsonContentTypes"}
+    target, policy = res["ScalableTarget"], res["ScalingPolicy"]
+    assert target["Condition"] == policy["Condition"] == "HasAutoscaling"
+    assert target["DependsOn"] == "Endpoint"
+    assert target["Properties"]["ResourceId"] == {
+        "Fn::Sub": "endpoint/${EndpointName}/variant/AllTraffic"
+    }
+    config = policy["Properties"]["TargetTrackingScalingPolicyConfiguration"]
+    assert config["PredefinedMetricSpecification"] == {
+        "PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"
+    }
+    assert endpoint["Parameters"]["TargetInvocationsPerInstance"]["Default"] == 750
+
+
+# --- deployed into moto (5.2.5), as `make pipeline` does ---------------------------------------
+pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse:UserWarning")
+
+
+@pytest.fixture(scope="module")
+def aws():
+    """One in-process moto for the module: (cloudformation, sagemaker, session) clients."""
+    import boto3
+    from moto import mock_aws
+
+    with pytest.MonkeyPatch.context() as env, mock_aws():
+        for name in [n for n in os.environ if n.startswith("AWS_ENDPOINT_URL")]:
+            env.delenv(name)  # another test's local server must not catch these calls
+        session = boto3.Session(region_name=REGION)
+        yield session.client("cloudformation"), session.client("sagemaker"), session
+
+
+def deploy(cfn, stack: str, name: str, update: bool = False, **params: str) -> dict:
+    """Create (or update) a stack and return its outputs; fails the test on a failed status."""
+    call = cfn.update_stack if update else cfn.create_stack
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        call(
+            StackName=stack,
+            TemplateBody=(ROOT / name).read_text(),
+            Capabilities=["CAPABILITY_IAM"],
+            Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in params.items()],
+        )
+    (described,) = cfn.describe_stacks(StackName=stack)["Stacks"]
+    assert described["StackStatus"] == ("UPDATE_COMPLETE" if update else "CREATE_COMPLETE")
+    return {o["OutputKey"]: o["OutputValue"] for o in described["Outputs"]}
+
+
+BOOT_PARAMS = {
+    "GitHubOrg": "Acme-Org",
+    "GitHubRepo": "abalone",
+    "ProjectName": "abalone",
+    "ModelPackageGroupName": "abalone-models",
+}
+
+
+def test_bootstrap_deploys_into_moto(aws) -> None:
+    cfn, _, session = aws
+    out = deploy(cfn, "abalone-bootstrap", "bootstrap.yaml", **BOOT_PARAMS)
+    assert set(out) == BOOTSTRAP_OUTPUTS and all(out.values())
+    assert (out["GlueJobName"], out["ModelPackageGroupName"]) == ("abalone-etl", "abalone-models")
+    assert out["OidcProviderArn"].endswith(":oidc-provider/token.actions.githubusercontent.com")
+    s3 = session.client("s3")
+    for key in ("DataBucket", "ArtifactBucket", "CaptureBucket"):
+        (rule,) = s3.get_bucket_encryption(Bucket=out[key])["ServerSideEncryptionConfiguration"][
+            "Rules"
+        ]
+        assert rule["ApplyServerSideEncryptionByDefault"]["KMSMasterKeyID"] == out["KmsKeyArn"]
+    (repo,) = session.client("ecr").describe_repositories(
+        repositoryNames=[out["EcrRepositoryName"]]
+    )["repositories"]
+    assert (repo["repositoryUri"], repo["imageTagMutability"]) == (
+        out["EcrRepositoryUri"],
+        "IMMUTABLE",
+    )
+    role = session.client("iam").get_role(RoleName=out["ProdDeployRoleArn"].split("/")[-1])["Role"]
+    (statement,) = role["AssumeRolePolicyDocument"]["Statement"]
+    assert statement["Condition"]["StringEquals"]["token.actions.githubusercontent.com:sub"] == (
+        "repo:Acme-Org/abalone:environment:prod"
+    )
+
+
+def test_bootstrap_with_an_existing_oidc_provider(aws) -> None:
+    arn = f"arn:aws:iam::{ACCOUNT}:oidc-provider/token.actions.githubusercontent.com"
+    out = deploy(
+        aws[0],
+        "other-bootstrap",
+        "bootstrap.yaml",
+        **{
+            **BOOT_PARAMS,
+            "ProjectName": "other",
+            "ModelPackageGroupName": "other-models",
+            "CreateOidcProvider": "false",
+            "ExistingOidcProviderArn": arn,
+        },
+    )
+    assert out["OidcProviderArn"] == arn
+
+
+def register(sm, group: str, count: int) -> list[str]:
+    """Model packages as the register step makes them (moto ignores the group in CloudFormation)."""
+    sm.create_model_package_group(ModelPackageGroupName=group)
+    image = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/abalone@sha256:{'a' * 64}"
+    spec = {
+        "Containers": [{"Image": image, "ModelDataUrl": "s3://artifacts/model.tar.gz"}],
+        "SupportedContentTypes": ["text/csv"],
+        "SupportedResponseMIMETypes": ["text/csv"],
+    }
+    return [
+        sm.create_model_package(ModelPackageGroupName=group, InferenceSpecification=spec)[
+            "ModelPackageArn"
+        ]
+        for _ in range(count)
+    ]
+
+
+def endpoint_params(stage: str, package: str, deploy_id: str, **extra: str) -> dict:
+    return {
+        "Stage": stage,
+        "EndpointName": f"abalone-{stage}",
+        "ModelPackageArn": package,
+        "ExecutionRoleArn": f"arn:aws:iam::{ACCOUNT}:role/sagemaker-execution",
+        "CaptureS3Uri": "s3://capture-bucket/capture",
+        "DeployId": deploy_id,
+        "KmsKeyArn": f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+        **extra,
+    }
+
+
+def test_prod_endpoint_deploys_and_updates_in_place_in_moto(aws) -> None:
+    cfn, sm, _ = aws
+    first, second = register(sm, "prod-models", 2)
+    prod = {"EnableAutoscaling": "true", "DeploymentType": "CANARY", "InitialInstanceCount": "2"}
+    out = deploy(
+        cfn,
+        "abalone-endpoint-prod",
+        "endpoint.yaml",
+        **endpoint_params("prod", first, "run-1", **prod),
+    )
+    assert sm.describe_model(ModelName=out["ModelName"])["PrimaryContainer"] == {
+        "ModelPackageName": first
+    }
+    config = sm.describe_endpoint_config(EndpointConfigName=out["EndpointConfigName"])
+    assert config["DataCaptureConfig"]["CaptureOptions"] == [
+        {"CaptureMode": "Input"},
+        {"CaptureMode": "Output"},
+    ]
+    assert [v["VariantName"] for v in config["ProductionVariants"]] == ["AllTraffic"]
+    assert out["ErrorsAlarmName"] == "abalone-prod-invocation-5xx-errors"
+
+    new = deploy(
+        cfn,
+        "abalone-endpoint-prod",
+        "endpoint.yaml",
+        update=True,
+        **endpoint_params("prod", second, "run-2", **prod),
+    )
+    assert new["EndpointName"] == out["EndpointName"]
+    assert new["EndpointConfigName"] != out["EndpointConfigName"]
+    described = sm.describe_endpoint(EndpointName=new["EndpointName"])
+    assert (described["EndpointStatus"], described["EndpointConfigName"]) == (
+        "InService",
+        new["EndpointConfigName"],
+    )
+    assert sm.describe_model(ModelName=new["ModelName"])["PrimaryContainer"] == {
+        "ModelPackageName": second
+    }
+    configs = [c["EndpointConfigName"] for c in sm.list_endpoint_configs()["EndpointConfigs"]]
+    assert out["EndpointConfigName"] not in configs  # replaced, not duplicated
+
+
+def test_dev_endpoint_without_capture_in_moto(aws) -> None:
+    cfn, sm, _ = aws
+    (package,) = register(sm, "dev-models", 1)
+    out = deploy(
+        cfn,
+        "abalone-endpoint-dev",
+        "endpoint.yaml",
+        **endpoint_params("dev", package, "run-1", EnableDataCapture="false"),
+    )
+    config = sm.describe_endpoint_config(EndpointConfigName=out["EndpointConfigName"])
+    assert not config.get("DataCaptureConfig")  # moto answers {} where AWS omits it
+    assert sm.describe_endpoint(EndpointName=out["EndpointName"])["EndpointStatus"] == "InService"

@@ -1,0 +1,292 @@
+"""The hosting contract: every status code through the ASGI app in-process, plus a real uvicorn."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xgboost as xgb
+
+from abalone_model import model as artefact
+from abalone_model.errors import ModelError
+from abalone_model.features import encode_rows
+from abalone_model.schema import DATA_FILE, Schema
+from abalone_model.serve import server
+from abalone_model.serve.app import InferenceApp
+
+SCHEMA = Schema.load()
+NAMES = list(SCHEMA.raw_names)
+ROW = "M,0.455,0.365,0.095,0.514,0.2245,0.101,0.15"
+CSV_H = {"content-type": "text/csv"}
+
+
+@pytest.fixture(scope="session")
+def raw_rows() -> list[list[str]]:
+    with DATA_FILE.open(newline="") as fh:
+        return [[r[n] for n in NAMES] for r in csv.DictReader(fh)][:400]
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory, raw_rows) -> Path:
+    """A tiny real model in the artefact layout, trained on 400 rows (a fraction of a second)."""
+    with DATA_FILE.open(newline="") as fh:
+        rings = [float(r["rings"]) for r in csv.DictReader(fh)][:400]
+    data = xgb.DMatrix(encode_rows(SCHEMA, raw_rows), label=np.array(rings))
+    booster = xgb.train({"max_depth": 3, "nthread": 1, "seed": 0}, data, num_boost_round=20)
+    return artefact.save(tmp_path_factory.mktemp("model"), booster, SCHEMA, {"note": "test"})
+
+
+@pytest.fixture(scope="session")
+def app(model_dir) -> InferenceApp:
+    return InferenceApp(model=artefact.load(model_dir))
+
+
+def call(app, method="POST", path="/invocations", body=b"", headers=None, chunks=None):
+    """Drive the ASGI callable once; returns (status, headers dict, body bytes)."""
+    heads = [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    scope = {"type": "http", "method": method, "path": path, "headers": heads}
+    parts = list(chunks) if chunks is not None else [body]
+    sent: list[dict] = []
+
+    async def receive():
+        chunk = parts.pop(0) if parts else b""
+        return {"type": "http.request", "body": chunk, "more_body": bool(parts)}
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    start, end = sent
+    return start["status"], {k.decode(): v.decode() for k, v in start["headers"]}, end["body"]
+
+
+def error_of(response) -> dict:
+    _, headers, body = response
+    assert headers["content-type"] == "application/json"
+    return json.loads(body)
+
+
+def test_ping_after_load(app):
+    assert call(app, "GET", "/ping")[0] == 200
+    assert call(app, "GET", "/ping")[2] == b""
+
+
+def test_ping_answers_503_until_lifespan_loaded_the_model(model_dir):
+    app = InferenceApp(model_dir=model_dir)
+    assert call(app, "GET", "/ping")[0] == 503
+    assert call(app, body=ROW.encode(), headers=CSV_H)[0] == 503
+    assert _lifespan(app) == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    assert call(app, "GET", "/ping")[0] == 200
+
+
+def test_lifespan_fails_on_a_broken_model(tmp_path):
+    (tmp_path / "model.ubj").write_bytes(b"not a model")
+    sent = _lifespan(InferenceApp(model_dir=tmp_path))
+    assert sent == ["lifespan.startup.failed"]
+
+
+def _lifespan(app) -> list[str]:
+    messages = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+    sent: list[str] = []
+
+    async def receive():
+        return messages.pop(0)
+
+    async def send(message):
+        sent.append(message["type"])
+
+    asyncio.run(app({"type": "lifespan"}, receive, send))
+    return sent
+
+
+def test_csv_prediction_matches_the_model(app, raw_rows):
+    body = "\n".join(",".join(r) for r in raw_rows[:50]).encode()
+    status, headers, out = call(app, body=body, headers=CSV_H)
+    assert status == 200 and headers["content-type"] == "text/csv"
+    expected = app.model.predict(encode_rows(SCHEMA, raw_rows[:50]))
+    got = np.array(out.decode().split(), dtype=np.float64)
+    np.testing.assert_array_equal(got.astype(np.float32), expected.astype(np.float32))
+
+
+def test_reordered_header_gives_the_same_predictions(app, raw_rows):
+    plain = "\n".join(",".join(r) for r in raw_rows).encode()
+    order = [3, 7, 0, 5, 1, 6, 2, 4]
+    lines = [",".join(NAMES[i] for i in order)]
+    lines += [",".join(r[i] for i in order) for r in raw_rows]
+    reordered = "\r\n".join(lines).encode()
+    assert len(reordered) > 2048  # exercises the vectorised route too
+    first = call(app, body=plain, headers=CSV_H)
+    second = call(app, body=reordered, headers=CSV_H)
+    assert first[0] == second[0] == 200 and first[2] == second[2]
+    assert len(first[2].split()) == len(raw_rows)
+
+
+def test_json_in_json_out_and_accept_negotiation(app):
+    record = dict(zip(NAMES, [ROW.split(",")[0], *map(float, ROW.split(",")[1:])], strict=True))
+    body = json.dumps({"instances": [record, list(record.values())]}).encode()
+    status, headers, out = call(app, body=body, headers={"content-type": "application/json"})
+    assert status == 200 and headers["content-type"] == "application/json"
+    predictions = json.loads(out)["predictions"]
+    assert len(predictions) == 2 and predictions[0] == predictions[1]
+    csv_out = call(app, body=ROW.encode(), headers={**CSV_H, "accept": "application/json"})
+    assert json.loads(csv_out[2])["predictions"] == predictions[:1]
+    as_csv = call(
+        app, body=body, headers={"content-type": "application/json", "accept": "text/csv"}
+    )
+    assert as_csv[1]["content-type"] == "text/csv" and len(as_csv[2].split()) == 2
+
+
+@pytest.mark.parametrize(
+    ("body", "row", "field"),
+    [
+        (f"{ROW}\nX{ROW[1:]}", 2, "sex"),
+        (f"{ROW}\n{ROW},1", 2, None),
+        (ROW.replace("0.15", "abc"), 1, "shell_weight"),
+        (ROW.replace("0.455", "nan"), 1, "length"),
+        (ROW.replace("0.365", "inf"), 1, "diameter"),
+        (ROW.replace("0.514", "9"), 1, "whole_weight"),
+        ("", None, None),
+    ],
+)
+def test_bad_csv_is_400_naming_row_and_field(app, body, row, field):
+    response = call(app, body=body.encode(), headers=CSV_H)
+    assert response[0] == 400
+    error = error_of(response)
+    assert error.get("row") == row and error.get("field") == field and error["error"]
+
+
+def test_bad_json_shape_is_400(app):
+    response = call(app, body=b'{"rows": []}', headers={"content-type": "application/json"})
+    assert response[0] == 400 and "instances" in error_of(response)["error"]
+
+
+def test_oversize_body_is_413(model_dir):
+    small = InferenceApp(model=artefact.load(model_dir), max_body=100)
+    declared = call(small, body=b"", headers={**CSV_H, "content-length": "101"})
+    assert declared[0] == 413 and "limit" in error_of(declared)["error"]
+    streamed = call(small, headers=CSV_H, chunks=[ROW.encode() + b"\n"] * 3)
+    assert streamed[0] == 413
+    assert call(small, body=ROW.encode(), headers=CSV_H)[0] == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "headers", "status"),
+    [
+        ("POST", "/invocations", {"content-type": "text/plain"}, 415),
+        ("POST", "/invocations", {}, 415),
+        ("POST", "/invocations", {**CSV_H, "accept": "text/html"}, 406),
+        ("GET", "/nowhere", {}, 404),
+        ("GET", "/invocations", {}, 405),
+        ("POST", "/ping", {}, 405),
+    ],
+)
+def test_client_errors(app, method, path, headers, status):
+    response = call(app, method, path, ROW.encode(), headers)
+    assert response[0] == status and error_of(response)["error"]
+    if status == 405:
+        assert response[1]["allow"]
+
+
+def test_unexpected_error_is_a_generic_500_and_the_app_keeps_serving(app, caplog):
+    class Broken:
+        schema = SCHEMA
+
+        def predict(self, matrix):
+            raise RuntimeError("boom")
+
+    broken = InferenceApp(model=Broken())
+    response = call(broken, body=ROW.encode(), headers=CSV_H)
+    assert response[0] == 500 and "boom" not in error_of(response)["error"]
+    assert "boom" in caplog.text
+    broken.use(app.model)
+    assert call(broken, body=ROW.encode(), headers=CSV_H)[0] == 200
+
+
+def test_settings_from_the_environment(monkeypatch):
+    monkeypatch.setenv("SAGEMAKER_BIND_TO_PORT", "9090")
+    monkeypatch.setenv("SAGEMAKER_MODEL_SERVER_WORKERS", "3")
+    args = server.parse_args([])
+    assert (args.port, args.workers) == (9090, 3)
+    monkeypatch.delenv("SAGEMAKER_MODEL_SERVER_WORKERS")
+    assert server.parse_args([]).workers == len(os.sched_getaffinity(0))
+    monkeypatch.setenv("SAGEMAKER_BIND_TO_PORT", "http")
+    with pytest.raises(ModelError, match="SAGEMAKER_BIND_TO_PORT"):
+        server.parse_args([])
+
+
+def _serve(env_extra: dict) -> subprocess.Popen:
+    env = {**os.environ, **env_extra}
+    cmd = [sys.executable, "-m", "abalone_model", "serve"]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def test_missing_model_exits_non_zero_with_one_line(tmp_path):
+    proc = _serve({"SM_MODEL_DIR": str(tmp_path / "absent"), "SAGEMAKER_BIND_TO_PORT": "1"})
+    _, err = proc.communicate(timeout=60)
+    lines = err.decode().strip().splitlines()
+    assert proc.returncode != 0 and len(lines) == 1 and "model" in lines[0]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def live(model_dir):
+    """A real `python -m abalone_model serve` (one worker) on an ephemeral loopback port."""
+    port = _free_port()
+    proc = _serve(
+        {
+            "SM_MODEL_DIR": str(model_dir),
+            "SAGEMAKER_BIND_TO_PORT": str(port),
+            "SAGEMAKER_MODEL_SERVER_WORKERS": "1",
+        }
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/ping", timeout=2) as resp:
+                assert resp.status == 200
+                break
+        except OSError:
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline, "server did not answer /ping in 60 s"
+            time.sleep(0.2)
+    yield url, port
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+def test_live_server_predicts_and_survives_bad_requests(live):
+    url, _ = live
+    bad = urllib.request.Request(f"{url}/invocations", data=b"M,1", headers=CSV_H)
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(bad, timeout=10)
+    assert info.value.code == 400 and json.loads(info.value.read())["row"] == 1
+    good = urllib.request.Request(f"{url}/invocations", data=ROW.encode(), headers=CSV_H)
+    with urllib.request.urlopen(good, timeout=10) as resp:
+        assert resp.status == 200 and float(resp.read()) > 0
+
+
+def test_live_server_refuses_a_declared_oversize_body_without_reading_it(live):
+    _, port = live
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(
+            b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\n"
+            b"Content-Length: 7000000\r\n\r\n"
+        )
+        reply = sock.recv(4096).decode()
+    assert reply.startswith("HTTP/1.1 413")

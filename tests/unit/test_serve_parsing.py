@@ -1,0 +1,200 @@
+"""Property tests on the request parser: no crash on any input, one meaning for every valid form."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from abalone_model.features import FeatureError, encoder_for
+from abalone_model.schema import Schema
+from abalone_model.serve import parsing
+from abalone_model.serve.parsing import CSV, JSON, ClientError
+
+SCHEMA = Schema.load()
+ENC = encoder_for(SCHEMA)
+NAMES = SCHEMA.raw_names
+FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _value(col):
+    if col.is_category:
+        return st.sampled_from(col.categories)
+    return st.floats(min_value=col.gt, max_value=col.le, exclude_min=True, allow_nan=False)
+
+
+records = st.lists(
+    st.fixed_dictionaries({c.name: _value(c) for c in SCHEMA.features}), min_size=1, max_size=30
+)
+
+
+def _csv(recs, order=NAMES, header=False, eol="\n", final=True) -> bytes:
+    lines = [",".join(order)] if header else []
+    lines += [",".join(str(r[n]) for n in order) for r in recs]
+    return (eol.join(lines) + (eol if final else "")).encode()
+
+
+def _outcome(fn, *args):
+    """('ok', matrix) or ('error', body dict); any other exception fails the test."""
+    try:
+        result = fn(*args)
+    except (FeatureError, ClientError) as exc:
+        return "error", exc.to_dict()
+    return "ok", result
+
+
+def _assert_same(vector, exact):
+    """The vectorised route may decline (None), otherwise it must agree with the exact route."""
+    if vector[0] == "ok" and vector[1] is None:
+        return
+    assert vector[0] == exact[0]
+    if vector[0] == "ok":
+        np.testing.assert_array_equal(vector[1], exact[1])
+    else:
+        assert vector[1] == exact[1]
+
+
+@FAST
+@given(records, st.permutations(NAMES), st.sampled_from(["\n", "\r\n"]), st.booleans())
+def test_every_valid_form_gives_the_same_matrix(recs, order, eol, final):
+    reference = parsing.parse_body(ENC, CSV, _csv(recs))
+    forms = [
+        (CSV, _csv(recs, eol=eol, final=final)),
+        (CSV, _csv(recs, header=True, eol=eol, final=final)),
+        (CSV, _csv(recs, order=order, header=True, eol=eol, final=final)),
+        (JSON, json.dumps({"instances": recs}).encode()),
+        (JSON, json.dumps({"instances": [{n: r[n] for n in order} for r in recs]}).encode()),
+        (JSON, json.dumps({"instances": [[r[n] for n in NAMES] for r in recs]}).encode()),
+    ]
+    for family, body in forms:
+        np.testing.assert_array_equal(parsing.parse_body(ENC, family, body), reference)
+    for _, body in forms[:3]:
+        np.testing.assert_array_equal(parsing.parse_csv_vector(ENC, body), reference)
+
+
+@FAST
+@given(st.binary(max_size=300), st.sampled_from([CSV, JSON]))
+def test_arbitrary_bytes_only_raise_client_errors(body, family):
+    kind, _ = _outcome(parsing.parse_body, ENC, family, body)
+    assert kind in ("ok", "error")
+    _assert_same(
+        _outcome(parsing.parse_csv_vector, ENC, body), _outcome(parsing.parse_csv_exact, ENC, body)
+    )
+
+
+TRICKY = ["", " ", "\t", "_", "\r", "\x00", "\x1c", "é", '"', ",", "\n", "nan", "inf", "1e999",
+          "-", "+", ".", "e", "M", "m", "F ", "sex", "1_0", "0.5", "5.5", "0x1"]  # fmt: skip
+
+
+@FAST
+@given(records, st.data())
+def test_corrupted_bodies_get_the_same_answer_from_both_routes(recs, data):
+    body = _csv(recs, header=data.draw(st.booleans()))
+    for _ in range(data.draw(st.integers(1, 3))):
+        at = data.draw(st.integers(0, len(body)))
+        cut = data.draw(st.integers(0, 4))
+        body = body[:at] + data.draw(st.sampled_from(TRICKY)).encode() + body[at + cut :]
+    exact = _outcome(parsing.parse_csv_exact, ENC, body)
+    _assert_same(_outcome(parsing.parse_csv_vector, ENC, body), exact)
+    assert _outcome(parsing.parse_body, ENC, CSV, body)[0] == exact[0]
+
+
+@FAST
+@given(st.text(max_size=60), st.text(max_size=60))
+def test_media_types_never_crash(content_type, accept):
+    try:
+        family = parsing.request_family(content_type)
+        assert parsing.response_family(accept, family) in (CSV, JSON)
+    except ClientError as exc:
+        assert exc.status in (406, 415)
+
+
+@pytest.mark.parametrize(
+    ("content_type", "family"),
+    [("text/csv", CSV), ("text/csv; charset=utf-8", CSV), ("Application/JSON", JSON)],
+)
+def test_request_family(content_type, family):
+    assert parsing.request_family(content_type) == family
+
+
+@pytest.mark.parametrize("content_type", [None, "", "text/plain", "application/x-npy", "csv"])
+def test_unsupported_content_type_is_415(content_type):
+    with pytest.raises(ClientError) as info:
+        parsing.request_family(content_type)
+    assert info.value.status == 415
+
+
+@pytest.mark.parametrize(
+    ("accept", "family", "expected"),
+    [
+        (None, CSV, CSV),
+        ("*/*", JSON, JSON),
+        ("application/json", CSV, JSON),
+        ("text/*", JSON, CSV),
+        ("text/html, application/json;q=0.5", CSV, JSON),
+        ("text/csv;q=0.2, application/json;q=0.9", CSV, JSON),
+    ],
+)
+def test_response_family(accept, family, expected):
+    assert parsing.response_family(accept, family) == expected
+
+
+@pytest.mark.parametrize("accept", ["text/html", "application/xml", "text/csv;q=0"])
+def test_unsupported_accept_is_406(accept):
+    with pytest.raises(ClientError) as info:
+        parsing.response_family(accept, CSV)
+    assert info.value.status == 406
+
+
+@pytest.mark.parametrize(
+    ("family", "body", "words"),
+    [
+        (CSV, b"", "empty body"),
+        (CSV, b" \r\n\n", "empty body"),
+        (CSV, b"\xff\xfe", "not UTF-8"),
+        (CSV, b'"M,0.4', "malformed CSV"),
+        (CSV, b",".join(n.encode() for n in NAMES) + b"\n", "no data rows"),
+        (JSON, b"{", "malformed JSON"),
+        (JSON, b"[1, 2]", "instances"),
+        (JSON, b'{"instances": {}}', "instances"),
+    ],
+)
+def test_malformed_bodies(family, body, words):
+    with pytest.raises(FeatureError, match=words):
+        parsing.parse_body(ENC, family, body)
+
+
+def test_large_body_takes_the_vector_route_and_matches(monkeypatch):
+    row = "M,0.455,0.365,0.095,0.514,0.2245,0.101,0.15\r\n"
+    body = (",".join(NAMES) + "\r\n" + row * 200).encode()
+    assert len(body) > parsing.VECTOR_MIN_BYTES
+    expected = parsing.parse_csv_exact(ENC, body)
+    monkeypatch.setattr(parsing, "parse_csv_exact", lambda *_: pytest.fail("exact route used"))
+    np.testing.assert_array_equal(parsing.parse_csv(ENC, body), expected)
+    assert expected.shape == (200, len(SCHEMA.encoded_names))
+
+
+def test_large_bad_body_reports_the_exact_row():
+    row = b"M,0.455,0.365,0.095,0.514,0.2245,0.101,0.15\n"
+    body = row * 100 + b"M,0.455,0.365,0.095,0.514,0.2245,0.101,nan\n" + row * 10
+    with pytest.raises(FeatureError) as info:
+        parsing.parse_csv(ENC, body)
+    assert (info.value.row, info.value.field) == (101, "shell_weight")
+
+
+def test_quoted_csv_is_understood():
+    plain = parsing.parse_csv(ENC, b"M,0.455,0.365,0.095,0.514,0.2245,0.101,0.15")
+    quoted = parsing.parse_csv(ENC, b'"M","0.455",0.365,0.095,0.514,0.2245,0.101,0.15')
+    np.testing.assert_array_equal(plain, quoted)
+
+
+@pytest.mark.parametrize("family", [CSV, JSON])
+def test_format_predictions_round_trips_float32(family):
+    preds = np.array([9.859756469726562, 1e-5, 27.0], dtype=np.float32).astype(np.float64)
+    body = parsing.format_predictions(preds, family).decode()
+    values = body.split() if family == CSV else json.loads(body)["predictions"]
+    np.testing.assert_array_equal(np.array(values, dtype=np.float64).astype(np.float32), preds)
+    assert family != CSV or body.endswith("\n")

@@ -1,0 +1,338 @@
+"""The GitHub Actions wiring, read as data: credentials, environments, outputs, pins, thin steps.
+
+These are the properties a reviewer would otherwise have to re-check by eye on every change:
+pull requests (forks included) never get AWS credentials; prod comes after dev's system tests; the
+image digest and model package ARN travel through job outputs; every step is a make target or a
+CLI call; every action is pinned.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKFLOWS = ROOT / ".github" / "workflows"
+NAMES = ("ci", "deploy", "rollback", "teardown")
+AWS_ACTION = "aws-actions/configure-aws-credentials"
+PIN = re.compile(r"^\s*-?\s*uses:\s*(?P<action>[\w.-]+/[\w./-]+)@(?P<ref>\S+)(?P<rest>.*)$")
+# A step's whole script: one make target, or one call of the pipeline CLI / its metrics report.
+ALLOWED_RUN = re.compile(
+    r"^(make [a-z][a-z-]*"
+    r"|\.venv/bin/mlops [a-z][a-z-]*(?: --?[a-z-]+(?:[ =](?:\"\$[A-Z_]+\"|[a-z0-9.-]+))?)*"
+    r"|\.venv/bin/python -m mlops\.metrics_report(?: --[a-z-]+ (?:\"\$[A-Z_]+\"|[\w./-]+))+)$"
+)
+
+
+def load(name: str) -> dict[str, Any]:
+    return yaml.safe_load((WORKFLOWS / f"{name}.yml").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def flows() -> dict[str, dict[str, Any]]:
+    return {name: load(name) for name in NAMES}
+
+
+def triggers(flow: dict[str, Any]) -> dict[str, Any]:
+    """The `on:` block (PyYAML reads the bare key `on` as the boolean True)."""
+    on = flow.get("on", flow.get(True))
+    return {on: None} if isinstance(on, str) else dict(on)
+
+
+def steps(job: dict[str, Any]) -> list[dict[str, Any]]:
+    return job.get("steps", [])
+
+
+def runs(job: dict[str, Any]) -> list[str]:
+    return [" ".join(s["run"].split()) for s in steps(job) if "run" in s]
+
+
+def uses(job: dict[str, Any], action: str) -> list[dict[str, Any]]:
+    return [s for s in steps(job) if s.get("uses", "").split("@")[0] == action]
+
+
+def all_jobs(flows: dict[str, dict[str, Any]]):
+    for name, flow in flows.items():
+        for job_id, job in flow["jobs"].items():
+            yield f"{name}.{job_id}", job
+
+
+def env_name(job: dict[str, Any]) -> str | None:
+    env = job.get("environment")
+    return env.get("name") if isinstance(env, dict) else env
+
+
+# --- least privilege -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_top_level_permissions_are_contents_read(flows, name):
+    assert flows[name]["permissions"] == {"contents": "read"}
+
+
+def test_pull_request_workflows_never_get_aws_credentials(flows):
+    pr_flows = [
+        n for n, f in flows.items() if {"pull_request", "pull_request_target"} & set(triggers(f))
+    ]
+    assert pr_flows == ["ci"]
+    for name in pr_flows:
+        for job_id, job in flows[name]["jobs"].items():
+            assert job.get("permissions", {}).get("id-token") is None, job_id
+            assert not uses(job, AWS_ACTION), job_id
+            assert "environment" not in job, job_id
+        assert "pull_request_target" not in triggers(flows[name])
+
+
+def test_id_token_only_on_jobs_that_assume_an_aws_role(flows):
+    for where, job in all_jobs(flows):
+        assumes = bool(uses(job, AWS_ACTION))
+        assert (job.get("permissions", {}).get("id-token") == "write") == assumes, where
+
+
+def test_only_the_comment_job_writes_and_only_pull_request_comments(flows):
+    for where, job in all_jobs(flows):
+        writes = {k for k, v in job.get("permissions", {}).items() if v == "write"} - {"id-token"}
+        expected = {"pull-requests"} if where in {"ci.comment", "deploy.test"} else set()
+        assert writes == expected, where
+
+
+def test_fork_pull_requests_skip_the_comment_but_run_everything_else(flows):
+    jobs = flows["ci"]["jobs"]
+    assert "head.repo.full_name == github.repository" in jobs["comment"]["if"]
+    assert all("if" not in job for job_id, job in jobs.items() if job_id != "comment")
+
+
+def test_every_checkout_drops_its_credentials(flows):
+    checkouts = 0
+    for where, job in all_jobs(flows):
+        for step in uses(job, "actions/checkout"):
+            checkouts += 1
+            assert step.get("with", {}).get("persist-credentials") is False, where
+    assert checkouts >= 8
+
+
+def test_every_step_job_has_a_timeout(flows):
+    for where, job in all_jobs(flows):
+        if "uses" in job:  # a reusable-workflow call: the called workflow's jobs carry timeouts
+            continue
+        assert isinstance(job.get("timeout-minutes"), int), where
+        assert 0 < job["timeout-minutes"] <= 240, where
+
+
+# --- pins ----------------------------------------------------------------------------------------
+
+
+def test_every_action_is_pinned_to_a_full_sha_with_a_version_comment():
+    seen: dict[str, set[str]] = {}
+    lines = [
+        line for name in NAMES for line in (WORKFLOWS / f"{name}.yml").read_text().splitlines()
+    ]
+    for line in (x for x in lines if re.match(r"^\s*-?\s*uses:", x)):
+        if "./.github/workflows/" in line:
+            continue
+        match = PIN.match(line)
+        assert match, line
+        assert re.fullmatch(r"[0-9a-f]{40}", match["ref"]), line
+        assert re.fullmatch(r"\s*# v\d+\.\d+\.\d+", match["rest"]), line
+        seen.setdefault(match["action"], set()).add(match["ref"])
+    assert {a for a, refs in seen.items() if len(refs) > 1} == set(), "one SHA per action"
+    assert AWS_ACTION in seen
+
+
+# --- thin steps ----------------------------------------------------------------------------------
+
+
+def test_every_run_step_is_a_make_target_or_a_cli_call(flows):
+    for where, job in all_jobs(flows):
+        for script in runs(job):
+            assert ALLOWED_RUN.match(script), f"{where}: {script}"
+            assert "${{" not in script, f"{where}: expressions go through env:, not into run:"
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        "make test; curl x | sh",
+        "aws sagemaker list-model-packages",
+        "make test && rm -rf /",
+        ".venv/bin/mlops deploy --stage $(cat f)",
+        "echo ${{ github.head_ref }}",
+    ],
+)
+def test_the_run_step_rule_rejects_logic(script):
+    assert not ALLOWED_RUN.match(script)
+
+
+def test_ci_runs_lint_tests_pipeline_and_container(flows):
+    jobs = flows["ci"]["jobs"]
+    assert {"pull_request", "workflow_call"} <= set(triggers(flows["ci"]))
+    expected = {"lint": "make lint", "test": "make test", "container": "make container-test"}
+    for job_id, target in expected.items():
+        assert target in runs(jobs[job_id])
+    assert runs(jobs["pipeline"])[0] == "make pipeline"
+    report = runs(jobs["pipeline"])[1]
+    assert "runs/latest/evaluation/evaluation.json" in report
+    assert "--baseline" in report
+    assert jobs["comment"]["needs"] == "pipeline"
+    comment = steps(jobs["comment"])[0]
+    assert comment["uses"].startswith("marocchino/sticky-pull-request-comment@")
+    assert comment["with"]["message"] == "${{ needs.pipeline.outputs.report }}"
+
+
+def test_ci_cancels_superseded_pull_request_runs_only(flows):
+    concurrency = flows["ci"]["concurrency"]
+    assert "github.ref" in concurrency["group"]
+    assert concurrency["cancel-in-progress"] == "${{ github.event_name == 'pull_request' }}"
+
+
+def test_baseline_cache_is_written_only_from_main(flows):
+    pipeline = flows["ci"]["jobs"]["pipeline"]
+    saves = uses(pipeline, "actions/cache/save")
+    restores = uses(pipeline, "actions/cache/restore")
+    assert len(saves) == 1 and len(restores) == 1
+    assert saves[0]["if"] == "github.ref == 'refs/heads/main'"
+    assert saves[0]["with"]["path"] == restores[0]["with"]["path"]
+
+
+# --- the deploy chain ----------------------------------------------------------------------------
+
+
+def test_deploy_runs_on_main_and_by_hand_and_reuses_ci(flows):
+    deploy = flows["deploy"]
+    assert set(triggers(deploy)) == {"push", "workflow_dispatch"}
+    assert triggers(deploy)["push"]["branches"] == ["main"]
+    assert deploy["jobs"]["test"]["uses"] == "./.github/workflows/ci.yml"
+
+
+def test_deploy_chain_order_and_environments(flows):
+    jobs = flows["deploy"]["jobs"]
+    needs = {job_id: job.get("needs", []) for job_id, job in jobs.items()}
+    assert needs["build-and-push"] == "test"
+    assert needs["train"] == "build-and-push"
+    assert needs["deploy-dev"] == "train"
+    assert set(needs["deploy-prod"]) == {"train", "deploy-dev"}
+    assert env_name(jobs["deploy-dev"]) == "dev"
+    assert env_name(jobs["deploy-prod"]) == "prod"
+
+
+def test_dev_runs_the_system_tests_and_prod_smoke_tests_before_promoting(flows):
+    jobs = flows["deploy"]["jobs"]
+    dev = runs(jobs["deploy-dev"])
+    assert [s.split()[1] for s in dev] == ["venv", "deploy", "system-test"]
+    assert all("--stage dev" in s for s in dev[1:])
+    prod = runs(jobs["deploy-prod"])
+    assert [s.split()[1] for s in prod] == ["venv", "deploy", "system-test", "promote"]
+
+
+def test_train_runs_every_step_then_registers(flows):
+    train = runs(flows["deploy"]["jobs"]["train"])
+    commands = [s.split()[1] for s in train]
+    assert commands == ["venv", "etl", "train", "evaluate", "gate", "register"]
+
+
+def test_image_digest_flows_through_job_outputs(flows):
+    jobs = flows["deploy"]["jobs"]
+    build = jobs["build-and-push"]
+    assert build["outputs"]["image-digest"] == "${{ steps.build.outputs.digest }}"
+    assert build["outputs"]["image-uri"].endswith("@${{ steps.build.outputs.digest }}")
+    pushed = next(s for s in steps(build) if s.get("id") == "build")
+    assert pushed["with"]["tags"].endswith(":${{ github.sha }}")
+    assert pushed["with"]["provenance"] is False
+    train = jobs["train"]
+    assert train["env"]["MLOPS_IMAGE_URI"] == "${{ needs.build-and-push.outputs.image-uri }}"
+    assert any('--image-uri "$MLOPS_IMAGE_URI"' in s for s in runs(train))
+
+
+def test_model_package_arn_flows_through_job_outputs(flows):
+    jobs = flows["deploy"]["jobs"]
+    assert jobs["train"]["outputs"]["model-package-arn"] == (
+        "${{ steps.register.outputs.model-package-arn }}"
+    )
+    assert any(s.get("id") == "register" for s in steps(jobs["train"]))
+    for job_id in ("deploy-dev", "deploy-prod"):
+        job = jobs[job_id]
+        assert job["env"]["MLOPS_MODEL_PACKAGE_ARN"] == (
+            "${{ needs.train.outputs.model-package-arn }}"
+        )
+        cli = [s for s in runs(job) if s.startswith(".venv/bin/mlops")]
+        assert cli and all('--model-package-arn "$MLOPS_MODEL_PACKAGE_ARN"' in s for s in cli)
+
+
+def test_deploys_queue_per_environment_and_are_never_cancelled(flows):
+    groups = {}
+    for where, job in all_jobs(flows):
+        if env_name(job):
+            concurrency = job["concurrency"]
+            assert concurrency["cancel-in-progress"] is False, where
+            groups[where] = concurrency["group"]
+    assert groups["deploy.deploy-dev"] == "deploy-dev"
+    assert groups["deploy.deploy-prod"] == groups["rollback.rollback"] == "deploy-prod"
+    assert groups["teardown.teardown"] == "deploy-${{ inputs.stage }}"
+
+
+def test_role_sessions_outlast_the_work(flows):
+    def duration(job: dict[str, Any]) -> int:
+        return uses(job, AWS_ACTION)[0]["with"]["role-duration-seconds"]
+
+    jobs = flows["deploy"]["jobs"]
+    assert duration(jobs["train"]) >= 3 * 3600
+    assert duration(jobs["train"]) >= jobs["train"]["timeout-minutes"] * 60
+    for job_id in ("build-and-push", "deploy-dev", "deploy-prod"):
+        assert duration(jobs[job_id]) >= 3600
+
+
+# --- rollback and teardown -----------------------------------------------------------------------
+
+
+def test_rollback_is_manual_prod_and_defaults_to_the_previous_package(flows):
+    rollback = flows["rollback"]
+    inputs = triggers(rollback)["workflow_dispatch"]["inputs"]
+    assert set(triggers(rollback)) == {"workflow_dispatch"}
+    assert inputs["model-package-arn"]["required"] is False
+    assert inputs["model-package-arn"]["default"] == ""
+    job = rollback["jobs"]["rollback"]
+    assert env_name(job) == "prod"
+    assert job["env"]["MLOPS_MODEL_PACKAGE_ARN"] == "${{ inputs.model-package-arn }}"
+    assert ".venv/bin/mlops rollback --stage prod" in runs(job)
+
+
+def test_teardown_needs_explicit_confirmation_for_prod(flows):
+    teardown = flows["teardown"]
+    inputs = triggers(teardown)["workflow_dispatch"]["inputs"]
+    assert inputs["stage"]["default"] == "dev"
+    assert inputs["stage"]["options"] == ["dev", "prod"]
+    job = teardown["jobs"]["teardown"]
+    assert job["if"] == "inputs.stage == 'dev' || inputs.confirm == 'prod'"
+    assert env_name(job) == "${{ inputs.stage }}"
+    assert runs(job)[-1] == '.venv/bin/mlops teardown --stage "$STAGE" --confirm "$CONFIRM"'
+
+
+# --- dependabot and the lint stack ---------------------------------------------------------------
+
+
+def test_dependabot_updates_actions_and_pip_weekly_grouped():
+    config = yaml.safe_load((ROOT / ".github" / "dependabot.yml").read_text(encoding="utf-8"))
+    updates = {u["package-ecosystem"]: u for u in config["updates"]}
+    assert set(updates) == {"github-actions", "pip"}
+    for update in updates.values():
+        assert update["schedule"]["interval"] == "weekly"
+        assert update["groups"]
+
+
+def test_pre_commit_uses_only_local_hooks_from_the_lint_venv():
+    config = yaml.safe_load((ROOT / ".pre-commit-config.yaml").read_text(encoding="utf-8"))
+    assert [repo["repo"] for repo in config["repos"]] == ["local"]
+    hooks = config["repos"][0]["hooks"]
+    for hook in hooks:
+        assert hook["language"] == "unsupported", hook["id"]
+        assert ".venv-lint/bin/" in hook["entry"], hook["id"]
+    ids = {hook["id"] for hook in hooks}
+    assert {"ruff-check", "ruff-format", "cfn-lint", "checkov", "actionlint", "zizmor"} <= ids
+    assert {"check-workflows-schema", "check-dependabot-schema", "check-yaml"} <= ids
+    assert {"check-json", "end-of-file-fixer", "trailing-whitespace"} <= ids
+    actionlint = next(h for h in hooks if h["id"] == "actionlint")
+    assert "-shellcheck=.venv-lint/bin/shellcheck" in actionlint["entry"]
