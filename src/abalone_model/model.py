@@ -182,7 +182,9 @@ def extract_tarball(path: str | Path, dest: str | Path) -> Path:
                 raise ModelError(f"model tarball {src} unpacks to over {MAX_TAR_BYTES} bytes")
             for member in members:
                 _check_member(member, out)
-            tar.extractall(out, members=members, filter="data")
+            # filter= exists from Python 3.11.4; the member checks above already guard older ones
+            safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+            tar.extractall(out, members=members, **safe)  # noqa: S202 (members checked above)
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise ModelError(f"cannot extract model tarball {src}: {exc}") from exc
     found = sorted(out.rglob(MODEL_FILE), key=lambda p: len(p.parts))

@@ -15,6 +15,8 @@ from mlops.errors import EXIT_USAGE, PipelineError
 from mlops.manifest import Manifest
 
 STAGES = ("dev", "prod")
+# Steps that need nothing from an earlier step's manifest (they start a run or a fresh job).
+CREATES_MANIFEST = {"etl", "deploy", "system-test", "promote", "rollback", "teardown"}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -138,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             ctx = Context(
                 cfg,
                 aws.session(args.region),
-                Manifest.load(args.manifest, create=args.command == "etl"),
+                Manifest.load(args.manifest, create=args.command in CREATES_MANIFEST),
             )
             dispatch(args, ctx)
     except PipelineError as exc:

@@ -156,6 +156,23 @@ def _stage(name: str, r: _Reader) -> StageConfig:
     return stage
 
 
+def _job(r: _Reader, ints: dict[str, int], extra: frozenset[str] | set[str] = frozenset()) -> dict:
+    """A job's resources: instance type plus positive whole numbers, unknown keys refused."""
+    values: dict[str, Any] = {
+        "instance_type": r.get(
+            "instance_type",
+            str,
+            "ml.m5.large",
+            check=lambda v: v.startswith("ml."),
+            why="SageMaker instance types start with 'ml.'",
+        ),
+    }
+    for key, default in ints.items():
+        values[key] = r.get(key, int, default, check=lambda v: v > 0, why="must be > 0")
+    r.reject_unknown({"instance_type", *ints, *extra})
+    return values
+
+
 def parse(raw: dict[str, Any], source: str = "pipeline.toml") -> Config:
     """Validate a loaded TOML document into a :class:`Config`."""
     top = _Reader(raw, "", source)
@@ -182,6 +199,11 @@ def parse(raw: dict[str, Any], source: str = "pipeline.toml") -> Config:
     if missing:
         raise ConfigError(f"{source}: stages.{missing[0]} is missing")
     fraction = {"check": lambda v: 0 <= v < 1, "why": "must be a fraction in [0, 1)"}
+    project.reject_unknown({"name", "bootstrap_stack"})
+    model.reject_unknown(
+        {"package", "glue_script", "glue_extra_files", "data", "local_entrypoint", "content_type"}
+    )
+    gate.reject_unknown({"max_rmse", "min_improvement_over_baseline", "max_regression_vs_prod"})
     return Config(
         project=name,
         bootstrap_stack=project.get("bootstrap_stack", str, f"{name}-bootstrap"),
@@ -192,9 +214,13 @@ def parse(raw: dict[str, Any], source: str = "pipeline.toml") -> Config:
         local_entrypoint=tuple(model.get("local_entrypoint", list)),
         content_type=model.get("content_type", str, "text/csv"),
         etl={k: str(v) for k, v in top.sub("etl").table.items()},
-        train={k: v for k, v in train.table.items() if k != "hyperparameters"},
+        train=_job(
+            train,
+            {"volume_gb": 10, "max_runtime_seconds": 3600, "instance_count": 1},
+            extra={"hyperparameters"},
+        ),
         hyperparameters=dict(hyper),
-        evaluate=dict(top.sub("evaluate").table),
+        evaluate=_job(top.sub("evaluate"), {"max_runtime_seconds": 1800}),
         max_rmse=gate.get("max_rmse", float, check=lambda v: v > 0, why="must be > 0"),
         min_improvement_over_baseline=gate.get(
             "min_improvement_over_baseline", float, 0.0, **fraction

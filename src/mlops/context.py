@@ -53,7 +53,11 @@ class Context:
         return run_id
 
     def job_name(self, step: str) -> str:
-        return f"{self.config.project}-{step}-{self.run_id}"[:63]
+        """Unique per attempt: SageMaker refuses a second job with the same name (a retry)."""
+        attempt = int(self.manifest.get(f"attempts.{step}", 0)) + 1
+        self.manifest.update("attempts", {step: attempt})
+        suffix = "" if attempt == 1 else f"-{attempt}"
+        return f"{self.config.project}-{step}-{self.run_id}"[: 63 - len(suffix)] + suffix
 
 
 def git_sha(root: Path) -> str:

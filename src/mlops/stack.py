@@ -47,17 +47,23 @@ def deploy(
     change_type = "UPDATE" if current else "CREATE"
     change_set = f"deploy-{time.strftime('%Y%m%d%H%M%S')}-{time.monotonic_ns() % 10**6}"
     since = _latest_event_time(cfn, name) if current else None
-    call(
-        f"create change set for {name}",
-        cfn.create_change_set,
-        StackName=name,
-        ChangeSetName=change_set,
-        ChangeSetType=change_type,
-        TemplateBody=template.read_text(encoding="utf-8"),
-        Parameters=[{"ParameterKey": k, "ParameterValue": str(v)} for k, v in parameters.items()],
-        Capabilities=list(capabilities),
-        Tags=[{"Key": k, "Value": v} for k, v in (tags or {}).items()],
-    )
+    try:
+        cfn.create_change_set(
+            StackName=name,
+            ChangeSetName=change_set,
+            ChangeSetType=change_type,
+            TemplateBody=template.read_text(encoding="utf-8"),
+            Parameters=[
+                {"ParameterKey": k, "ParameterValue": str(v)} for k, v in parameters.items()
+            ],
+            Capabilities=list(capabilities),
+            Tags=[{"Key": k, "Value": v} for k, v in (tags or {}).items()],
+        )
+    except ClientError as exc:
+        if any(text in str(exc) for text in NO_CHANGES):  # some implementations refuse up front
+            log(f"  stack {name}: no changes")
+            return outputs(describe(cfn, name) or {})
+        raise PipelineError(f"create change set for {name}: {exc}") from None
     link = console(region, f"cloudformation/home?region={region}#/stacks?filteringText={name}")
     cs = _wait_change_set(cfn, name, change_set)
     if cs is None:

@@ -143,7 +143,7 @@ def test_system_tests_pass_on_dev(local):
 def test_prod_deploy_failure_leaves_dev_serving(local):
     runtime, ctx = local
     runtime.faults.names.add("prod-deploy")
-    with pytest.raises(PipelineError, match="Failed: injected prod-deploy"):
+    with pytest.raises(PipelineError, match="CREATE_FAILED: injected prod-deploy"):
         deploy.run(ctx, "prod", ctx.manifest.require("register.model_package_arn", ""))
     dev = ctx.manifest.require("deploy_dev.endpoint", "deploy")
     sm = ctx.client("sagemaker")
@@ -178,8 +178,16 @@ def test_redeploy_updates_in_place_without_duplicates(local):
 def test_stack_update_failure_rolls_back(local):
     runtime, ctx = local
     runtime.faults.names.add("stack-update")
+    dev = dataclasses.replace(ctx.config.stage("dev"), capture_sampling_percent=50)
+    changed = dataclasses.replace(ctx.config, stages={**ctx.config.stages, "dev": dev})
     with pytest.raises(PipelineError, match="UPDATE_FAILED: injected"):
-        deploy.run(ctx, "dev", ctx.manifest.require("register.model_package_arn", ""))
+        deploy.run(
+            dataclasses.replace(ctx, config=changed),
+            "dev",
+            ctx.manifest.require("register.model_package_arn", ""),
+        )
+    stack = ctx.client("cloudformation").describe_stacks(StackName="mlops-endpoint-dev")
+    assert stack["Stacks"][0]["StackStatus"] == "UPDATE_ROLLBACK_COMPLETE"
 
 
 def test_rollback_without_an_earlier_approved_package_says_what_to_do(local):

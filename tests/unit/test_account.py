@@ -15,10 +15,12 @@ REGION = "us-east-1"
 
 
 def template(outputs: dict[str, str]) -> str:
-    return json.dumps({
-        "Resources": {"Bucket": {"Type": "AWS::S3::Bucket"}},
-        "Outputs": {key: {"Value": value} for key, value in outputs.items()},
-    })
+    return json.dumps(
+        {
+            "Resources": {"Bucket": {"Type": "AWS::S3::Bucket"}},
+            "Outputs": {key: {"Value": value} for key, value in outputs.items()},
+        }
+    )
 
 
 def full_outputs() -> dict[str, str]:

@@ -44,8 +44,16 @@ def statuses(*values: str, **extra: str):
 
 
 def wait(describe, clock: Clock, **kwargs):
-    return aws.wait_for("training job j", describe, lambda d: d["Status"], done={"Completed"},
-                        failed={"Failed", "Stopped"}, clock=clock, sleep=clock.sleep, **kwargs)
+    return aws.wait_for(
+        "training job j",
+        describe,
+        lambda d: d["Status"],
+        done={"Completed"},
+        failed={"Failed", "Stopped"},
+        clock=clock,
+        sleep=clock.sleep,
+        **kwargs,
+    )
 
 
 def stderr_lines(capsys) -> list[str]:
@@ -57,8 +65,12 @@ def stderr_lines(capsys) -> list[str]:
 def test_one_line_per_status_change_with_elapsed_time(capsys):
     clock = Clock([100.0, 100.0, 101.5, 103.0, 110.25])
     polled: list[dict] = []
-    result = wait(statuses("Starting", "InProgress", "InProgress", "Completed"), clock,
-                  link=LINK, on_poll=polled.append)
+    result = wait(
+        statuses("Starting", "InProgress", "InProgress", "Completed"),
+        clock,
+        link=LINK,
+        on_poll=polled.append,
+    )
     assert stderr_lines(capsys) == [
         f"  training job j: {LINK}",
         "  training job j: Starting after 0.0s",
@@ -90,8 +102,11 @@ def test_failure_raises_with_the_aws_reason_and_the_link(capsys):
 
 def test_failure_reason_from_a_callback_wins_and_a_missing_one_is_said():
     with pytest.raises(PipelineError, match=r"^training job j Stopped: Bucket \(S3\) failed$"):
-        wait(statuses("Stopped", FailureReason="generic"), Clock([0.0, 0.0]),
-             reason_of=lambda _d: "Bucket (S3) failed")
+        wait(
+            statuses("Stopped", FailureReason="generic"),
+            Clock([0.0, 0.0]),
+            reason_of=lambda _d: "Bucket (S3) failed",
+        )
     with pytest.raises(PipelineError, match=r"^training job j Failed: no reason given$"):
         wait(statuses("Failed"), Clock([0.0, 0.0]))
 
@@ -148,11 +163,14 @@ def test_session_without_a_region_is_a_clear_error(monkeypatch, tmp_path):
     assert aws.session("eu-west-1").region_name == "eu-west-1"
 
 
-@pytest.mark.parametrize(("uri", "expected"), [
-    ("s3://bucket/runs/1/train.csv", ("bucket", "runs/1/train.csv")),
-    ("s3://bucket/prefix/", ("bucket", "prefix/")),
-    ("s3://bucket", ("bucket", "")),
-])
+@pytest.mark.parametrize(
+    ("uri", "expected"),
+    [
+        ("s3://bucket/runs/1/train.csv", ("bucket", "runs/1/train.csv")),
+        ("s3://bucket/prefix/", ("bucket", "prefix/")),
+        ("s3://bucket", ("bucket", "")),
+    ],
+)
 def test_split_s3(uri, expected):
     assert aws.split_s3(uri) == expected
 
@@ -169,8 +187,10 @@ def test_s3_uri_joins_parts_without_doubled_slashes():
 
 
 def test_console_link_names_the_region():
-    assert aws.console("eu-west-1", "sagemaker/home") == \
-        "https://eu-west-1.console.aws.amazon.com/sagemaker/home"
+    assert (
+        aws.console("eu-west-1", "sagemaker/home")
+        == "https://eu-west-1.console.aws.amazon.com/sagemaker/home"
+    )
 
 
 def test_sha256_file(tmp_path):
@@ -199,7 +219,7 @@ def test_read_json_object():
 class FakeLogs:
     """Just enough of a CloudWatch Logs client for LogTail."""
 
-    class exceptions:  # noqa: N801 - mirrors boto3's client.exceptions
+    class exceptions:  # mirrors boto3's client.exceptions
         class ResourceNotFoundException(Exception):
             pass
 
@@ -219,11 +239,13 @@ def event(n: int, ts: int, message: str) -> dict:
 
 
 def test_log_tail_prints_each_event_once_and_moves_on(capsys):
-    logs = FakeLogs([
-        FakeLogs.exceptions.ResourceNotFoundException(),  # the group appears with the first log
-        [event(1, 1000, "loading data\n"), event(2, 1005, "train:rmse=2.1")],
-        [event(2, 1005, "train:rmse=2.1"), event(3, 1010, "done")],
-    ])
+    logs = FakeLogs(
+        [
+            FakeLogs.exceptions.ResourceNotFoundException(),  # the group appears with the first log
+            [event(1, 1000, "loading data\n"), event(2, 1005, "train:rmse=2.1")],
+            [event(2, 1005, "train:rmse=2.1"), event(3, 1010, "done")],
+        ]
+    )
     tail = LogTail(logs, "mlops-train-r1")
     for _ in range(3):
         tail({})

@@ -78,13 +78,16 @@ def test_int_is_accepted_where_a_float_is_expected():
     assert cfg.max_rmse == 2.0
 
 
-@pytest.mark.parametrize(("table", "key", "dotted"), [
-    (("model",), "package", "model.package"),
-    (("project",), "name", "project.name"),
-    (("gate",), "max_rmse", "gate.max_rmse"),
-    (("stages", "prod"), "instance_type", "stages.prod.instance_type"),
-    ((), "version", "version"),
-])
+@pytest.mark.parametrize(
+    ("table", "key", "dotted"),
+    [
+        (("model",), "package", "model.package"),
+        (("project",), "name", "project.name"),
+        (("gate",), "max_rmse", "gate.max_rmse"),
+        (("stages", "prod"), "instance_type", "stages.prod.instance_type"),
+        ((), "version", "version"),
+    ],
+)
 def test_missing_key_is_named(table, key, dotted):
     doc = raw()
     node = doc
@@ -100,14 +103,25 @@ def test_missing_stage_is_named():
     fails(doc, "stages.prod is missing")
 
 
-@pytest.mark.parametrize(("path", "value", "expected"), [
-    (("stages", "dev", "instance_count"), "1", "stages.dev.instance_count must be int, got '1'"),
-    (("stages", "dev", "instance_count"), True, "stages.dev.instance_count must be int, got True"),
-    (("stages", "prod", "autoscaling"), "yes", "stages.prod.autoscaling must be bool"),
-    (("gate", "max_rmse"), "2.1", "gate.max_rmse must be float"),
-    (("project", "name"), 7, "project.name must be str"),
-    (("model", "local_entrypoint"), "python -m x", "model.local_entrypoint must be list"),
-])
+@pytest.mark.parametrize(
+    ("path", "value", "expected"),
+    [
+        (
+            ("stages", "dev", "instance_count"),
+            "1",
+            "stages.dev.instance_count must be int, got '1'",
+        ),
+        (
+            ("stages", "dev", "instance_count"),
+            True,
+            "stages.dev.instance_count must be int, got True",
+        ),
+        (("stages", "prod", "autoscaling"), "yes", "stages.prod.autoscaling must be bool"),
+        (("gate", "max_rmse"), "2.1", "gate.max_rmse must be float"),
+        (("project", "name"), 7, "project.name must be str"),
+        (("model", "local_entrypoint"), "python -m x", "model.local_entrypoint must be list"),
+    ],
+)
 def test_wrong_type_is_named(path, value, expected):
     doc = raw()
     node = doc
@@ -137,11 +151,17 @@ def test_unknown_stage_key_is_named_with_the_known_ones():
 
 
 def test_a_misspelt_gate_key_is_refused_not_silently_defaulted():
-    # BUG (config.py parse): [gate], [project] and [model] never call reject_unknown, so a typo such
-    # as `min_improvement = 0.15` is ignored and the rule silently falls back to 0.0 (a weaker gate).
+    # A typo must not let the rule silently fall back to its default of 0.0 (a weaker gate).
     doc = raw()
     doc["gate"]["min_improvement"] = doc["gate"].pop("min_improvement_over_baseline")
     fails(doc, "gate.min_improvement")
+
+
+@pytest.mark.parametrize(("table", "key"), [("project", "bootstap_stack"), ("model", "pakage")])
+def test_unknown_keys_in_other_tables_are_named(table, key):
+    doc = raw()
+    doc[table][key] = "x"
+    fails(doc, f"{table}.{key} is not a known setting")
 
 
 def test_a_wrong_type_in_train_is_caught_at_load():
@@ -152,15 +172,18 @@ def test_a_wrong_type_in_train_is_caught_at_load():
     fails(doc, "train.instance_count")
 
 
-@pytest.mark.parametrize(("key", "value", "why"), [
-    ("deployment_type", "BLUE_GREEN", "use one of ALL_AT_ONCE, CANARY, LINEAR"),
-    ("capture_sampling_percent", 101, "must be 0-100"),
-    ("canary_size_percent", 60, "must be 1-50"),
-    ("wait_interval_seconds", 4000, "must be 0-3600"),
-    ("instance_count", 0, "must be > 0"),
-    ("latency_budget_ms", -1, "must be > 0"),
-    ("instance_type", "m5.large", "start with 'ml.'"),
-])
+@pytest.mark.parametrize(
+    ("key", "value", "why"),
+    [
+        ("deployment_type", "BLUE_GREEN", "use one of ALL_AT_ONCE, CANARY, LINEAR"),
+        ("capture_sampling_percent", 101, "must be 0-100"),
+        ("canary_size_percent", 60, "must be 1-50"),
+        ("wait_interval_seconds", 4000, "must be 0-3600"),
+        ("instance_count", 0, "must be > 0"),
+        ("latency_budget_ms", -1, "must be > 0"),
+        ("instance_type", "m5.large", "start with 'ml.'"),
+    ],
+)
 def test_bad_stage_value_is_named_with_the_reason(key, value, why):
     doc = raw()
     doc["stages"]["prod"][key] = value
@@ -249,8 +272,9 @@ def test_bad_toml_names_the_path(tmp_path):
 
 def test_errors_from_a_loaded_file_name_that_file(tmp_path):
     path = tmp_path / "custom.toml"
-    text = REAL_FILE.read_text(encoding="utf-8").replace('deployment_type = "CANARY"',
-                                                         'deployment_type = "SOMETIMES"')
+    text = REAL_FILE.read_text(encoding="utf-8").replace(
+        'deployment_type = "CANARY"', 'deployment_type = "SOMETIMES"'
+    )
     path.write_text(text, encoding="utf-8")
     with pytest.raises(ConfigError) as exc:
         config.load(path)

@@ -49,8 +49,10 @@ def test_set_output_writes_the_heredoc_format(monkeypatch, tmp_path):
     assert len(set(delimiters)) == 2, "each output gets its own delimiter"
     assert all(d != "EOF" for d in delimiters)
     parsed = parse_outputs(text.removeprefix("earlier=1\n"))
-    assert parsed == {"model-package-arn": "arn:aws:sagemaker:us-east-1:1:model-package/g/3",
-                      "report": "| a |\n|---|\nEOF\n| 1 |"}
+    assert parsed == {
+        "model-package-arn": "arn:aws:sagemaker:us-east-1:1:model-package/g/3",
+        "report": "| a |\n|---|\nEOF\n| 1 |",
+    }
 
 
 def test_set_output_is_a_noop_outside_actions(outside_actions):
@@ -73,4 +75,8 @@ def test_summary_is_a_noop_outside_actions(outside_actions):
 
 def test_table_is_github_markdown():
     assert github.table(["metric", "value"], [["rmse", 2.1], ["r2", 0.5]]).split("\n") == [
-        "| metric | value |", "|---|---|", "| rmse | 2.1 |", "| r2 | 0.5 |"]
+        "| metric | value |",
+        "|---|---|",
+        "| rmse | 2.1 |",
+        "| r2 | 0.5 |",
+    ]

@@ -17,8 +17,9 @@ def test_require_returns_nested_values(tmp_path):
     assert m.require("etl.splits.train", "etl") == "s3://b/t"
 
 
-@pytest.mark.parametrize("data", [{}, {"evaluate": {}}, {"evaluate": {"metrics": None}},
-                                  {"evaluate": "not a table"}])
+@pytest.mark.parametrize(
+    "data", [{}, {"evaluate": {}}, {"evaluate": {"metrics": None}}, {"evaluate": "not a table"}]
+)
 def test_require_names_the_key_and_the_step_to_run(tmp_path, data):
     path = tmp_path / "run.json"
     m = Manifest(path, data)

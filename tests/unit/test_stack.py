@@ -3,6 +3,7 @@ stack's parameters built from the configuration and the account's names."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 from pathlib import Path
@@ -57,8 +58,9 @@ def parameters_of(cfn, name: str) -> dict[str, str]:
 
 
 def test_create_then_update_through_change_sets(cfn, template, capsys):
-    out = stack.deploy(cfn, "tiny", template, {"Suffix": "a"}, region=REGION,
-                       tags={"mlops:stage": "dev"})
+    out = stack.deploy(
+        cfn, "tiny", template, {"Suffix": "a"}, region=REGION, tags={"mlops:stage": "dev"}
+    )
     current = stack.describe(cfn, "tiny")
     assert current["StackStatus"] == "CREATE_COMPLETE"
     assert current["Tags"] == [{"Key": "mlops:stage", "Value": "dev"}]
@@ -107,22 +109,32 @@ def test_delete_waits_and_a_missing_stack_is_fine(cfn, template, capsys):
 class FakeCfn:
     """The CloudFormation calls deploy() makes, with AWS's answers for states moto cannot reach."""
 
-    def __init__(self, stacks: list[dict[str, Any] | None], change_set: dict[str, Any],
-                 events: list[dict[str, Any]] | None = None,
-                 events_after: list[dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self,
+        stacks: list[dict[str, Any] | None],
+        change_set: dict[str, Any],
+        events: list[dict[str, Any]] | None = None,
+        events_after: list[dict[str, Any]] | None = None,
+    ) -> None:
         """``events`` until the change set is executed, ``events_after`` from then on."""
         self.stacks, self.change_set = stacks, change_set
         self.events = events or []
         self.events_after = self.events if events_after is None else events_after
         self.calls: list[str] = []
 
-    def describe_stacks(self, StackName: str) -> dict[str, Any]:  # noqa: N803 - boto3 names
+    def describe_stacks(self, StackName: str) -> dict[str, Any]:  # boto3 names
         self.calls.append("describe_stacks")
         current = self.stacks[0] if len(self.stacks) == 1 else self.stacks.pop(0)
         if current is None:
-            raise ClientError({"Error": {"Code": "ValidationError",
-                                         "Message": f"Stack with id {StackName} does not exist"}},
-                              "DescribeStacks")
+            raise ClientError(
+                {
+                    "Error": {
+                        "Code": "ValidationError",
+                        "Message": f"Stack with id {StackName} does not exist",
+                    }
+                },
+                "DescribeStacks",
+            )
         return {"Stacks": [current]}
 
     def describe_stack_events(self, **_kw: Any) -> dict[str, Any]:
@@ -146,9 +158,14 @@ OUTPUTS = [{"OutputKey": "EndpointName", "OutputValue": "mlops-dev"}]
 
 def test_a_failed_empty_change_set_means_no_changes(template, capsys):
     # AWS's own "no changes" answer: the change set FAILS with this reason and is deleted.
-    cfn = FakeCfn([{"StackStatus": "UPDATE_COMPLETE", "Outputs": OUTPUTS}],
-                  {"Status": "FAILED", "StatusReason": "The submitted information didn't contain "
-                   "changes. Submit different information to create a change set."})
+    cfn = FakeCfn(
+        [{"StackStatus": "UPDATE_COMPLETE", "Outputs": OUTPUTS}],
+        {
+            "Status": "FAILED",
+            "StatusReason": "The submitted information didn't contain "
+            "changes. Submit different information to create a change set.",
+        },
+    )
     assert stack.deploy(cfn, "s", template, {}, region=REGION) == {"EndpointName": "mlops-dev"}
     assert "delete_change_set" in cfn.calls
     assert "execute_change_set" not in cfn.calls
@@ -162,9 +179,13 @@ def test_a_failed_change_set_is_one_line_with_its_reason(template):
 
 
 def test_a_stack_left_by_a_failed_create_is_deleted_first(template):
-    cfn = FakeCfn([{"StackStatus": "ROLLBACK_COMPLETE"},
-                   {"StackStatus": "CREATE_COMPLETE", "Outputs": OUTPUTS}],
-                  {"Status": "CREATE_COMPLETE", "Changes": [{}]})
+    cfn = FakeCfn(
+        [
+            {"StackStatus": "ROLLBACK_COMPLETE"},
+            {"StackStatus": "CREATE_COMPLETE", "Outputs": OUTPUTS},
+        ],
+        {"Status": "CREATE_COMPLETE", "Changes": [{}]},
+    )
     assert stack.deploy(cfn, "s", template, {}, region=REGION) == {"EndpointName": "mlops-dev"}
     assert cfn.calls.index("delete_stack") < cfn.calls.index("create_change_set")
     assert cfn.change_set_type == "CREATE"
@@ -172,20 +193,36 @@ def test_a_stack_left_by_a_failed_create_is_deleted_first(template):
 
 def test_a_failed_update_names_the_failing_resource(template, capsys):
     events = [
-        {"EventId": "old", "Timestamp": EARLIER, "LogicalResourceId": "Endpoint",
-         "ResourceType": "AWS::SageMaker::Endpoint", "ResourceStatus": "CREATE_FAILED",
-         "ResourceStatusReason": "an earlier failure"},
-        {"EventId": "new", "Timestamp": LATER, "LogicalResourceId": "Endpoint",
-         "ResourceType": "AWS::SageMaker::Endpoint", "ResourceStatus": "UPDATE_FAILED",
-         "ResourceStatusReason": "Ping health check failed"},
+        {
+            "EventId": "old",
+            "Timestamp": EARLIER,
+            "LogicalResourceId": "Endpoint",
+            "ResourceType": "AWS::SageMaker::Endpoint",
+            "ResourceStatus": "CREATE_FAILED",
+            "ResourceStatusReason": "an earlier failure",
+        },
+        {
+            "EventId": "new",
+            "Timestamp": LATER,
+            "LogicalResourceId": "Endpoint",
+            "ResourceType": "AWS::SageMaker::Endpoint",
+            "ResourceStatus": "UPDATE_FAILED",
+            "ResourceStatusReason": "Ping health check failed",
+        },
     ]
-    cfn = FakeCfn([{"StackStatus": "UPDATE_COMPLETE"}, {"StackStatus": "UPDATE_ROLLBACK_COMPLETE"}],
-                  {"Status": "CREATE_COMPLETE", "Changes": [{}]}, events[:1], events)
+    cfn = FakeCfn(
+        [{"StackStatus": "UPDATE_COMPLETE"}, {"StackStatus": "UPDATE_ROLLBACK_COMPLETE"}],
+        {"Status": "CREATE_COMPLETE", "Changes": [{}]},
+        events[:1],
+        events,
+    )
     with pytest.raises(PipelineError) as exc:
         stack.deploy(cfn, "s", template, {}, region=REGION)
     message = str(exc.value)
-    assert message.startswith("stack s UPDATE_ROLLBACK_COMPLETE: Endpoint "
-                              "(AWS::SageMaker::Endpoint) UPDATE_FAILED: Ping health check failed")
+    assert message.startswith(
+        "stack s UPDATE_ROLLBACK_COMPLETE: Endpoint "
+        "(AWS::SageMaker::Endpoint) UPDATE_FAILED: Ping health check failed"
+    )
     assert "an earlier failure" not in message
     assert "(see https://us-east-1.console.aws.amazon.com/cloudformation" in message
     assert "UPDATE_FAILED: Ping health check failed" in capsys.readouterr().err
@@ -193,11 +230,14 @@ def test_a_failed_update_names_the_failing_resource(template, capsys):
 
 # --- the endpoint stack's parameters (steps/deploy.py) -------------------------------------------
 
-ACCOUNT = Account(REGION, {
-    "SageMakerExecutionRoleArn": "arn:aws:iam::1:role/exec",
-    "CaptureBucket": "capture-bucket",
-    "KmsKeyArn": "arn:aws:kms:us-east-1:1:key/k",
-})
+ACCOUNT = Account(
+    REGION,
+    {
+        "SageMakerExecutionRoleArn": "arn:aws:iam::1:role/exec",
+        "CaptureBucket": "capture-bucket",
+        "KmsKeyArn": "arn:aws:kms:us-east-1:1:key/k",
+    },
+)
 ARN = "arn:aws:sagemaker:us-east-1:1:model-package/mlops-models/7"
 
 
@@ -208,8 +248,13 @@ def cfg() -> config.Config:
 
 @pytest.fixture
 def ctx(cfg, tmp_path) -> Context:
-    return Context(cfg, SimpleNamespace(region_name=REGION), Manifest(tmp_path / "run.json"),
-                   root=tmp_path, _account=ACCOUNT)
+    return Context(
+        cfg,
+        SimpleNamespace(region_name=REGION),
+        Manifest(tmp_path / "run.json"),
+        root=tmp_path,
+        _account=ACCOUNT,
+    )
 
 
 @pytest.mark.parametrize("stage", ["dev", "prod"])
@@ -217,7 +262,7 @@ def test_parameters_carry_the_stage_and_the_account(ctx, cfg, stage):
     s = cfg.stage(stage)
     params = deploy.parameters(ctx, stage, ARN)
     deploy_id = params.pop("DeployId")
-    assert re.fullmatch(r"\d{14}-7", deploy_id), deploy_id
+    assert re.fullmatch(r"v7-[0-9a-f]{12}", deploy_id), deploy_id
     assert params == {
         "Stage": stage,
         "EndpointName": f"{cfg.project}-{stage}",
@@ -239,6 +284,19 @@ def test_parameters_carry_the_stage_and_the_account(ctx, cfg, stage):
         "LatencyAlarmThresholdMicroseconds": str(s.latency_alarm_microseconds),
     }
     assert all(isinstance(v, str) for v in params.values())
+
+
+def test_deploy_id_changes_exactly_when_what_is_served_changes(ctx, cfg):
+    first = deploy.parameters(ctx, "dev", ARN)["DeployId"]
+    assert deploy.parameters(ctx, "dev", ARN)["DeployId"] == first, "same inputs: no changes"
+    other_package = ARN.replace("/7", "/8")
+    assert deploy.parameters(ctx, "dev", other_package)["DeployId"].startswith("v8-")
+    assert deploy.parameters(ctx, "prod", ARN)["DeployId"] != first
+    bigger = dataclasses.replace(cfg.stage("dev"), instance_type="ml.c5.xlarge")
+    ctx.config = dataclasses.replace(cfg, stages={**cfg.stages, "dev": bigger})
+    changed = deploy.parameters(ctx, "dev", ARN)["DeployId"]
+    assert changed != first
+    assert changed.startswith("v7-")
 
 
 def test_parameters_match_the_endpoint_template(ctx):

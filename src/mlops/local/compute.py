@@ -69,8 +69,30 @@ class Compute:
         lines = [line for line in output.strip().splitlines() if line.strip()]
         return (lines[-1] if lines else f"exit code {code}")[:1000]
 
-    # --- Glue -----------------------------------------------------------------------------------
+    # --- every job ends Completed or Failed with a reason, whatever happens in here ---------------
     def glue(self, job: Any, run: Any) -> None:
+        try:
+            self._glue(job, run)
+        except Exception as exc:
+            run.error_message = f"local runtime: {type(exc).__name__}: {exc}"
+            run.status = "FAILED"
+
+    def training(self, job: Any) -> None:
+        try:
+            self._training(job)
+        except Exception as exc:
+            job.failure_reason = f"local runtime: {type(exc).__name__}: {exc}"
+            job.training_job_status = job.secondary_status = "Failed"
+
+    def processing(self, job: Any) -> None:
+        try:
+            self._processing(job)
+        except Exception as exc:
+            job.failure_reason = f"local runtime: {type(exc).__name__}: {exc}"
+            job.processing_job_status = "Failed"
+
+    # --- Glue -----------------------------------------------------------------------------------
+    def _glue(self, job: Any, run: Any) -> None:
         work = self.rt.work_dir / f"glue-{run.job_run_id[3:15]}"
         cwd = work / "cwd"
         cwd.mkdir(parents=True)
@@ -110,7 +132,7 @@ class Compute:
         return str(local) + "/"
 
     # --- SageMaker training -----------------------------------------------------------------------
-    def training(self, job: Any) -> None:
+    def _training(self, job: Any) -> None:
         ml = self.rt.work_dir / f"train-{job.training_job_name}"
         config, model, output = ml / "input/config", ml / "model", ml / "output"
         for d in (config, model, output):
@@ -164,7 +186,7 @@ class Compute:
             logs.put_log_events(logGroupName=LOG_GROUP, logStreamName=stream, logEvents=events)
 
     # --- SageMaker processing -------------------------------------------------------------------
-    def processing(self, job: Any) -> None:
+    def _processing(self, job: Any) -> None:
         root = self.rt.work_dir / f"processing-{job.processing_job_name}"
         local = lambda path: root / str(path).removeprefix("/opt/ml/").lstrip("/")  # noqa: E731
         drop = "test" if self.rt.faults.take("evaluation") else None

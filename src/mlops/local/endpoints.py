@@ -20,6 +20,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from mlops.aws import split_s3
@@ -35,6 +36,20 @@ class Served:
     capture: dict[str, Any]
     records: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def extract(tarball: Path, dest: Path) -> None:
+    """Unpack model.tar.gz as SageMaker does, refusing links and paths that leave ``dest``."""
+    with tarfile.open(tarball) as tar:
+        for member in tar.getmembers():
+            target = (dest / member.name).resolve()
+            if not (member.isfile() or member.isdir()) or dest.resolve() not in (
+                target,
+                *target.parents,
+            ):
+                raise RuntimeError(f"unsafe member {member.name!r} in {tarball.name}")
+        safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+        tar.extractall(dest, **safe)  # noqa: S202 (members checked above)
 
 
 def free_port() -> int:
@@ -75,8 +90,7 @@ class Endpoints:
             bucket, key = split_s3(self.model_data(config.production_variants[0]["ModelName"]))
             tarball = model_dir / "model.tar.gz"
             self.rt.session.client("s3").download_file(bucket, key, str(tarball))
-            with tarfile.open(tarball) as tar:
-                tar.extractall(model_dir / "model", filter="data")
+            extract(tarball, model_dir / "model")
             port = free_port()
             env = {
                 **self.rt.child_env,

@@ -26,9 +26,12 @@ _runtime: Any = None  # the LocalRuntime that performs compute and owns the API 
 class ResourceFailed(Exception):
     """A resource that failed while moto created it; becomes a FAILED stack event."""
 
+    last: ResourceFailed | None = None  # moto retries updates and may hide the first failure
+
     def __init__(self, logical_id: str, resource_type: str, reason: str) -> None:
         super().__init__(reason)
         self.logical_id, self.resource_type, self.reason = logical_id, resource_type, reason
+        ResourceFailed.last = self
 
 
 def _wrap(cls: Any, name: str, make: Callable[[Any], Any]) -> None:
@@ -81,7 +84,7 @@ def _processing_created(_backend: Any, job: Any, *_: Any, **__: Any) -> None:
 def _endpoint_created(backend: Any, endpoint: Any, *_: Any, **__: Any) -> None:
     endpoint.endpoint_status = "Creating"
     config = backend.endpoint_configs[endpoint.endpoint_config_name]
-    _runtime.submit(lambda: _runtime.endpoints.serve(endpoint, config))
+    endpoint.local_start = _runtime.submit(lambda: _runtime.endpoints.serve(endpoint, config))
 
 
 def _endpoint_deleting(original: Any) -> Any:
@@ -99,13 +102,17 @@ def _execute_change_set(original: Any) -> Any:
             c for k, c in self.change_sets.items() if change_set_name in (k, c.change_set_name)
         )
         stack = self.stacks[change_set.stack_id]
+        ResourceFailed.last = None
         try:
             original(self, change_set_name, stack_name)
             # moto applies the resources but keeps the old template, outputs and parameters
             stack.template, stack.parameters = change_set.template, change_set.parameters
             stack._parse_template()
             stack.output_map = stack._create_output_map()
-        except ResourceFailed as exc:
+        except Exception as error:  # any failure rolls the stack back, with the first cause
+            exc = ResourceFailed.last or ResourceFailed(
+                stack.name, "AWS::CloudFormation::Stack", str(error)
+            )
             kind = change_set.change_set_type
             status = "ROLLBACK_COMPLETE" if kind == "CREATE" else "UPDATE_ROLLBACK_COMPLETE"
             event = cfn_models.Event(
@@ -141,9 +148,23 @@ def _endpoint_from_cfn(original: Any) -> Any:
             raise ResourceFailed(
                 kwargs.get("LogicalId", "Endpoint"), "AWS::SageMaker::Endpoint", reason
             )
-        return original.__func__(
+        # moto generates the name; AWS honours EndpointName (scaling targets and alarms use it)
+        resource_name = cloudformation_json["Properties"].get("EndpointName", resource_name)
+        endpoint = original.__func__(
             cls, resource_name, cloudformation_json, account_id, region_name, **kwargs
         )
+        # CloudFormation waits for InService and fails the resource otherwise, as on AWS
+        endpoint.local_start.result(timeout=300)
+        if endpoint.endpoint_status != "InService":
+            sm_models.sagemaker_backends[account_id][region_name].delete_endpoint(
+                endpoint.endpoint_name
+            )
+            raise ResourceFailed(
+                kwargs.get("LogicalId", "Endpoint"),
+                "AWS::SageMaker::Endpoint",
+                endpoint.failure_reason or "the endpoint did not reach InService",
+            )
+        return endpoint
 
     return classmethod(create)
 

@@ -23,6 +23,7 @@ from moto.server import ThreadedMotoServer
 
 from mlops import stack
 from mlops.aws import log
+from mlops.errors import ConfigError
 from mlops.local import moto_gaps
 from mlops.local.compute import Compute
 from mlops.local.endpoints import Endpoints
@@ -45,7 +46,7 @@ class Faults:
     def __init__(self, names: set[str]) -> None:
         unknown = names - set(FAULTS)
         if unknown:
-            raise ValueError(f"unknown fault {sorted(unknown)[0]!r}: use {', '.join(FAULTS)}")
+            raise ConfigError(f"unknown fault {sorted(unknown)[0]!r}: use {', '.join(FAULTS)}")
         self.names = names
 
     def take(self, name: str) -> bool:
@@ -140,9 +141,11 @@ class LocalRuntime:
             else:
                 os.environ[key] = value
 
-    def submit(self, fn: Any) -> None:
+    def submit(self, fn: Any) -> Future:
         """Run compute off the request thread, so callers see InProgress, then the outcome."""
-        self._futures.append(self.executor.submit(fn))
+        future = self.executor.submit(fn)
+        self._futures.append(future)
+        return future
 
     # --- what AWS would already have ------------------------------------------------------------
     def bootstrap(self, ctx: Any) -> None:

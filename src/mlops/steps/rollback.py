@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mlops import stack
+from mlops import github, stack
 from mlops.aws import call, log
 from mlops.context import Context
 from mlops.errors import ConfigError
@@ -35,4 +35,6 @@ def previous_approved(ctx: Context, stage: str) -> str:
 def run(ctx: Context, stage: str, arn: str | None = None) -> dict[str, str]:
     target = arn or previous_approved(ctx, stage)
     log(f"rollback: {stage} to {target}")
-    return deploy.run(ctx, stage, target)
+    result = deploy.run(ctx, stage, target)
+    github.set_output("model-package-arn", target)
+    return result

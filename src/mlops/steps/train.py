@@ -10,7 +10,7 @@ from mlops.aws import call, console, log, s3_uri, wait_for
 from mlops.context import Context
 from mlops.errors import ConfigError
 
-DIGEST_URI = re.compile(r"^(?P<repo>[^@\s]+)@(?P<digest>sha256:[0-9a-f]{64})$")
+DIGEST_URI = re.compile(r"^(?P<repo>[^@\s:]+(?::\d+)?/[^@\s:]+)@(?P<digest>sha256:[0-9a-f]{64})$")
 METRICS = [
     {"Name": "train:rmse", "Regex": r"train:rmse=([0-9.]+)"},
     {"Name": "validation:rmse", "Regex": r"validation:rmse=([0-9.]+)"},
@@ -63,6 +63,7 @@ class LogTail:
 
 
 def run(ctx: Context, image_uri: str) -> dict[str, Any]:
+    parse_image(image_uri)  # refuse a tag before any AWS call
     cfg, acct, sm = ctx.config, ctx.account, ctx.client("sagemaker")
     digest = check_image(ctx.client("ecr"), image_uri)
     splits = ctx.manifest.require("etl.splits", "etl")
