@@ -39,7 +39,7 @@ venv: $(VENV)/.pipeline ## create .venv with the pipeline only (the mlops CLI), 
 
 # --- the two README commands --------------------------------------------------------------------
 test: $(VENV)/.dev ## run the whole test suite (unit, integration, system against local endpoints)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n auto --dist loadfile $(PYTEST_ARGS)
 
 pipeline: $(VENV)/.pipeline ## run the whole pipeline offline (moto control plane, real compute)
 	$(BIN)/mlops run --local --approve

@@ -58,6 +58,6 @@ class Manifest:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".manifest-")
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(self.data, fh, indent=2, sort_keys=True, default=str)
+            json.dump(self.data, fh, indent=2, default=str)  # in the order steps ran
             fh.write("\n")
         Path(tmp).replace(self.path)

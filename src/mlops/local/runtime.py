@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+from moto.moto_api._internal.models import moto_api_backend
 from moto.server import ThreadedMotoServer
 
 from mlops import stack
@@ -96,6 +97,7 @@ class LocalRuntime:
         self.work_dir = Path(self._tmp.name)
         self.child_env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
+        moto_api_backend.reset()  # every local run starts from an empty account
         self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self.server.start()
         host, port = self.server.get_host_and_port()
@@ -126,6 +128,7 @@ class LocalRuntime:
         finally:
             moto_gaps.uninstall()
             self.server.stop()
+            moto_api_backend.reset()
             for key, value in self._saved_env.items():
                 if value is None:
                     os.environ.pop(key, None)
