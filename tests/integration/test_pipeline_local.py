@@ -164,6 +164,18 @@ def test_prod_deploy_with_capture_and_autoscaling_then_promote(local):
     assert any(endpoint in t["ResourceId"] for t in targets)
 
 
+def test_next_candidate_is_compared_with_prod_on_the_same_test_set(local):
+    _, ctx = local
+    serving = ctx.manifest.require("register.model_package_arn", "")
+    values = evaluate.run(ctx)
+    assert values["prod"]["model_package_arn"] == serving
+    assert values["prod"]["metrics"]["regression_metrics"]["rmse"]["value"] == pytest.approx(
+        values["metrics"]["regression_metrics"]["rmse"]["value"]
+    )  # the same model on the same rows
+    checks = {c.metric: c for c in gate.run(ctx)}
+    assert checks["rmse vs prod model"].passed
+
+
 def test_redeploy_updates_in_place_without_duplicates(local):
     _, ctx = local
     sm, cfn = ctx.client("sagemaker"), ctx.client("cloudformation")
