@@ -6,6 +6,7 @@ Step code never sees any of this: it calls the same boto3 APIs as against AWS.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from collections.abc import Callable
@@ -171,21 +172,18 @@ def _endpoint_from_cfn(original: Any) -> Any:
 
 # --- resource types moto's CloudFormation ignores: applied through the API -----------------------
 class _ApiResource:
-    """Base for resource types moto ignores; subclasses create them through the real API.
+    """A resource of a type moto ignores, created through the real API by ``APPLY``.
 
-    Deliberately not a moto CloudFormationModel subclass: they join moto's model map only while
+    Deliberately not a moto CloudFormationModel subclass: these join moto's model map only while
     the runtime is installed (see :func:`install`).
     """
 
     TYPE = ""
     NOTE = "applied through the API"
+    APPLY: Callable[[str, dict[str, Any]], tuple[str, dict[str, str]]]
 
     def __init__(self, physical_id: str, attributes: dict[str, str]) -> None:
-        self.physical_id, self.attributes = physical_id, attributes
-
-    @property
-    def physical_resource_id(self) -> str:
-        return self.physical_id
+        self.physical_resource_id, self.attributes = physical_id, attributes
 
     @staticmethod
     def cloudformation_name_type() -> str:
@@ -196,242 +194,161 @@ class _ApiResource:
         return True
 
     def get_cfn_attribute(self, attribute_name: str) -> Any:
-        return self.attributes.get(attribute_name, self.physical_id)
+        return self.attributes.get(attribute_name, self.physical_resource_id)
 
     @classmethod
     def create_from_cloudformation_json(
-        cls,
-        resource_name: str,
-        cloudformation_json: Any,
-        account_id: str,
-        region_name: str,
-        **kwargs: Any,
+        cls, resource_name: str, cloudformation_json: Any, *_: Any, **kwargs: Any
     ) -> Any:
-        props = cloudformation_json.get("Properties", {})
+        logical = kwargs.get("LogicalId", resource_name)
         try:
-            physical_id, attributes = cls.apply(resource_name, props)
+            physical_id, attributes = cls.APPLY(resource_name, cloudformation_json["Properties"])
         except Exception as exc:  # becomes a FAILED stack event, as on AWS
-            raise ResourceFailed(
-                kwargs.get("LogicalId", resource_name), cls.TYPE, str(exc)
-            ) from exc
-        log(f"  local: moto ignores {cls.TYPE} {kwargs.get('LogicalId', '')}: {cls.NOTE}")
+            raise ResourceFailed(logical, cls.TYPE, str(exc)) from exc
+        log(f"  local: moto ignores {cls.TYPE} {logical}: {cls.NOTE}")
         return cls(physical_id, attributes)
 
     @classmethod
     def update_from_cloudformation_json(
-        cls,
-        original_resource: Any,
-        new_resource_name: str,
-        cloudformation_json: Any,
-        account_id: str,
-        region_name: str,
+        cls, original_resource: Any, new_resource_name: str, cloudformation_json: Any, *_: Any
     ) -> Any:
-        return cls.create_from_cloudformation_json(
-            new_resource_name, cloudformation_json, account_id, region_name
-        )
+        return cls.create_from_cloudformation_json(new_resource_name, cloudformation_json)
 
     @classmethod
-    def delete_from_cloudformation_json(
-        cls, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str
-    ) -> None:
+    def delete_from_cloudformation_json(cls, *_: Any) -> None:
         return None
 
-    @classmethod
-    def apply(cls, name: str, props: dict[str, Any]) -> tuple[str, dict[str, str]]:
-        raise NotImplementedError
+
+GAPS: dict[str, type[_ApiResource]] = {}
+
+
+def _gap(resource_type: str, note: str = _ApiResource.NOTE) -> Callable[[Any], Any]:
+    """Register ``fn(name, properties) -> (physical id, attributes)`` for a type moto ignores."""
+
+    def register(fn: Any) -> Any:
+        attrs = {"TYPE": resource_type, "NOTE": note, "APPLY": staticmethod(fn)}
+        GAPS[resource_type] = type(resource_type.replace("::", ""), (_ApiResource,), attrs)
+        return fn
+
+    return register
 
 
 def _client(service: str) -> Any:
     return _runtime.session.client(service)
 
 
-class GlueJob(_ApiResource):
-    TYPE = "AWS::Glue::Job"
-
-    @staticmethod
-    def cloudformation_type() -> str:
-        return GlueJob.TYPE
-
-    @classmethod
-    def apply(cls, name: str, props: dict[str, Any]) -> tuple[str, dict[str, str]]:
-        job = props.get("Name") or name
-        keys = (
-            "Role",
-            "Command",
-            "DefaultArguments",
-            "GlueVersion",
-            "WorkerType",
-            "NumberOfWorkers",
-            "Timeout",
-            "ExecutionClass",
-            "MaxRetries",
-        )
-        args = {k: props[k] for k in keys if k in props}
-        args["NumberOfWorkers"] = int(args.get("NumberOfWorkers", 2))
-        _client("glue").create_job(Name=job, **args)
-        return job, {}
+def _pick(props: dict[str, Any], keys: str) -> dict[str, Any]:
+    return {k: props[k] for k in keys.split() if k in props}
 
 
-class ModelPackageGroup(_ApiResource):
-    TYPE = "AWS::SageMaker::ModelPackageGroup"
-
-    @staticmethod
-    def cloudformation_type() -> str:
-        return ModelPackageGroup.TYPE
-
-    @classmethod
-    def apply(cls, name: str, props: dict[str, Any]) -> tuple[str, dict[str, str]]:
-        group = props.get("ModelPackageGroupName") or name
-        sm = _client("sagemaker")
-        try:
-            arn = sm.describe_model_package_group(ModelPackageGroupName=group)[
-                "ModelPackageGroupArn"
-            ]
-        except sm.exceptions.ClientError:
-            arn = sm.create_model_package_group(
-                ModelPackageGroupName=group,
-                ModelPackageGroupDescription=props.get("ModelPackageGroupDescription", group),
-            )["ModelPackageGroupArn"]
-        return arn, {"ModelPackageGroupArn": arn, "ModelPackageGroupName": group}
-
-
-class OidcProvider(_ApiResource):
-    TYPE = "AWS::IAM::OIDCProvider"
-
-    @staticmethod
-    def cloudformation_type() -> str:
-        return OidcProvider.TYPE
-
-    @classmethod
-    def apply(cls, name: str, props: dict[str, Any]) -> tuple[str, dict[str, str]]:
-        iam = _client("iam")
-        url = props.get("Url", "https://token.actions.githubusercontent.com")
-        arn = iam.create_open_id_connect_provider(
-            Url=url,
-            ClientIDList=props.get("ClientIdList", ["sts.amazonaws.com"]),
-            ThumbprintList=props.get("ThumbprintList", ["0" * 40]),
-        )["OpenIDConnectProviderArn"]
-        return arn, {"Arn": arn}
-
-
-class ScalableTarget(_ApiResource):
-    TYPE = "AWS::ApplicationAutoScaling::ScalableTarget"
-
-    @staticmethod
-    def cloudformation_type() -> str:
-        return ScalableTarget.TYPE
-
-    @classmethod
-    def apply(cls, name: str, props: dict[str, Any]) -> tuple[str, dict[str, str]]:
-        _client("application-autoscaling").register_scalable_target(
-            ServiceNamespace=props["ServiceNamespace"],
-            ResourceId=props["ResourceId"],
-            ScalableDimension=props["ScalableDimension"],
-            MinCapacity=int(props["MinCapacity"]),
-            MaxCapacity=int(props["MaxCapacity"]),
-        )
-        target = f"{props['ResourceId']}|{props['ScalableDimension']}|{props['ServiceNamespace']}"
-        return target, {}
-
-
-class ScalingPolicy(_ApiResource):
-    TYPE = "AWS::ApplicationAutoScaling::ScalingPolicy"
-
-    @staticmethod
-    def cloudformation_type() -> str:
-        return ScalingPolicy.TYPE
-
-    @classmethod
-    def apply(cls, name: str, props: dict[str, Any]) -> tuple[str, dict[str, str]]:
-        target = props.get("ScalingTargetId", "")
-        resource_id, dimension, namespace = [*target.split("|"), "", "", ""][:3]
-        config = dict(props.get("TargetTrackingScalingPolicyConfiguration", {}))
-        for key in ("ScaleInCooldown", "ScaleOutCooldown"):
-            if key in config:
-                config[key] = int(config[key])
-        config["TargetValue"] = float(config.get("TargetValue", 0))
-        arn = _client("application-autoscaling").put_scaling_policy(
-            PolicyName=props.get("PolicyName", name),
-            PolicyType=props["PolicyType"],
-            ServiceNamespace=props.get("ServiceNamespace", namespace),
-            ResourceId=props.get("ResourceId", resource_id),
-            ScalableDimension=props.get("ScalableDimension", dimension),
-            TargetTrackingScalingPolicyConfiguration=config,
-        )["PolicyARN"]
-        return arn, {"Arn": arn}
-
-
-class Alarm(_ApiResource):
-    TYPE = "AWS::CloudWatch::Alarm"
-
-    @staticmethod
-    def cloudformation_type() -> str:
-        return Alarm.TYPE
-
-    @classmethod
-    def apply(cls, name: str, props: dict[str, Any]) -> tuple[str, dict[str, str]]:
-        alarm = props.get("AlarmName") or name
-        keys = (
-            "AlarmDescription",
-            "MetricName",
-            "Namespace",
-            "Statistic",
-            "ComparisonOperator",
-            "Dimensions",
-            "TreatMissingData",
-        )
-        args = {k: props[k] for k in keys if k in props}
-        _client("cloudwatch").put_metric_alarm(
-            AlarmName=alarm,
-            Period=int(props.get("Period", 60)),
-            EvaluationPeriods=int(props.get("EvaluationPeriods", 1)),
-            Threshold=float(props.get("Threshold", 0)),
-            **args,
-        )
-        return alarm, {"Arn": f"arn:aws:cloudwatch:::alarm:{alarm}"}
-
-
-class BucketPolicy(_ApiResource):
-    TYPE = "AWS::S3::BucketPolicy"
-    NOTE = (
-        "checked, not applied: its TLS-only rule would refuse the local endpoint, which is "
-        "plain HTTP on 127.0.0.1"
+@_gap("AWS::Glue::Job")
+def _glue_job(name: str, props: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    job = props.get("Name") or name
+    args = _pick(
+        props,
+        "Role Command DefaultArguments GlueVersion WorkerType Timeout "
+        "ExecutionClass MaxRetries SecurityConfiguration",
     )
-
-    @staticmethod
-    def cloudformation_type() -> str:
-        return BucketPolicy.TYPE
-
-    @classmethod
-    def apply(cls, name: str, props: dict[str, Any]) -> tuple[str, dict[str, str]]:
-        document = props["PolicyDocument"]
-        if isinstance(document, str):
-            document = json.loads(document)
-        if not document.get("Statement"):
-            raise ValueError(f"bucket policy for {props['Bucket']} has no Statement")
-        return props["Bucket"], {}
+    _client("glue").create_job(
+        Name=job, NumberOfWorkers=int(props.get("NumberOfWorkers", 2)), **args
+    )
+    return job, {}
 
 
-class GlueSecurityConfiguration(_ApiResource):
-    TYPE = "AWS::Glue::SecurityConfiguration"
+@_gap("AWS::Glue::SecurityConfiguration")
+def _glue_security(name: str, props: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    config, glue = props.get("Name") or name, _client("glue")
+    # CloudFormation spells the S3 list "S3Encryptions"; the API "S3Encryption"
+    encryption = dict(props.get("EncryptionConfiguration", {}))
+    if "S3Encryptions" in encryption:
+        encryption["S3Encryption"] = encryption.pop("S3Encryptions")
+    with contextlib.suppress(glue.exceptions.AlreadyExistsException):
+        glue.create_security_configuration(Name=config, EncryptionConfiguration=encryption)
+    return config, {}
 
-    @staticmethod
-    def cloudformation_type() -> str:
-        return GlueSecurityConfiguration.TYPE
 
-    @classmethod
-    def apply(cls, name: str, props: dict[str, Any]) -> tuple[str, dict[str, str]]:
-        config = props.get("Name") or name
-        glue = _client("glue")
-        try:
-            glue.get_security_configuration(Name=config)
-        except glue.exceptions.EntityNotFoundException:
-            # CloudFormation spells the S3 list "S3Encryptions"; the API "S3Encryption"
-            encryption = dict(props.get("EncryptionConfiguration", {}))
-            if "S3Encryptions" in encryption:
-                encryption["S3Encryption"] = encryption.pop("S3Encryptions")
-            glue.create_security_configuration(Name=config, EncryptionConfiguration=encryption)
-        return config, {}
+@_gap("AWS::SageMaker::ModelPackageGroup")
+def _package_group(name: str, props: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    group, sm = props.get("ModelPackageGroupName") or name, _client("sagemaker")
+    try:
+        arn = sm.describe_model_package_group(ModelPackageGroupName=group)["ModelPackageGroupArn"]
+    except sm.exceptions.ClientError:
+        arn = sm.create_model_package_group(
+            ModelPackageGroupName=group,
+            ModelPackageGroupDescription=props.get("ModelPackageGroupDescription", group),
+        )["ModelPackageGroupArn"]
+    return arn, {"ModelPackageGroupArn": arn, "ModelPackageGroupName": group}
+
+
+@_gap("AWS::IAM::OIDCProvider")
+def _oidc_provider(name: str, props: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    arn = _client("iam").create_open_id_connect_provider(
+        Url=props.get("Url", "https://token.actions.githubusercontent.com"),
+        ClientIDList=props.get("ClientIdList", ["sts.amazonaws.com"]),
+        ThumbprintList=props.get("ThumbprintList", ["0" * 40]),
+    )["OpenIDConnectProviderArn"]
+    return arn, {"Arn": arn}
+
+
+@_gap(
+    "AWS::S3::BucketPolicy",
+    note="checked, not applied: its TLS-only rule would refuse the "
+    "local endpoint, which is plain HTTP on 127.0.0.1",
+)
+def _bucket_policy(name: str, props: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    document = props["PolicyDocument"]
+    if isinstance(document, str):
+        document = json.loads(document)
+    if not document.get("Statement"):
+        raise ValueError(f"bucket policy for {props['Bucket']} has no Statement")
+    return props["Bucket"], {}
+
+
+@_gap("AWS::ApplicationAutoScaling::ScalableTarget")
+def _scalable_target(name: str, props: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    _client("application-autoscaling").register_scalable_target(
+        **_pick(props, "ServiceNamespace ResourceId ScalableDimension"),
+        MinCapacity=int(props["MinCapacity"]),
+        MaxCapacity=int(props["MaxCapacity"]),
+    )
+    ids = (props["ResourceId"], props["ScalableDimension"], props["ServiceNamespace"])
+    return "|".join(ids), {}  # the Ref format ScalingPolicy.ScalingTargetId takes
+
+
+@_gap("AWS::ApplicationAutoScaling::ScalingPolicy")
+def _scaling_policy(name: str, props: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    resource_id, dimension, namespace = [*props.get("ScalingTargetId", "").split("|"), "", ""][:3]
+    config = dict(props.get("TargetTrackingScalingPolicyConfiguration", {}))
+    for key in ("ScaleInCooldown", "ScaleOutCooldown"):
+        if key in config:
+            config[key] = int(config[key])
+    config["TargetValue"] = float(config.get("TargetValue", 0))
+    arn = _client("application-autoscaling").put_scaling_policy(
+        PolicyName=props.get("PolicyName", name),
+        PolicyType=props["PolicyType"],
+        ServiceNamespace=props.get("ServiceNamespace", namespace),
+        ResourceId=props.get("ResourceId", resource_id),
+        ScalableDimension=props.get("ScalableDimension", dimension),
+        TargetTrackingScalingPolicyConfiguration=config,
+    )["PolicyARN"]
+    return arn, {"Arn": arn}
+
+
+@_gap("AWS::CloudWatch::Alarm")
+def _alarm(name: str, props: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    alarm = props.get("AlarmName") or name
+    _client("cloudwatch").put_metric_alarm(
+        AlarmName=alarm,
+        Period=int(props.get("Period", 60)),
+        EvaluationPeriods=int(props.get("EvaluationPeriods", 1)),
+        Threshold=float(props.get("Threshold", 0)),
+        **_pick(
+            props,
+            "AlarmDescription MetricName Namespace Statistic ComparisonOperator "
+            "Dimensions TreatMissingData",
+        ),
+    )
+    return alarm, {"Arn": f"arn:aws:cloudwatch:::alarm:{alarm}"}
 
 
 def install(runtime: Any) -> None:
@@ -453,20 +370,7 @@ def install(runtime: Any) -> None:
     _wrap(sm_models.SageMakerModelBackend, "delete_endpoint", _endpoint_deleting)
     _wrap(cfn_models.CloudFormationBackend, "execute_change_set", _execute_change_set)
     _wrap(sm_models.FakeEndpoint, "create_from_cloudformation_json", _endpoint_from_cfn)
-    gaps = {
-        cls.TYPE: cls
-        for cls in (
-            GlueJob,
-            ModelPackageGroup,
-            OidcProvider,
-            ScalableTarget,
-            ScalingPolicy,
-            Alarm,
-            BucketPolicy,
-            GlueSecurityConfiguration,
-        )
-    }
-    _wrap(cfn_parsing, "get_model_map", lambda original: lambda: {**original(), **gaps})
+    _wrap(cfn_parsing, "get_model_map", lambda original: lambda: {**original(), **GAPS})
 
 
 def uninstall() -> None:
