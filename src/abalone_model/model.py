@@ -8,7 +8,9 @@ A model directory (tarred by SageMaker into ``model.tar.gz``) holds three files:
 - ``metadata.json``: encoded feature order, hyperparameters, metrics, xgboost version.
 
 ``TrainedModel.predict`` takes the ENCODED matrix (``feature_names`` order) and is built for speed:
-``inplace_predict`` on a C-contiguous float32 array, no DMatrix per call.
+up to ``FAST_MAX_ROWS`` rows go through the booster's trees compiled to numpy at load time
+(``trees.py``: exact, ~25 µs for one row instead of ~130 µs of XGBoost's fixed per-call cost);
+larger batches use ``inplace_predict`` on a C-contiguous float32 array, no DMatrix per call.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import xgboost as xgb
 
 from abalone_model.errors import ModelError
 from abalone_model.schema import Column, Schema
+from abalone_model.trees import CompiledTrees, compile_booster
 
 MODEL_FILE = "model.ubj"
 SCHEMA_FILE = "schema.json"
@@ -34,6 +37,10 @@ METADATA_FILE = "metadata.json"
 TARBALL = "model.tar.gz"
 FORMAT_VERSION = 1
 MAX_TAR_BYTES = 512 * 1024 * 1024  # a sane ceiling against tar bombs
+# Batches up to this many rows use the compiled trees. Measured (best of 300, one thread): the
+# default model (288 trees, depth 4) breaks even with XGBoost at ~32 rows, a 400-tree depth-9
+# model at ~80, so 16 keeps a margin for both.
+FAST_MAX_ROWS = 16
 
 
 def available_cores() -> int:
@@ -95,6 +102,8 @@ class TrainedModel:
     booster: xgb.Booster
     schema: Schema
     metadata: dict[str, Any] = field(default_factory=dict)
+    # the booster's trees as numpy arrays, or None to always use XGBoost (see ``load``)
+    trees: CompiledTrees | None = field(default=None, repr=False)
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -113,6 +122,8 @@ class TrainedModel:
             )
         if data.shape[0] == 0:
             return np.empty(0, dtype=np.float64)
+        if self.trees is not None and data.shape[0] <= FAST_MAX_ROWS:
+            return self.trees.predict(data).astype(np.float64)
         pred = self.booster.inplace_predict(data, validate_features=False)
         return np.asarray(pred, dtype=np.float64)
 
@@ -158,7 +169,9 @@ def load(model_dir: str | Path, nthread: int = 1) -> TrainedModel:
             f"{root / MODEL_FILE} expects {booster.num_features()} features but the schema "
             f"encodes {len(schema.encoded_names)}; re-run training"
         )
-    return TrainedModel(booster=booster, schema=schema, metadata=metadata)
+    # None (XGBoost for every batch) for what the compiler does not handle, e.g. categorical splits
+    trees = compile_booster(booster)
+    return TrainedModel(booster=booster, schema=schema, metadata=metadata, trees=trees)
 
 
 def _check_member(member: tarfile.TarInfo, dest: Path) -> None:

@@ -32,8 +32,11 @@ pytestmark = pytest.mark.container
 
 IMAGE = os.environ.get("IMAGE", "abalone-model:local")
 BASE_IMAGE = "python:3.11-slim"
-# Layers this Dockerfile may add: keeps the image <= 600 MB on the real ~150 MB python:3.11-slim.
-MAX_ADDED_MB = 450
+# Size budgets (decimal MB, as `docker image inspect` counts). The image must stay <= 600 MB; the
+# layers this Dockerfile adds measured 186 MB (pruned scipy, no sources or stubs), so 200 leaves a
+# small margin for pin bumps and keeps 600 reachable even on a 400 MB base.
+MAX_IMAGE_MB = 600
+MAX_ADDED_MB = 200
 SCHEMA = Schema.load()
 # The first 1,000 rows of the packaged data, interleaved 3:1:1 (row index mod 5): a few hundred
 # rows per split keep training quick while each split still spans the whole file's mix.
@@ -297,9 +300,17 @@ def test_unsupported_content_type_is_415(server: str) -> None:
 
 
 # --- the image itself --------------------------------------------------------------------------
+def image_mb(name: str) -> float:
+    return int(docker("image", "inspect", "-f", "{{.Size}}", name).stdout) / 1e6
+
+
+def test_image_is_at_most_600_mb() -> None:
+    size = image_mb(IMAGE)
+    print(f"\nimage {IMAGE}: {size:.0f} MB (budget {MAX_IMAGE_MB} MB)")
+    assert size <= MAX_IMAGE_MB
+
+
 def test_image_adds_at_most_the_size_budget() -> None:
-    size = int(docker("image", "inspect", "-f", "{{.Size}}", IMAGE).stdout)
-    base = int(docker("image", "inspect", "-f", "{{.Size}}", BASE_IMAGE).stdout)
-    added_mb = (size - base) / 1e6
-    print(f"\nimage {IMAGE}: {size / 1e6:.0f} MB, of which {added_mb:.0f} MB above {BASE_IMAGE}")
-    assert added_mb <= MAX_ADDED_MB
+    added = image_mb(IMAGE) - image_mb(BASE_IMAGE)
+    print(f"\nimage {IMAGE}: {added:.0f} MB above {BASE_IMAGE} (budget {MAX_ADDED_MB} MB)")
+    assert added <= MAX_ADDED_MB

@@ -17,6 +17,7 @@ from abalone_model import model as artefact
 from abalone_model import train
 from abalone_model.errors import ModelError
 from abalone_model.schema import DATA_FILE, Schema
+from abalone_model.trees import compile_booster, parse_base_score
 
 SCHEMA = Schema.load()
 
@@ -198,3 +199,137 @@ def test_infants_are_predicted_younger_than_adults(trained, loaded):
     is_infant = X[:, SEX["I"]] == 1.0
     pred = loaded.predict(X)
     assert pred[is_infant].mean() < pred[~is_infant].mean()
+
+
+# --- the compiled-trees fast path ---------------------------------------------------------------
+
+TOLERANCE = 1e-5  # absolute; the evaluator is exact in practice (max difference observed: 0.0)
+
+
+def encode_all() -> tuple[np.ndarray, np.ndarray]:
+    """(rings, encoded float32 matrix) for all 4,177 rows of the real data set."""
+    with DATA_FILE.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    sexes = SCHEMA.column("sex").categories
+    numeric = SCHEMA.encoded_names[len(sexes) :]
+    X = [[float(r["sex"] == s) for s in sexes] + [float(r[c]) for c in numeric] for r in rows]
+    return np.array([float(r["rings"]) for r in rows]), np.array(X, dtype=np.float32)
+
+
+@pytest.fixture(scope="module")
+def everything():
+    return encode_all()
+
+
+def with_nans(X: np.ndarray, share: float, seed: int = 3) -> np.ndarray:
+    out = X.copy()
+    out[np.random.default_rng(seed).random(X.shape) < share] = np.nan
+    return out
+
+
+def assert_fast_path_exact(model: artefact.TrainedModel, X: np.ndarray) -> None:
+    """Single rows and every small batch size through the compiled trees equal XGBoost's."""
+    assert model.trees is not None
+    expected = model.booster.inplace_predict(X, validate_features=False)
+    singles = np.concatenate([model.trees.predict(X[i : i + 1]) for i in range(len(X))])
+    assert singles.dtype == np.float32
+    assert np.abs(singles - expected).max() <= TOLERANCE
+    for size in (2, 3, 8, artefact.FAST_MAX_ROWS):
+        batches = [model.trees.predict(X[i : i + size]) for i in range(0, len(X), size)]
+        assert np.abs(np.concatenate(batches) - expected).max() <= TOLERANCE, size
+
+
+def test_fast_path_equals_xgboost_on_every_row(loaded, everything):
+    _, X = everything
+    assert_fast_path_exact(loaded, X)
+    assert_fast_path_exact(loaded, with_nans(X[:600], 0.3))
+
+
+@pytest.fixture(scope="module")
+def deep(tmp_path_factory, everything):
+    """Deeper trees and more rounds, trained with missing values so NaN goes both ways."""
+    y, X = everything
+    booster = xgb.train(
+        {"max_depth": 8, "eta": 0.1, "min_child_weight": 1, "tree_method": "hist", "nthread": 1},
+        xgb.DMatrix(with_nans(X, 0.2, seed=1), label=y),
+        num_boost_round=400,
+    )
+    model_dir = artefact.save(tmp_path_factory.mktemp("deep"), booster, SCHEMA, {})
+    return artefact.load(model_dir)
+
+
+def test_fast_path_equals_xgboost_for_a_deeper_model(deep, everything):
+    _, X = everything
+    assert deep.trees is not None
+    assert deep.trees.depth == 8
+    assert len(deep.trees.roots) == 400
+    internal = deep.trees.left != np.arange(len(deep.trees.left))
+    assert deep.trees.default_right[internal].any()
+    assert not deep.trees.default_right[internal].all()  # both default directions occur
+    assert_fast_path_exact(deep, X[:1500])
+    assert_fast_path_exact(deep, with_nans(X[1500:3000], 0.25))
+
+
+def test_predict_uses_the_fast_path_only_for_small_batches(loaded, everything, monkeypatch):
+    _, X = everything
+    expected = loaded.booster.inplace_predict(X[:100], validate_features=False)
+    calls = []
+    original = loaded.booster.inplace_predict
+
+    def counting(data, **kwargs):
+        calls.append(len(data))
+        return original(data, **kwargs)
+
+    monkeypatch.setattr(loaded.booster, "inplace_predict", counting)
+    small = X[: artefact.FAST_MAX_ROWS].astype(np.float64)
+    np.testing.assert_allclose(loaded.predict(small), expected[: len(small)], atol=TOLERANCE)
+    np.testing.assert_allclose(loaded.predict(X[7]), expected[7:8], atol=TOLERANCE)
+    assert calls == []
+    big = X[: artefact.FAST_MAX_ROWS + 1]
+    np.testing.assert_allclose(loaded.predict(big), expected[: len(big)], atol=TOLERANCE)
+    assert calls == [artefact.FAST_MAX_ROWS + 1]
+
+
+def quick_booster(params: dict, X: np.ndarray, y: np.ndarray, **dmatrix) -> xgb.Booster:
+    return xgb.train({"nthread": 1, **params}, xgb.DMatrix(X, y, **dmatrix), 5)
+
+
+def test_unsupported_models_fall_back_to_xgboost(everything, tmp_path):
+    y, X = everything
+    X, y = X[:800], y[:800]
+    unsupported = {
+        "gblinear": quick_booster({"booster": "gblinear"}, X, y),
+        "dart": quick_booster({"booster": "dart", "rate_drop": 0.5}, X, y),
+        "log link": quick_booster({"objective": "count:poisson"}, X, y),
+        "two targets": quick_booster(
+            {"multi_strategy": "multi_output_tree", "tree_method": "hist"},
+            X,
+            np.stack([y, y / 2], axis=1),
+        ),
+    }
+    for name, booster in unsupported.items():
+        assert compile_booster(booster) is None, name
+    # categorical splits: the three sex columns as one categorical code plus padding columns
+    codes = X[:, :3].argmax(axis=1).astype(np.float32)
+    cat_X = np.column_stack([codes, X[:, 3:], X[:, 3:5]])
+    types = ["c"] + ["q"] * 9
+    booster = quick_booster(
+        {"tree_method": "hist", "max_cat_to_onehot": 1},
+        cat_X,
+        y,
+        feature_types=types,
+        enable_categorical=True,
+    )
+    assert compile_booster(booster) is None
+    model = artefact.load(artefact.save(tmp_path / "cat", booster, SCHEMA, {}))
+    assert model.trees is None
+    expected = booster.inplace_predict(cat_X[:3], validate_features=False)
+    np.testing.assert_allclose(model.predict(cat_X[:3]), expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("[9.915498E0]", 9.915498), ("9.9E0", 9.9), (9.5, 9.5), ("[1E0,2E0]", None), ("x", None)],
+)
+def test_parse_base_score(text, value):
+    assert parse_base_score(text) == value
