@@ -14,16 +14,20 @@ import pytest
 from moto import mock_aws
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bootstrap"
-PARAMS = [
-    "GitHubOrg",
-    "GitHubRepo",
-    "CreateOidcProvider",
-    "ExistingOidcProviderArn",
+BOOT_PARAMS = [
     "ProjectName",
     "GlueWorkerType",
     "GlueNumberOfWorkers",
     "GlueExecutionClass",
     "ModelPackageGroupName",
+]
+ACCESS_PARAMS = [
+    "GitHubOrg",
+    "GitHubRepo",
+    "CreateOidcProvider",
+    "ExistingOidcProviderArn",
+    "ProjectName",
+    "BootstrapStackName",
 ]
 
 
@@ -38,19 +42,27 @@ def _load():
 bs = _load()
 
 
+def _stand_in_template(params: list[str], outputs: tuple[str, ...], resource: str) -> str:
+    """Parameters and outputs as the real template has them, one real resource."""
+    values = {key: {"Value": {"Fn::Sub": f"${{ProjectName}}-{key}"}} for key in outputs}
+    values[outputs[0]] = {"Value": {"Ref": "Resource"}}
+    return json.dumps(
+        {
+            "Parameters": {name: {"Type": "String"} for name in params},
+            "Resources": {"Resource": {"Type": resource}},
+            "Outputs": values,
+        }
+    )
+
+
 @pytest.fixture
 def stand_in(tmp_path: Path) -> Path:
-    """A minimal template with bootstrap.yaml's parameters and outputs (one real resource)."""
-    outputs = {key: {"Value": {"Fn::Sub": f"${{ProjectName}}-{key}"}} for key in bs.OUTPUTS}
-    outputs["DataBucket"] = {"Value": {"Ref": "DataBucket"}}
-    template = {
-        "Parameters": {name: {"Type": "String"} for name in PARAMS},
-        "Resources": {"DataBucket": {"Type": "AWS::S3::Bucket"}},
-        "Outputs": outputs,
-    }
-    path = tmp_path / "bootstrap.json"
-    path.write_text(json.dumps(template))
-    return path
+    """A templates folder with stand-ins for bootstrap.yaml (a bucket) and github-access.yaml."""
+    boot = _stand_in_template(BOOT_PARAMS, bs.BOOTSTRAP_OUTPUTS, "AWS::S3::Bucket")
+    access = _stand_in_template(ACCESS_PARAMS, bs.ACCESS_OUTPUTS, "AWS::SQS::Queue")
+    (tmp_path / bs.BOOTSTRAP_TEMPLATE).write_text(boot)  # JSON is YAML
+    (tmp_path / bs.ACCESS_TEMPLATE).write_text(access)
+    return tmp_path
 
 
 class FakeGh:
@@ -70,35 +82,57 @@ class FakeGh:
         return self.answers[matches[-1]] if matches else ""
 
 
-def _args(*extra: str, template: Path) -> object:
-    return bs.parse_args(["--region", "eu-west-1", "--template", str(template), *extra])
+def _args(*extra: str, templates: Path) -> object:
+    return bs.parse_args(["--region", "eu-west-1", "--templates", str(templates), *extra])
 
 
 # --- dry run ---------------------------------------------------------------------------------
 
 
+def _call(line: str) -> str:
+    """A printed call in short: 'aws SERVICE OPERATION [STACK]' or a gh call's first five words."""
+    if line.startswith("gh "):
+        return " ".join(line.split()[:5])
+    words = line.split(" ", 3)
+    return " ".join([*words[:3], json.loads(words[3]).get("StackName", "")]).strip()
+
+
+def _change_sets(out: str) -> dict[str, dict]:
+    """The printed create_change_set calls by stack name."""
+    found = [json.loads(x.split(" ", 3)[3]) for x in out.splitlines() if "create_change_set" in x]
+    return {change_set["StackName"]: change_set for change_set in found}
+
+
 def test_dry_run_lists_every_call_in_order(stand_in, capsys):
-    argv = ["--dry-run", "--region", "eu-west-1", "--template", str(stand_in), "--reviewer", "bob"]
+    argv = ["--dry-run", "--region", "eu-west-1", "--templates", str(stand_in), "--reviewer", "bob"]
     assert bs.main(argv) == 0
     calls = [
-        " ".join(line.split()[:3] if line.startswith("aws") else line.split()[:5])
+        _call(line)
         for line in capsys.readouterr().out.splitlines()
         if line.startswith(("aws ", "gh "))
     ]
+
+    def deploy(stack: str) -> list[str]:
+        return [
+            f"aws cloudformation create_change_set {stack}",
+            f"aws cloudformation describe_change_set {stack}",
+            f"aws cloudformation describe_stack_events {stack}",
+            f"aws cloudformation execute_change_set {stack}",
+            f"aws cloudformation describe_stacks {stack}",
+            f"aws cloudformation describe_stack_events {stack}",
+            f"aws cloudformation describe_stacks {stack}",  # the outputs
+        ]
+
     assert calls == [
         "gh auth status",
         "gh repo view --json owner,name",
         "gh api users/bob --jq .id",
         "aws sts get_caller_identity",
-        "aws cloudformation describe_stacks",
+        "aws cloudformation describe_stacks repo-bootstrap",
+        *deploy("repo-bootstrap"),  # first: the other stack imports its exports
+        "aws cloudformation describe_stacks repo-github-access",
         "aws iam list_open_id_connect_providers",
-        "aws cloudformation create_change_set",
-        "aws cloudformation describe_change_set",
-        "aws cloudformation describe_stack_events",
-        "aws cloudformation execute_change_set",
-        "aws cloudformation describe_stacks",
-        "aws cloudformation describe_stack_events",
-        "aws cloudformation describe_stacks",
+        *deploy("repo-github-access"),
         "gh api --method PUT repos/OWNER/REPO/environments/dev",
         "gh api --method PUT repos/OWNER/REPO/environments/prod",
         "gh api repos/OWNER/REPO/branches/main --jq .protected",
@@ -118,17 +152,21 @@ def test_dry_run_prints_parameters_and_makes_no_call(stand_in, capsys, monkeypat
     monkeypatch.setattr(bs.subprocess, "run", refuse)
     monkeypatch.setattr(boto3.session.Session, "client", refuse)
     argv = ["--dry-run", "--repo", "Acme/Abalone_Age", "--flex", "--glue-workers", "4"]
-    assert bs.main([*argv, "--region", "us-east-2", "--template", str(stand_in)]) == 0
+    assert bs.main([*argv, "--region", "us-east-2", "--templates", str(stand_in)]) == 0
     out = capsys.readouterr().out
-    change_set = json.loads(
-        next(x for x in out.splitlines() if "create_change_set" in x).split(" ", 3)[3]
+    change_sets = _change_sets(out)
+    assert list(change_sets) == ["abalone-age-bootstrap", "abalone-age-github-access"]
+    boot, access = (
+        {p["ParameterKey"]: p["ParameterValue"] for p in cs["Parameters"]}
+        for cs in change_sets.values()
     )
-    params = {p["ParameterKey"]: p["ParameterValue"] for p in change_set["Parameters"]}
-    assert params["ProjectName"] == "abalone-age"
-    assert (params["GlueExecutionClass"], params["GlueNumberOfWorkers"]) == ("FLEX", "4")
-    assert (params["GitHubOrg"], params["GitHubRepo"]) == ("Acme", "Abalone_Age")
-    assert change_set["StackName"] == "abalone-age-bootstrap"
-    assert change_set["Capabilities"] == ["CAPABILITY_NAMED_IAM"]
+    assert (boot["ProjectName"], access["ProjectName"]) == ("abalone-age", "abalone-age")
+    assert (boot["GlueExecutionClass"], boot["GlueNumberOfWorkers"]) == ("FLEX", "4")
+    assert (access["GitHubOrg"], access["GitHubRepo"]) == ("Acme", "Abalone_Age")
+    assert access["BootstrapStackName"] == "abalone-age-bootstrap"
+    assert access["CreateOidcProvider"] == "true"  # the dry run's account has no provider
+    for change_set in change_sets.values():
+        assert change_set["Capabilities"] == ["CAPABILITY_NAMED_IAM"]
     assert "-f value=abalone-age-bootstrap" in out  # MLOPS_BOOTSTRAP_STACK
 
 
@@ -225,8 +263,9 @@ def _stack(cfn, name: str) -> dict:
 
 
 def test_moto_create_through_a_change_set(aws, stand_in, capsys):
-    params = {name: f"v-{name}" for name in PARAMS}
-    bs.deploy_stack(aws["cloudformation"], "p-bootstrap", stand_in.read_text(), params, None, 0)
+    params = {name: f"v-{name}" for name in BOOT_PARAMS}
+    body = (stand_in / bs.BOOTSTRAP_TEMPLATE).read_text()
+    bs.deploy_stack(aws["cloudformation"], "p-bootstrap", body, params, None, 0)
     out = capsys.readouterr().out
     assert "stack p-bootstrap: create started" in out
     assert re.search(r"^\s+\d+s\s+CREATE_COMPLETE\s+p-bootstrap ", out, re.MULTILINE)
@@ -237,34 +276,44 @@ def test_moto_create_through_a_change_set(aws, stand_in, capsys):
     assert len(boto3.client("s3").list_buckets()["Buckets"]) == 1  # the stand-in's one resource
 
 
-def test_moto_full_run_updates_the_stack_and_sets_variables_from_its_outputs(aws, stand_in, capsys):
-    """An earlier bootstrap made the stack (moto resolves outputs on create_stack, not on change
-    sets) and the OIDC provider: this run updates it, keeps the provider, wires GitHub."""
+def test_moto_full_run_updates_both_stacks_and_sets_variables_from_their_outputs(
+    aws, stand_in, capsys
+):
+    """An earlier bootstrap made both stacks (moto resolves outputs on create_stack, not on change
+    sets) and the OIDC provider: this run updates both, keeps the provider, wires GitHub."""
     cfn = aws["cloudformation"]
-    earlier = dict.fromkeys(PARAMS, "x") | {
-        "ProjectName": "abalone",
-        "CreateOidcProvider": "true",
-    }
-    cfn.create_stack(
-        StackName="abalone-bootstrap", TemplateBody=stand_in.read_text(),
-        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in earlier.items()],
-    )  # fmt: skip
+    for name, template, params in (
+        ("abalone-bootstrap", bs.BOOTSTRAP_TEMPLATE, BOOT_PARAMS),
+        ("abalone-github-access", bs.ACCESS_TEMPLATE, ACCESS_PARAMS),
+    ):
+        earlier = dict.fromkeys(params, "x") | {"ProjectName": "abalone"}
+        earlier |= {"CreateOidcProvider": "true"} if "CreateOidcProvider" in params else {}
+        cfn.create_stack(
+            StackName=name, TemplateBody=(stand_in / template).read_text(),
+            Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in earlier.items()],
+        )  # fmt: skip
     aws["iam"].create_open_id_connect_provider(
         Url=f"https://{bs.OIDC_HOST}", ClientIDList=["sts.amazonaws.com"], ThumbprintList=["a" * 40]
     )
     gh = FakeGh({"repo view": "Acme/abalone"})
-    assert bs.bootstrap(_args("--glue-workers", "3", template=stand_in), aws, gh, poll=0) == 0
-    assert "stack abalone-bootstrap: update started" in capsys.readouterr().out
-    stack = _stack(cfn, "abalone-bootstrap")
-    assert stack["StackStatus"] == "UPDATE_COMPLETE"
-    assert stack["params"]["CreateOidcProvider"] == "true"  # false would delete our provider
-    assert (stack["params"]["GitHubOrg"], stack["params"]["GlueNumberOfWorkers"]) == ("Acme", "3")
-    outputs = {o["OutputKey"]: o["OutputValue"] for o in stack["Outputs"]}
+    assert bs.bootstrap(_args("--glue-workers", "3", templates=stand_in), aws, gh, poll=0) == 0
+    out = capsys.readouterr().out
+    assert out.index("stack abalone-bootstrap: update started") < out.index(
+        "stack abalone-github-access: update started"
+    )
+    boot, access = _stack(cfn, "abalone-bootstrap"), _stack(cfn, "abalone-github-access")
+    assert boot["StackStatus"] == access["StackStatus"] == "UPDATE_COMPLETE"
+    assert boot["params"]["GlueNumberOfWorkers"] == "3"
+    assert access["params"]["CreateOidcProvider"] == "true"  # false would delete our provider
+    assert access["params"]["GitHubOrg"] == "Acme"
+    assert access["params"]["BootstrapStackName"] == "abalone-bootstrap"
+    outputs = {o["OutputKey"]: o["OutputValue"] for s in (boot, access) for o in s["Outputs"]}
     sets = {(a[3], a[5]): a[7] for a, _ in gh.calls if a[:2] == ["api", "--method"] and len(a) > 7}
     repo_vars = "repos/Acme/abalone/actions/variables"
     assert sets[(repo_vars, "name=BUILD_ROLE_ARN")] == f"value={outputs['BuildRoleArn']}"
     assert sets[(repo_vars, "name=ECR_REPOSITORY")] == f"value={outputs['EcrRepositoryName']}"
     assert sets[(repo_vars, "name=AWS_REGION")] == "value=eu-west-1"
+    assert sets[(repo_vars, "name=MLOPS_BOOTSTRAP_STACK")] == "value=abalone-bootstrap"
     dev = ("repos/Acme/abalone/environments/dev/variables", "name=DEPLOY_ROLE_ARN")
     assert sets[dev] == f"value={outputs['DevDeployRoleArn']}"
 
@@ -287,6 +336,8 @@ def test_missing_outputs_name_the_stale_template(aws, tmp_path):
     aws["cloudformation"].create_stack(StackName="s", TemplateBody=template.read_text())
     with pytest.raises(bs.BootstrapError, match="lacks outputs DataBucket, ArtifactBucket"):
         bs.read_outputs(aws["cloudformation"], "s")
+    with pytest.raises(bs.BootstrapError, match=r"BuildRoleArn, .*: update .*/github-access\.yaml"):
+        bs.read_outputs(aws["cloudformation"], "s", bs.ACCESS_OUTPUTS, bs.ACCESS_TEMPLATE)
 
 
 # --- deploy edge cases with a scripted CloudFormation ----------------------------------------
@@ -382,7 +433,7 @@ def test_bad_project_name_fails_before_any_call(stand_in, capsys, monkeypatch):
 
 
 def test_gh_not_authenticated_or_missing(stand_in, capsys, monkeypatch):
-    argv = ["--repo", "o/repo", "--region", "eu-west-1", "--template", str(stand_in)]
+    argv = ["--repo", "o/repo", "--region", "eu-west-1", "--templates", str(stand_in)]
     monkeypatch.setattr(bs.subprocess, "run", _gh_process(1, "You are not logged into any host"))
     assert bs.main(argv) == 1
     _one_line_error(capsys, "gh is not authenticated: install gh and run gh auth login")
@@ -408,37 +459,49 @@ def test_no_aws_credentials_says_what_to_run(stand_in, capsys, monkeypatch, tmp_
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.setattr(bs.subprocess, "run", _gh_process(0, stdout="42"))
-    argv = ["--repo", "o/repo", "--region", "eu-west-1", "--template", str(stand_in)]
+    argv = ["--repo", "o/repo", "--region", "eu-west-1", "--templates", str(stand_in)]
     assert bs.main(argv) == 1
     _one_line_error(capsys, "no AWS credentials: run aws configure / aws sso login")
 
 
-def test_missing_template_and_too_few_workers(tmp_path, capsys):
+def test_missing_template_and_too_few_workers(stand_in, tmp_path, capsys):
     argv = ["--dry-run", "--repo", "o/repo", "--region", "eu-west-1"]
-    assert bs.main([*argv, "--template", str(tmp_path / "nope.yaml")]) == 1
+    assert bs.main([*argv, "--templates", str(tmp_path / "nope")]) == 1
     _one_line_error(capsys, "cannot read template")
+    (stand_in / bs.ACCESS_TEMPLATE).unlink()  # the second one alone missing: still before any call
+    assert bs.main([*argv, "--templates", str(stand_in)]) == 1
+    _one_line_error(capsys, f"cannot read template {stand_in / bs.ACCESS_TEMPLATE}")
     assert bs.main([*argv, "--glue-workers", "1"]) == 1
     _one_line_error(capsys, "--glue-workers must be at least 2")
 
 
-# --- contract with cloudformation/bootstrap.yaml ---------------------------------------------
+# --- contract with cloudformation/bootstrap.yaml and github-access.yaml ----------------------
 
 
-def _top_level_keys(section: str) -> list[str]:
-    """The keys of one top-level section of bootstrap.yaml (two-space indent), in order."""
-    lines = bs.TEMPLATE.read_text(encoding="utf-8").splitlines()
+def _top_level_keys(template: str, section: str) -> list[str]:
+    """The keys of one top-level section of a template (two-space indent), in order."""
+    lines = (bs.TEMPLATES / template).read_text(encoding="utf-8").splitlines()
     start = lines.index(f"{section}:") + 1
     end = next((i for i in range(start, len(lines)) if re.match(r"^\w", lines[i])), len(lines))
     return [m[1] for line in lines[start:end] if (m := re.match(r"^  (\w+):", line))]
 
 
-def test_parameters_outputs_and_project_pattern_match_the_real_template(capsys):
+@pytest.mark.parametrize(
+    ("template", "stack", "outputs"),
+    [
+        (bs.BOOTSTRAP_TEMPLATE, "abalone-bootstrap", bs.BOOTSTRAP_OUTPUTS),
+        (bs.ACCESS_TEMPLATE, "abalone-github-access", bs.ACCESS_OUTPUTS),
+    ],
+)
+def test_parameters_outputs_and_project_pattern_match_the_real_templates(
+    template, stack, outputs, capsys
+):
     argv = ["--dry-run", "--repo", "Acme/abalone", "--region", "eu-west-1"]
-    assert bs.main(argv) == 0  # the default template: cloudformation/bootstrap.yaml
-    line = next(x for x in capsys.readouterr().out.splitlines() if "create_change_set" in x)
-    passed = [p["ParameterKey"] for p in json.loads(line.split(" ", 3)[3])["Parameters"]]
-    assert sorted(passed) == sorted(_top_level_keys("Parameters"))
-    assert sorted(bs.OUTPUTS) == sorted(_top_level_keys("Outputs"))
-    text = bs.TEMPLATE.read_text(encoding="utf-8")
+    assert bs.main(argv) == 0  # the default templates: cloudformation/
+    change_set = _change_sets(capsys.readouterr().out)[stack]
+    passed = [p["ParameterKey"] for p in change_set["Parameters"]]
+    assert sorted(passed) == sorted(_top_level_keys(template, "Parameters"))
+    assert sorted(outputs) == sorted(_top_level_keys(template, "Outputs"))
+    text = (bs.TEMPLATES / template).read_text(encoding="utf-8")
     pattern = re.search(r"ProjectName:\n(?:    .*\n)*?    AllowedPattern: '(.+)'", text)[1]
     assert pattern == bs.PROJECT_RE.pattern

@@ -31,8 +31,8 @@ STAR_RESOURCE_ACTIONS = {
     "application-autoscaling:DescribeScalingPolicies",
     "application-autoscaling:DescribeScalingActivities",
 }
-# bootstrap: five least-privilege roles take ~190 lines on their own.
-MAX_LINES = {"bootstrap.yaml": 400, "endpoint.yaml": 300}
+TEMPLATES = ["bootstrap.yaml", "github-access.yaml", "endpoint.yaml"]
+MAX_LINES = 300  # the project's limit for one template
 BOOTSTRAP_OUTPUTS = {
     "DataBucket",
     "ArtifactBucket",
@@ -44,11 +44,8 @@ BOOTSTRAP_OUTPUTS = {
     "EcrRepositoryName",
     "EcrRepositoryUri",
     "ModelPackageGroupName",
-    "BuildRoleArn",
-    "DevDeployRoleArn",
-    "ProdDeployRoleArn",
-    "OidcProviderArn",
 }
+ACCESS_OUTPUTS = {"BuildRoleArn", "DevDeployRoleArn", "ProdDeployRoleArn", "OidcProviderArn"}
 
 
 class CfnLoader(yaml.SafeLoader):
@@ -79,6 +76,11 @@ def load(name: str) -> dict:
 @pytest.fixture(scope="module")
 def boot() -> dict:
     return load("bootstrap.yaml")
+
+
+@pytest.fixture(scope="module")
+def access() -> dict:
+    return load("github-access.yaml")
 
 
 @pytest.fixture(scope="module")
@@ -116,10 +118,10 @@ def of_type(template: dict, type_: str) -> dict:
     return {k: r for k, r in template["Resources"].items() if r["Type"] == type_}
 
 
-@pytest.mark.parametrize("name", ["bootstrap.yaml", "endpoint.yaml"])
+@pytest.mark.parametrize("name", TEMPLATES)
 def test_size_parameters_and_exported_outputs(name: str) -> None:
     text = (ROOT / name).read_text()
-    assert len(text.splitlines()) <= MAX_LINES[name]
+    assert len(text.splitlines()) <= MAX_LINES
     template = load(name)
     constraints = {"AllowedValues", "AllowedPattern", "MinValue", "MaxValue", "MinLength"}
     for key, param in template["Parameters"].items():
@@ -129,8 +131,22 @@ def test_size_parameters_and_exported_outputs(name: str) -> None:
         assert output["Export"]["Name"] == {"Fn::Sub": f"${{AWS::StackName}}-{key}"}, key
 
 
-def test_bootstrap_outputs_are_the_names_the_pipeline_reads(boot: dict) -> None:
+def test_outputs_are_the_names_the_pipeline_and_bootstrap_script_read(boot, access) -> None:
     assert set(boot["Outputs"]) == BOOTSTRAP_OUTPUTS
+    assert set(access["Outputs"]) == ACCESS_OUTPUTS
+
+
+def test_github_access_imports_only_bootstrap_exports(boot: dict, access: dict) -> None:
+    """Every resource of the bootstrap stack reaches the GitHub roles as one of its exports."""
+    imports = [
+        n["Fn::ImportValue"]
+        for _, n in walk(access)
+        if isinstance(n, dict) and "Fn::ImportValue" in n
+    ]
+    names = {i["Fn::Sub"].removeprefix("${BootstrapStackName}-") for i in imports}
+    assert names <= set(boot["Outputs"])
+    assert {"KmsKeyArn", "SageMakerExecutionRoleArn", "ModelPackageGroupName"} <= names
+    assert not {"Key", "DataBucket", "SageMakerExecutionRole"} & set(access["Resources"])
 
 
 @pytest.mark.parametrize(
@@ -141,8 +157,9 @@ def test_bootstrap_outputs_are_the_names_the_pipeline_reads(boot: dict) -> None:
         ("ProdDeployRole", "environment:prod"),
     ],
 )
-def test_github_roles_trust_exactly_one_subject(boot: dict, role: str, subject: str) -> None:
-    (statement,) = boot["Resources"][role]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+def test_github_roles_trust_exactly_one_subject(access: dict, role: str, subject: str) -> None:
+    props = access["Resources"][role]["Properties"]
+    (statement,) = props["AssumeRolePolicyDocument"]["Statement"]
     assert statement["Action"] == "sts:AssumeRoleWithWebIdentity"
     condition = statement["Condition"]
     assert set(condition) == {"StringEquals"}  # no StringLike wildcards
@@ -152,22 +169,28 @@ def test_github_roles_trust_exactly_one_subject(boot: dict, role: str, subject: 
             "Fn::Sub": f"repo:${{GitHubOrg}}/${{GitHubRepo}}:{subject}"
         },
     }
-    assert boot["Resources"]["BuildRole"]["Properties"]["MaxSessionDuration"] >= 4 * 3600
+    assert access["Resources"]["BuildRole"]["Properties"]["MaxSessionDuration"] >= 4 * 3600
+    assert set(of_type(access, "AWS::IAM::Role")) == {
+        "BuildRole",
+        "DevDeployRole",
+        "ProdDeployRole",
+    }
 
 
-def test_only_prod_may_approve_model_packages(boot: dict) -> None:
+def test_only_prod_may_approve_model_packages(boot: dict, access: dict) -> None:
     approvers = {
         rid
-        for rid, _, st in statements(boot)
+        for template in (boot, access)
+        for rid, _, st in statements(template)
         if "sagemaker:UpdateModelPackage" in as_list(st.get("Action", []))
     }
     assert approvers == {"ProdDeployRole", "BuildRole"}  # build registers; prod approves
-    roles = boot["Resources"]
+    roles = access["Resources"]
     assert {"Ref": "DeployPolicy"} in roles["DevDeployRole"]["Properties"]["ManagedPolicyArns"]
     assert "Policies" not in roles["DevDeployRole"]["Properties"]
 
 
-@pytest.mark.parametrize("name", ["bootstrap.yaml", "endpoint.yaml"])
+@pytest.mark.parametrize("name", TEMPLATES)
 def test_least_privilege(name: str) -> None:
     for rid, kind, st in statements(load(name)):
         actions = as_list(st.get("Action", []))
@@ -180,10 +203,12 @@ def test_least_privilege(name: str) -> None:
             assert (
                 st["Condition"]["StringEquals"]["iam:PassedToService"] == "sagemaker.amazonaws.com"
             )
-            assert st["Resource"] == {"Fn::GetAtt": ["SageMakerExecutionRole", "Arn"]}
+            assert st["Resource"] == {  # the bootstrap stack's export of that role
+                "Fn::ImportValue": {"Fn::Sub": "${BootstrapStackName}-SageMakerExecutionRoleArn"}
+            }
 
 
-@pytest.mark.parametrize("name", ["bootstrap.yaml", "endpoint.yaml"])
+@pytest.mark.parametrize("name", TEMPLATES)
 def test_nothing_reads_attributes_of_types_moto_ignores(name: str) -> None:
     template = load(name)
     ignored = {k for k, r in template["Resources"].items() if r["Type"].startswith(MOTO_IGNORED)}
@@ -330,20 +355,26 @@ def deploy(cfn, stack: str, name: str, update: bool = False, **params: str) -> d
     return {o["OutputKey"]: o["OutputValue"] for o in described["Outputs"]}
 
 
-BOOT_PARAMS = {
+BOOT_PARAMS = {"ProjectName": "abalone", "ModelPackageGroupName": "abalone-models"}
+ACCESS_PARAMS = {
     "GitHubOrg": "Acme-Org",
     "GitHubRepo": "abalone",
     "ProjectName": "abalone",
-    "ModelPackageGroupName": "abalone-models",
+    "BootstrapStackName": "abalone-bootstrap",
 }
 
 
-def test_bootstrap_deploys_into_moto(aws) -> None:
-    cfn, _, session = aws
-    out = deploy(cfn, "abalone-bootstrap", "bootstrap.yaml", **BOOT_PARAMS)
+@pytest.fixture(scope="module")
+def boot_out(aws) -> dict:
+    """The bootstrap stack, deployed first: github-access imports its exports."""
+    return deploy(aws[0], "abalone-bootstrap", "bootstrap.yaml", **BOOT_PARAMS)
+
+
+def test_bootstrap_deploys_into_moto(aws, boot_out: dict) -> None:
+    _, _, session = aws
+    out = boot_out
     assert set(out) == BOOTSTRAP_OUTPUTS and all(out.values())
     assert (out["GlueJobName"], out["ModelPackageGroupName"]) == ("abalone-etl", "abalone-models")
-    assert out["OidcProviderArn"].endswith(":oidc-provider/token.actions.githubusercontent.com")
     s3 = session.client("s3")
     for key in ("DataBucket", "ArtifactBucket", "CaptureBucket"):
         (rule,) = s3.get_bucket_encryption(Bucket=out[key])["ServerSideEncryptionConfiguration"][
@@ -357,27 +388,47 @@ def test_bootstrap_deploys_into_moto(aws) -> None:
         out["EcrRepositoryUri"],
         "IMMUTABLE",
     )
-    role = session.client("iam").get_role(RoleName=out["ProdDeployRoleArn"].split("/")[-1])["Role"]
+
+
+def _role(session, arn: str) -> tuple[dict, str]:
+    """A role's trust statement and its inline policies as one JSON text."""
+    iam, name = session.client("iam"), arn.split("/")[-1]
+    role = iam.get_role(RoleName=name)["Role"]
     (statement,) = role["AssumeRolePolicyDocument"]["Statement"]
-    assert statement["Condition"]["StringEquals"]["token.actions.githubusercontent.com:sub"] == (
-        "repo:Acme-Org/abalone:environment:prod"
-    )
+    inline = [
+        iam.get_role_policy(RoleName=name, PolicyName=policy)["PolicyDocument"]
+        for policy in iam.list_role_policies(RoleName=name)["PolicyNames"]
+    ]
+    return statement, json.dumps(inline)
 
 
-def test_bootstrap_with_an_existing_oidc_provider(aws) -> None:
+def test_github_access_deploys_after_bootstrap_into_moto(aws, boot_out: dict) -> None:
+    cfn, _, session = aws
+    out = deploy(cfn, "abalone-github-access", "github-access.yaml", **ACCESS_PARAMS)
+    assert set(out) == ACCESS_OUTPUTS and all(out.values())
+    assert out["OidcProviderArn"].endswith(":oidc-provider/token.actions.githubusercontent.com")
+    subject = "token.actions.githubusercontent.com:sub"
+    for key, expected in (
+        ("BuildRoleArn", "ref:refs/heads/main"),
+        ("DevDeployRoleArn", "environment:dev"),
+        ("ProdDeployRoleArn", "environment:prod"),
+    ):
+        statement, _ = _role(session, out[key])
+        assert (
+            statement["Condition"]["StringEquals"][subject] == f"repo:Acme-Org/abalone:{expected}"
+        )
+    _, build = _role(session, out["BuildRoleArn"])  # the imports resolved to the real names
+    assert f":s3:::{boot_out['DataBucket']}/*" in build
+    assert f":repository/{boot_out['EcrRepositoryName']}" in build
+    assert ":job/abalone-etl" in build and ":model-package/abalone-models/*" in build
+    _, prod = _role(session, out["ProdDeployRoleArn"])
+    assert ":model-package/abalone-models/*" in prod
+
+
+def test_github_access_with_an_existing_oidc_provider(aws, boot_out: dict) -> None:
     arn = f"arn:aws:iam::{ACCOUNT}:oidc-provider/token.actions.githubusercontent.com"
-    out = deploy(
-        aws[0],
-        "other-bootstrap",
-        "bootstrap.yaml",
-        **{
-            **BOOT_PARAMS,
-            "ProjectName": "other",
-            "ModelPackageGroupName": "other-models",
-            "CreateOidcProvider": "false",
-            "ExistingOidcProviderArn": arn,
-        },
-    )
+    existing = {"CreateOidcProvider": "false", "ExistingOidcProviderArn": arn}
+    out = deploy(aws[0], "other-github-access", "github-access.yaml", **ACCESS_PARAMS, **existing)
     assert out["OidcProviderArn"] == arn
 
 

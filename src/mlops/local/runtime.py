@@ -164,12 +164,7 @@ class LocalRuntime:
             ctx.client("cloudformation"),
             cfg.bootstrap_stack,
             ctx.root / "cloudformation" / "bootstrap.yaml",
-            {
-                "GitHubOrg": "local",
-                "GitHubRepo": "local",
-                "ProjectName": cfg.project,
-                "ModelPackageGroupName": f"{cfg.project}-models",
-            },
+            {"ProjectName": cfg.project, "ModelPackageGroupName": f"{cfg.project}-models"},
             region=REGION,
             capabilities=("CAPABILITY_NAMED_IAM",),
         )
