@@ -81,8 +81,9 @@ def wait_for(
 ) -> WaitResult:
     """Poll until a terminal status; print one line per status change with elapsed time.
 
-    Polling starts fast and backs off to ``max_poll`` so a local run finishes in seconds and a
-    cloud run does not hammer the API.
+    Polling starts fast (at most 1 s apart during the first minute) and then backs off to
+    ``max_poll``, so a short or local job is seen done at once and a long cloud job does not hammer
+    the API.
     """
     start, last, delay = clock(), None, poll
     if link:
@@ -111,7 +112,8 @@ def wait_for(
         if elapsed > timeout:
             raise PipelineError(f"{what}: still {status} after {elapsed:.0f}s; gave up waiting")
         sleep(delay)
-        delay = min(delay * 1.5, max_poll)
+        # Quick polls for the first minute (short jobs, local runs), then back off to max_poll.
+        delay = min(delay * 1.5, 1.0 if elapsed < 60 else max_poll)
 
 
 def console(region: str, fragment: str) -> str:

@@ -40,9 +40,12 @@ def deploy(
 ) -> dict[str, str]:
     """Create or update ``name`` through a change set; "no changes" is success. Returns outputs."""
     current = describe(cfn, name)
-    if current and current["StackStatus"] in GONE_OR_FAILED_CREATE:
-        log(f"  stack {name} is {current['StackStatus']} from a failed create: deleting it first")
-        call(f"delete stack {name}", cfn.delete_stack, StackName=name)
+    status = current["StackStatus"] if current else ""
+    if False:
+        raise PipelineError(f"stack {name} is busy ({status}): wait for it to finish, then rerun")
+    if status in GONE_OR_FAILED_CREATE:
+        log(f"  stack {name} is {status} from a failed create: deleting it first")
+        call("x", cfn.delete_stack, StackName=name)  # a CREATE change set needs the name free
         current = None
     change_type = "UPDATE" if current else "CREATE"
     change_set = f"deploy-{time.strftime('%Y%m%d%H%M%S')}-{time.monotonic_ns() % 10**6}"
@@ -167,6 +170,10 @@ def delete(cfn: Any, name: str, *, region: str) -> None:
     if describe(cfn, name) is None:
         log(f"  stack {name}: does not exist, nothing to delete")
         return
+    _delete(cfn, name, region)
+
+
+def _delete(cfn: Any, name: str, region: str) -> None:
     call(f"delete stack {name}", cfn.delete_stack, StackName=name)
     wait_for(
         f"stack {name}",

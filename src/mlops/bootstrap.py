@@ -1,0 +1,270 @@
+"""One command from an empty AWS account + GitHub repository to a working setup (scripts/bootstrap).
+
+Deploys cloudformation/bootstrap.yaml as ``<project>-bootstrap`` and then
+cloudformation/github-access.yaml (which imports its exports) as ``<project>-github-access``, each
+with :func:`mlops.stack.deploy`, checks the outputs of both, then sets up GitHub with
+:mod:`mlops.github_setup`. ``--dry-run`` prints every AWS and gh call instead of making it.
+Needs admin AWS credentials and an authenticated ``gh``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+from mlops import aws, github_setup, stack
+from mlops.errors import EXIT_USAGE, ConfigError, PipelineError
+from mlops.github_setup import Gh
+
+TEMPLATES = Path(__file__).resolve().parents[2] / "cloudformation"
+BOOTSTRAP_TEMPLATE, ACCESS_TEMPLATE = "bootstrap.yaml", "github-access.yaml"
+OIDC_HOST = "token.actions.githubusercontent.com"
+BOOTSTRAP_OUTPUTS = (
+    "DataBucket",
+    "ArtifactBucket",
+    "CaptureBucket",
+    "KmsKeyArn",
+    "SageMakerExecutionRoleArn",
+    "GlueRoleArn",
+    "GlueJobName",
+    "EcrRepositoryName",
+    "EcrRepositoryUri",
+    "ModelPackageGroupName",
+)
+ACCESS_OUTPUTS = ("BuildRoleArn", "DevDeployRoleArn", "ProdDeployRoleArn", "OidcProviderArn")
+OUTPUTS = BOOTSTRAP_OUTPUTS + ACCESS_OUTPUTS
+PROJECT_RE = re.compile(r"^[a-z][a-z0-9-]{1,30}[a-z0-9]$")
+MAX_TEMPLATE_BODY = 51_200  # CloudFormation's limit for an inline TemplateBody
+CAPABILITIES = ("CAPABILITY_NAMED_IAM",)
+
+
+# --- --dry-run: boto3 stand-ins that print each call -----------------------------------------
+
+
+class DryClient:
+    """Stands in for a boto3 client: prints each call and answers with canned responses.
+
+    Each operation answers from its queue in turn (the last answer repeats); an exception in
+    the queue is raised, as boto3 raises for a stack that does not exist.
+    """
+
+    def __init__(self, service: str, answers: dict[str, list[Any]]) -> None:
+        self.service, self.answers = service, answers
+
+    def __getattr__(self, operation: str) -> Callable[..., dict]:
+        def call(**params: Any) -> dict:
+            shown = {k: _short(v) for k, v in params.items()}
+            print(f"aws {self.service} {operation} {json.dumps(shown, sort_keys=True)}", flush=True)
+            queue = self.answers.get(operation, [{}])
+            answer = queue.pop(0) if len(queue) > 1 else queue[0]
+            if isinstance(answer, Exception):
+                raise answer
+            return answer
+
+        return call
+
+
+def _short(value: Any) -> Any:
+    return f"<{len(value)} bytes>" if isinstance(value, str) and len(value) > 200 else value
+
+
+def dry_clients() -> dict[str, DryClient]:
+    """Placeholder answers: no OIDC provider yet, no stacks yet, two creates that succeed."""
+    outputs = [{"OutputKey": k, "OutputValue": f"<{k}>"} for k in OUTPUTS]
+    done = {
+        "Stacks": [{"StackName": "<stack>", "StackStatus": "CREATE_COMPLETE", "Outputs": outputs}]
+    }
+    error = {
+        "Error": {"Code": "ValidationError", "Message": "Stack with id <stack> does not exist"}
+    }
+    missing = ClientError(error, "DescribeStacks")
+    return {
+        "sts": DryClient("sts", {"get_caller_identity": [{"Account": "<account>"}]}),
+        "iam": DryClient("iam", {"list_open_id_connect_providers": [{}]}),
+        "cloudformation": DryClient(
+            "cloudformation",
+            {
+                # bootstrap: before, settled; github-access: oidc check, before, settled
+                "describe_stacks": [missing, done, missing, missing, done],
+                "create_change_set": [{"Id": "<change-set-arn>"}],
+                "describe_change_set": [{"Status": "CREATE_COMPLETE", "Changes": []}],
+                "describe_stack_events": [{"StackEvents": []}],
+            },
+        ),
+    }
+
+
+# --- AWS: the bootstrap and github-access stacks ---------------------------------------------
+
+
+def oidc_parameters(iam: Any, current: dict | None) -> dict[str, str]:
+    """Create the GitHub OIDC provider unless the account has one this stack (github-access)
+    does not own."""
+    previous = {
+        p["ParameterKey"]: p.get("ParameterValue") for p in (current or {}).get("Parameters", [])
+    }
+    if previous.get("CreateOidcProvider") == "true":  # ours: switching to false would delete it
+        return {"CreateOidcProvider": "true", "ExistingOidcProviderArn": ""}
+    listed = aws.call("list OIDC providers", iam.list_open_id_connect_providers)
+    arns = [p["Arn"] for p in listed.get("OpenIDConnectProviderList", [])]
+    found = [arn for arn in arns if arn.endswith(f"/{OIDC_HOST}")]
+    if found:
+        return {"CreateOidcProvider": "false", "ExistingOidcProviderArn": found[0]}
+    return {"CreateOidcProvider": "true", "ExistingOidcProviderArn": ""}
+
+
+def check_outputs(
+    outputs: dict[str, str], name: str, keys: Iterable[str], template: str
+) -> dict[str, str]:
+    """The stack outputs the next steps need; a missing one means the template is stale."""
+    missing = [key for key in keys if key not in outputs]
+    if missing:
+        raise PipelineError(
+            f"stack {name} lacks outputs {', '.join(missing)}: update cloudformation/{template}"
+        )
+    return outputs
+
+
+def read_template(folder: Path, name: str) -> Path:
+    """One template, refused early when unreadable or too large to send inline."""
+    path = folder / name
+    try:
+        size = len(path.read_bytes())
+    except OSError as exc:
+        raise ConfigError(f"cannot read template {path}: {exc.strerror}") from None
+    if size > MAX_TEMPLATE_BODY:
+        raise ConfigError(f"{path} is over {MAX_TEMPLATE_BODY} bytes: shorten it")
+    return path
+
+
+# --- the command -----------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str], templates: Path = TEMPLATES) -> argparse.Namespace:
+    cli = argparse.ArgumentParser(prog="scripts/bootstrap", description=__doc__.split("\n")[0])
+    cli.add_argument("--region", help="AWS region (default: your AWS configuration)")
+    cli.add_argument("--project", help="name prefix, [a-z0-9-] (default: from the repo name)")
+    cli.add_argument("--repo", help="OWNER/NAME (default: the repository of this directory)")
+    cli.add_argument(
+        "--reviewer",
+        action="append",
+        default=[],
+        metavar="USER|ORG/TEAM",
+        help="required prod reviewer, repeatable (default: you)",
+    )
+    cli.add_argument("--glue-workers", type=int, default=2, help="Glue workers, >= 2")
+    cli.add_argument("--glue-worker-type", default="G.1X", help="Glue worker type (G.1X)")
+    cli.add_argument("--flex", action="store_true", help="Glue Flex execution (cheaper, slower)")
+    cli.add_argument(
+        "--templates",
+        type=Path,
+        default=templates,
+        metavar="DIR",
+        help=f"where {BOOTSTRAP_TEMPLATE} and {ACCESS_TEMPLATE} are (default: cloudformation/)",
+    )
+    cli.add_argument("--dry-run", action="store_true", help="print every call, make none")
+    return cli.parse_args(argv)
+
+
+def project_name(given: str | None, repo: str) -> str:
+    """The given name, or the repository's name lowered to [a-z0-9-]; validated either way."""
+    name = given or re.sub(r"[^a-z0-9]+", "-", repo.split("/")[-1].lower()).strip("-")
+    if not PROJECT_RE.fullmatch(name):
+        raise ConfigError(
+            f"bad project name {name!r}: use 3-32 of a-z, 0-9 and '-', starting with a letter "
+            "(pass --project NAME)"
+        )
+    return name
+
+
+def bootstrap(args: argparse.Namespace, clients: dict[str, Any], gh: Gh) -> int:
+    """The whole flow; clients and the gh runner come in so tests can pass moto or fakes."""
+    if args.project:
+        project_name(args.project, "")  # a bad --project fails before any call
+    if args.glue_workers < 2:
+        raise ConfigError("--glue-workers must be at least 2 (Glue's minimum)")
+    boot_template = read_template(args.templates, BOOTSTRAP_TEMPLATE)
+    access_template = read_template(args.templates, ACCESS_TEMPLATE)
+    if args.dry_run:
+        aws.log("bootstrap: dry run: printing every call, making none")
+    github_setup.check_gh(gh)
+    repo = args.repo or github_setup.detect_repo(gh)
+    project = project_name(args.project, repo)
+    reviewers = github_setup.resolve_reviewers(gh, args.reviewer)
+    account = clients["sts"].get_caller_identity()["Account"]
+    boot, access = f"{project}-bootstrap", f"{project}-github-access"
+    cfn = clients["cloudformation"]
+    aws.log(
+        f"bootstrap: account {account}, region {args.region}, "
+        f"stacks {boot} and {access}, repo {repo}"
+    )
+    deploy = {"region": args.region, "capabilities": CAPABILITIES, "tags": {"project": project}}
+    boot_params = {
+        "ProjectName": project,
+        "GlueWorkerType": args.glue_worker_type,
+        "GlueNumberOfWorkers": str(args.glue_workers),
+        "GlueExecutionClass": "FLEX" if args.flex else "STANDARD",
+        "ModelPackageGroupName": project,
+    }
+    found = stack.deploy(cfn, boot, boot_template, boot_params, **deploy)
+    outputs = check_outputs(found, boot, BOOTSTRAP_OUTPUTS, BOOTSTRAP_TEMPLATE)
+    # Second: its roles import the bootstrap exports, so that stack must be complete first.
+    owner, name = repo.split("/")
+    access_params = {
+        "GitHubOrg": owner,
+        "GitHubRepo": name,
+        **oidc_parameters(clients["iam"], stack.describe(cfn, access)),
+        "ProjectName": project,
+        "BootstrapStackName": boot,
+    }
+    found = stack.deploy(cfn, access, access_template, access_params, **deploy)
+    outputs |= check_outputs(found, access, ACCESS_OUTPUTS, ACCESS_TEMPLATE)
+    github_setup.configure(gh, repo, reviewers, outputs, args.region, boot)
+    aws.log(f"bootstrap: done. Push to main to run the deploy workflow of {repo}.")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.dry_run:
+        import boto3
+
+        args.region = args.region or boto3.Session().region_name or "<region>"
+        return bootstrap(args, dry_clients(), github_setup.dry_gh)
+    session = aws.session(args.region)
+    args.region = session.region_name
+    clients = {s: session.client(s) for s in ("sts", "iam", "cloudformation")}
+    return bootstrap(args, clients, github_setup.run_gh)
+
+
+def main(argv: list[str] | None = None, templates: Path = TEMPLATES) -> int:
+    """The error boundary: every failure is one line on stderr and a non-zero exit code."""
+    args = parse_args(sys.argv[1:] if argv is None else argv, templates)
+    try:
+        return _run(args)
+    except PipelineError as exc:
+        return _fail(str(exc), exc.exit_code)
+    except NoCredentialsError:
+        return _fail("no AWS credentials: run aws configure / aws sso login")
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        hint = "run aws sso login" if "Token" in error.get("Code", "") else "check your AWS access"
+        return _fail(
+            f"AWS {exc.operation_name} failed: {error.get('Code')}: {error.get('Message')} ({hint})"
+        )
+    except BotoCoreError as exc:
+        return _fail(f"AWS: {exc} (run aws configure / aws sso login)")
+    except KeyboardInterrupt:
+        print("bootstrap: interrupted", file=sys.stderr)
+        return EXIT_USAGE + 66  # 130, as shells report SIGINT
+
+
+def _fail(message: str, code: int = 1) -> int:
+    print(f"bootstrap: error: {message}", file=sys.stderr)
+    return code
