@@ -83,11 +83,17 @@ def test_one_line_per_status_change_with_elapsed_time(capsys):
     assert len(polled) == 4
 
 
-def test_polling_backs_off_to_the_maximum(capsys):
+def test_polling_stays_quick_during_the_first_minute(capsys):
     clock = Clock([0.0] * 8)
+    wait(statuses(*["InProgress"] * 6, "Completed"), clock, poll=0.2, max_poll=30.0)
+    assert clock.sleeps == pytest.approx([0.2, 0.3, 0.45, 0.675, 1.0, 1.0])
+    assert len(stderr_lines(capsys)) == 2  # no link: InProgress, Completed
+
+
+def test_polling_backs_off_to_the_maximum_after_a_minute():
+    clock = Clock([0.0] + [100.0] * 7)
     wait(statuses(*["InProgress"] * 6, "Completed"), clock, poll=1.0, max_poll=3.0)
     assert clock.sleeps == pytest.approx([1.0, 1.5, 2.25, 3.0, 3.0, 3.0])
-    assert len(stderr_lines(capsys)) == 2  # no link: InProgress, Completed
 
 
 def test_failure_raises_with_the_aws_reason_and_the_link(capsys):
