@@ -13,11 +13,13 @@ from pathlib import Path
 import pytest
 
 from mlops import config as config_mod
+from mlops import stack as stack_mod
 from mlops.context import Context
 from mlops.errors import GateFailed, PipelineError
 from mlops.local.runtime import LocalRuntime
 from mlops.manifest import Manifest
 from mlops.steps import deploy, etl, evaluate, gate, promote, register, rollback, system_test, train
+from mlops.steps import run as run_step
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -164,6 +166,12 @@ def test_prod_deploy_with_capture_and_autoscaling_then_promote(local):
     assert any(endpoint in t["ResourceId"] for t in targets)
 
 
+def test_rollback_without_an_earlier_approved_package_says_what_to_do(local):
+    _, ctx = local
+    with pytest.raises(PipelineError, match="no earlier Approved model package"):
+        rollback.run(ctx, "prod")
+
+
 def test_next_candidate_is_compared_with_prod_on_the_same_test_set(local):
     _, ctx = local
     serving = ctx.manifest.require("register.model_package_arn", "")
@@ -187,6 +195,24 @@ def test_redeploy_updates_in_place_without_duplicates(local):
     assert len(endpoints) == len(set(endpoints)) == 2
 
 
+def test_rerun_of_the_whole_pipeline_updates_in_place(local, tmp_path):
+    runtime, ctx = local
+    cfn, sm = ctx.client("cloudformation"), ctx.client("sagemaker")
+    stacks = {s["StackName"] for s in cfn.describe_stacks()["Stacks"]}
+    rerun = dataclasses.replace(ctx, manifest=Manifest(tmp_path / "manifest.json"))
+    run_step.run(rerun, runtime.image_uri, approve=lambda _arn: True)
+    arn = rerun.manifest.require("register.model_package_arn", "register")
+    assert {s["StackName"] for s in cfn.describe_stacks()["Stacks"]} == stacks
+    endpoints = sorted(e["EndpointName"] for e in sm.list_endpoints()["Endpoints"])
+    assert endpoints == ["mlops-dev", "mlops-prod"]
+    prod = stack_mod.describe(cfn, "mlops-endpoint-prod")
+    assert {p["ParameterKey"]: p["ParameterValue"] for p in prod["Parameters"]}[
+        "ModelPackageArn"
+    ] == arn
+    versions = [p["ModelPackageArn"].rsplit("/", 1)[-1] for p in packages(ctx)]
+    assert len(versions) == len(set(versions)) == 3  # rejected, first run, this run
+
+
 def test_stack_update_failure_rolls_back(local):
     runtime, ctx = local
     runtime.faults.names.add("stack-update")
@@ -202,7 +228,12 @@ def test_stack_update_failure_rolls_back(local):
     assert stack["Stacks"][0]["StackStatus"] == "UPDATE_ROLLBACK_COMPLETE"
 
 
-def test_rollback_without_an_earlier_approved_package_says_what_to_do(local):
+def test_rollback_redeploys_the_previous_approved_package(local):
     _, ctx = local
-    with pytest.raises(PipelineError, match="no earlier Approved model package"):
-        rollback.run(ctx, "prod")
+    first = ctx.manifest.require("register.model_package_arn", "register")
+    result = rollback.run(ctx, "prod")
+    assert result["model_package_arn"] == first
+    assert (
+        ctx.client("sagemaker").describe_endpoint(EndpointName="mlops-prod")["EndpointStatus"]
+        == "InService"
+    )
