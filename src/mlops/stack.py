@@ -41,11 +41,11 @@ def deploy(
     """Create or update ``name`` through a change set; "no changes" is success. Returns outputs."""
     current = describe(cfn, name)
     status = current["StackStatus"] if current else ""
-    if False:
+    if status.endswith("_IN_PROGRESS") and status not in GONE_OR_FAILED_CREATE:
         raise PipelineError(f"stack {name} is busy ({status}): wait for it to finish, then rerun")
     if status in GONE_OR_FAILED_CREATE:
         log(f"  stack {name} is {status} from a failed create: deleting it first")
-        call("x", cfn.delete_stack, StackName=name)  # a CREATE change set needs the name free
+        _delete(cfn, name, region)  # a CREATE change set needs the name free
         current = None
     change_type = "UPDATE" if current else "CREATE"
     change_set = f"deploy-{time.strftime('%Y%m%d%H%M%S')}-{time.monotonic_ns() % 10**6}"

@@ -1,45 +1,27 @@
-"""scripts/bootstrap: dry-run call order, gh argv, reviewers, a moto deploy, and one-line errors."""
+"""mlops.bootstrap (scripts/bootstrap): dry-run call order, a moto deploy of both stacks, the
+OIDC provider choice, and one-line errors with a non-zero exit. No real AWS or gh."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import subprocess
-from importlib.machinery import SourceFileLoader
+import sys
 from pathlib import Path
 
 import boto3
 import pytest
 from moto import mock_aws
 
+from mlops import bootstrap as bs
+from mlops import github_setup
+from mlops.errors import PipelineError
+
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bootstrap"
-BOOT_PARAMS = [
-    "ProjectName",
-    "GlueWorkerType",
-    "GlueNumberOfWorkers",
-    "GlueExecutionClass",
-    "ModelPackageGroupName",
-]
-ACCESS_PARAMS = [
-    "GitHubOrg",
-    "GitHubRepo",
-    "CreateOidcProvider",
-    "ExistingOidcProviderArn",
-    "ProjectName",
-    "BootstrapStackName",
-]
-
-
-def _load():
-    loader = SourceFileLoader("bootstrap_script", str(SCRIPT))
-    spec = importlib.util.spec_from_loader("bootstrap_script", loader)
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
-
-
-bs = _load()
+BOOT_PARAMS = ["ProjectName", "GlueWorkerType", "GlueNumberOfWorkers", "GlueExecutionClass",
+               "ModelPackageGroupName"]  # fmt: skip
+ACCESS_PARAMS = ["GitHubOrg", "GitHubRepo", "CreateOidcProvider", "ExistingOidcProviderArn",
+                 "ProjectName", "BootstrapStackName"]  # fmt: skip
 
 
 def _stand_in_template(params: list[str], outputs: tuple[str, ...], resource: str) -> str:
@@ -65,27 +47,6 @@ def stand_in(tmp_path: Path) -> Path:
     return tmp_path
 
 
-class FakeGh:
-    """Records every gh call; answers from a table of argv prefixes (the longest match wins)."""
-
-    def __init__(self, answers: dict[str, str] | None = None, fail: str | None = None) -> None:
-        self.calls: list[tuple[list[str], dict | None]] = []
-        self.answers = {"api user --jq .id": "42", **(answers or {})}
-        self.fail = fail
-
-    def __call__(self, args: list[str], body: dict | None = None, placeholder: str = "") -> str:
-        self.calls.append((args, body))
-        line = " ".join(args)
-        if self.fail and line.startswith(self.fail):
-            raise bs.BootstrapError(f"gh {line} failed: HTTP 404")
-        matches = sorted((k for k in self.answers if line.startswith(k)), key=len)
-        return self.answers[matches[-1]] if matches else ""
-
-
-def _args(*extra: str, templates: Path) -> object:
-    return bs.parse_args(["--region", "eu-west-1", "--templates", str(templates), *extra])
-
-
 # --- dry run ---------------------------------------------------------------------------------
 
 
@@ -106,21 +67,17 @@ def _change_sets(out: str) -> dict[str, dict]:
 def test_dry_run_lists_every_call_in_order(stand_in, capsys):
     argv = ["--dry-run", "--region", "eu-west-1", "--templates", str(stand_in), "--reviewer", "bob"]
     assert bs.main(argv) == 0
-    calls = [
-        _call(line)
-        for line in capsys.readouterr().out.splitlines()
-        if line.startswith(("aws ", "gh "))
-    ]
+    out = capsys.readouterr().out
+    calls = [_call(line) for line in out.splitlines()]  # stdout is the plan, nothing else
 
     def deploy(stack: str) -> list[str]:
         return [
+            f"aws cloudformation describe_stacks {stack}",  # does it exist?
             f"aws cloudformation create_change_set {stack}",
             f"aws cloudformation describe_change_set {stack}",
-            f"aws cloudformation describe_stack_events {stack}",
             f"aws cloudformation execute_change_set {stack}",
-            f"aws cloudformation describe_stacks {stack}",
+            f"aws cloudformation describe_stacks {stack}",  # settled, with its outputs
             f"aws cloudformation describe_stack_events {stack}",
-            f"aws cloudformation describe_stacks {stack}",  # the outputs
         ]
 
     assert calls == [
@@ -128,9 +85,8 @@ def test_dry_run_lists_every_call_in_order(stand_in, capsys):
         "gh repo view --json owner,name",
         "gh api users/bob --jq .id",
         "aws sts get_caller_identity",
-        "aws cloudformation describe_stacks repo-bootstrap",
         *deploy("repo-bootstrap"),  # first: the other stack imports its exports
-        "aws cloudformation describe_stacks repo-github-access",
+        "aws cloudformation describe_stacks repo-github-access",  # does it own the provider?
         "aws iam list_open_id_connect_providers",
         *deploy("repo-github-access"),
         "gh api --method PUT repos/OWNER/REPO/environments/dev",
@@ -149,7 +105,7 @@ def test_dry_run_prints_parameters_and_makes_no_call(stand_in, capsys, monkeypat
     def refuse(*_a, **_k):
         raise AssertionError("dry run made a real call")
 
-    monkeypatch.setattr(bs.subprocess, "run", refuse)
+    monkeypatch.setattr(github_setup.subprocess, "run", refuse)
     monkeypatch.setattr(boto3.session.Session, "client", refuse)
     argv = ["--dry-run", "--repo", "Acme/Abalone_Age", "--flex", "--glue-workers", "4"]
     assert bs.main([*argv, "--region", "us-east-2", "--templates", str(stand_in)]) == 0
@@ -167,62 +123,9 @@ def test_dry_run_prints_parameters_and_makes_no_call(stand_in, capsys, monkeypat
     assert access["CreateOidcProvider"] == "true"  # the dry run's account has no provider
     for change_set in change_sets.values():
         assert change_set["Capabilities"] == ["CAPABILITY_NAMED_IAM"]
+        assert change_set["Tags"] == [{"Key": "project", "Value": "abalone-age"}]
     assert "-f value=abalone-age-bootstrap" in out  # MLOPS_BOOTSTRAP_STACK
-
-
-# --- GitHub side -----------------------------------------------------------------------------
-
-
-def test_gh_argv_for_environments_and_upserted_variables():
-    gh = FakeGh({"api --paginate repos/o/r/actions/variables": "AWS_REGION\nOTHER"})
-    outputs = {k: f"arn:{k}" for k in bs.OUTPUTS}
-    bs.configure_github(gh, "o/r", [{"type": "User", "id": 7}], outputs, "eu-west-1", "p-bootstrap")
-    argv = [args for args, _ in gh.calls]
-    assert argv[0] == ["api", "--method", "PUT", "repos/o/r/environments/dev"]
-    assert argv[1] == ["api", "--method", "PUT", "repos/o/r/environments/prod", "--input", "-"]
-    assert gh.calls[1][1] == {
-        "reviewers": [{"type": "User", "id": 7}],
-        "deployment_branch_policy": {"protected_branches": True, "custom_branch_policies": False},
-    }
-    writes = [a for a in argv if a[2] in ("PATCH", "POST")]
-    assert writes == [
-        ["api", "--method", "PATCH", "repos/o/r/actions/variables/AWS_REGION",
-         "-f", "name=AWS_REGION", "-f", "value=eu-west-1"],
-        ["api", "--method", "POST", "repos/o/r/actions/variables",
-         "-f", "name=BUILD_ROLE_ARN", "-f", "value=arn:BuildRoleArn"],
-        ["api", "--method", "POST", "repos/o/r/actions/variables",
-         "-f", "name=ECR_REPOSITORY", "-f", "value=arn:EcrRepositoryName"],
-        ["api", "--method", "POST", "repos/o/r/actions/variables",
-         "-f", "name=MLOPS_BOOTSTRAP_STACK", "-f", "value=p-bootstrap"],
-        ["api", "--method", "POST", "repos/o/r/environments/dev/variables",
-         "-f", "name=DEPLOY_ROLE_ARN", "-f", "value=arn:DevDeployRoleArn"],
-        ["api", "--method", "POST", "repos/o/r/environments/prod/variables",
-         "-f", "name=DEPLOY_ROLE_ARN", "-f", "value=arn:ProdDeployRoleArn"],
-    ]  # fmt: skip
-
-
-def test_unprotected_main_gets_a_warning(capsys):
-    bs.create_environments(FakeGh({"api repos/o/r/branches/main": "false"}), "o/r", [])
-    assert "branch main is not protected" in capsys.readouterr().out
-    bs.create_environments(FakeGh({"api repos/o/r/branches/main": "true"}), "o/r", [])
-    assert "not protected" not in capsys.readouterr().out
-
-
-def test_prod_environment_failure_explains_the_plan_limit():
-    gh = FakeGh(fail="api --method PUT repos/o/r/environments/prod")
-    with pytest.raises(bs.BootstrapError, match=r"HTTP 404 \(required reviewers need a public"):
-        bs.create_environments(gh, "o/r", [{"type": "User", "id": 1}])
-
-
-def test_reviewers_resolve_users_and_teams_to_ids():
-    gh = FakeGh({"api users/alice": "101", "api orgs/acme/teams/ml-leads": "9"})
-    found = bs.resolve_reviewers(gh, ["alice", "acme/ml-leads"])
-    assert found == [{"type": "User", "id": 101}, {"type": "Team", "id": 9}]
-    assert bs.resolve_reviewers(FakeGh(), []) == [{"type": "User", "id": 42}]  # you, by default
-    with pytest.raises(bs.BootstrapError, match="at most 6"):
-        bs.resolve_reviewers(FakeGh({"api users/": "1"}), [f"u{i}" for i in range(7)])
-    with pytest.raises(bs.BootstrapError, match="'ghost' has no GitHub id"):
-        bs.resolve_reviewers(FakeGh(), ["ghost"])
+    assert "-f name=AWS_REGION -f value=us-east-2" in out
 
 
 @pytest.mark.parametrize(
@@ -235,7 +138,7 @@ def test_project_name_from_repo(repo, project):
 
 @pytest.mark.parametrize("bad", ["Bad_Name", "9lives", "ab", "trailing-", "a" * 33])
 def test_bad_project_names_are_refused(bad):
-    with pytest.raises(bs.BootstrapError, match="bad project name"):
+    with pytest.raises(PipelineError, match="bad project name"):
         bs.project_name(bad, "o/r")
 
 
@@ -262,18 +165,21 @@ def _stack(cfn, name: str) -> dict:
     return stack
 
 
-def test_moto_create_through_a_change_set(aws, stand_in, capsys):
-    params = {name: f"v-{name}" for name in BOOT_PARAMS}
-    body = (stand_in / bs.BOOTSTRAP_TEMPLATE).read_text()
-    bs.deploy_stack(aws["cloudformation"], "p-bootstrap", body, params, None, 0)
-    out = capsys.readouterr().out
-    assert "stack p-bootstrap: create started" in out
-    assert re.search(r"^\s+\d+s\s+CREATE_COMPLETE\s+p-bootstrap ", out, re.MULTILINE)
-    assert "REVIEW_IN_PROGRESS" not in out  # only this operation's events
-    stack = _stack(aws["cloudformation"], "p-bootstrap")
-    assert (stack["StackStatus"], stack["params"]) == ("CREATE_COMPLETE", params)
-    assert stack["Tags"] == [{"Key": "project", "Value": "v-ProjectName"}]
-    assert len(boto3.client("s3").list_buckets()["Buckets"]) == 1  # the stand-in's one resource
+def _provider(iam) -> str:
+    return iam.create_open_id_connect_provider(
+        Url=f"https://{bs.OIDC_HOST}", ClientIDList=["sts.amazonaws.com"], ThumbprintList=["a" * 40]
+    )["OpenIDConnectProviderArn"]
+
+
+class FakeGhRepo:
+    """A gh that knows the repository and a user id, and records every argv."""
+
+    def __init__(self, repo: str) -> None:
+        self.repo, self.argv = repo, []
+
+    def __call__(self, args: list[str], body: dict | None = None, placeholder: str = "") -> str:
+        self.argv.append(args)
+        return {"repo view": self.repo, "api user": "42"}.get(" ".join(args[:2]), "")
 
 
 def test_moto_full_run_updates_both_stacks_and_sets_variables_from_their_outputs(
@@ -292,15 +198,15 @@ def test_moto_full_run_updates_both_stacks_and_sets_variables_from_their_outputs
             StackName=name, TemplateBody=(stand_in / template).read_text(),
             Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in earlier.items()],
         )  # fmt: skip
-    aws["iam"].create_open_id_connect_provider(
-        Url=f"https://{bs.OIDC_HOST}", ClientIDList=["sts.amazonaws.com"], ThumbprintList=["a" * 40]
+    _provider(aws["iam"])
+    gh = FakeGhRepo("Acme/abalone")
+    args = bs.parse_args(["--region", "eu-west-1", "--glue-workers", "3"], stand_in)
+    assert bs.bootstrap(args, aws, gh) == 0
+    err = capsys.readouterr().err
+    assert err.index("stack abalone-bootstrap: update with") < err.index(
+        "stack abalone-github-access: update with"
     )
-    gh = FakeGh({"repo view": "Acme/abalone"})
-    assert bs.bootstrap(_args("--glue-workers", "3", templates=stand_in), aws, gh, poll=0) == 0
-    out = capsys.readouterr().out
-    assert out.index("stack abalone-bootstrap: update started") < out.index(
-        "stack abalone-github-access: update started"
-    )
+    assert "stack abalone-github-access: UPDATE_COMPLETE after" in err
     boot, access = _stack(cfn, "abalone-bootstrap"), _stack(cfn, "abalone-github-access")
     assert boot["StackStatus"] == access["StackStatus"] == "UPDATE_COMPLETE"
     assert boot["params"]["GlueNumberOfWorkers"] == "3"
@@ -308,7 +214,7 @@ def test_moto_full_run_updates_both_stacks_and_sets_variables_from_their_outputs
     assert access["params"]["GitHubOrg"] == "Acme"
     assert access["params"]["BootstrapStackName"] == "abalone-bootstrap"
     outputs = {o["OutputKey"]: o["OutputValue"] for s in (boot, access) for o in s["Outputs"]}
-    sets = {(a[3], a[5]): a[7] for a, _ in gh.calls if a[:2] == ["api", "--method"] and len(a) > 7}
+    sets = {(a[3], a[5]): a[7] for a in gh.argv if a[:2] == ["api", "--method"] and len(a) > 7}
     repo_vars = "repos/Acme/abalone/actions/variables"
     assert sets[(repo_vars, "name=BUILD_ROLE_ARN")] == f"value={outputs['BuildRoleArn']}"
     assert sets[(repo_vars, "name=ECR_REPOSITORY")] == f"value={outputs['EcrRepositoryName']}"
@@ -319,9 +225,8 @@ def test_moto_full_run_updates_both_stacks_and_sets_variables_from_their_outputs
 
 
 def test_existing_oidc_provider_is_reused_unless_the_stack_owns_it(aws):
-    arn = aws["iam"].create_open_id_connect_provider(
-        Url=f"https://{bs.OIDC_HOST}", ClientIDList=["sts.amazonaws.com"], ThumbprintList=["a" * 40]
-    )["OpenIDConnectProviderArn"]
+    assert bs.oidc_parameters(aws["iam"], None)["CreateOidcProvider"] == "true"  # none yet
+    arn = _provider(aws["iam"])
     assert bs.oidc_parameters(aws["iam"], None) == {
         "CreateOidcProvider": "false",
         "ExistingOidcProviderArn": arn,
@@ -330,83 +235,13 @@ def test_existing_oidc_provider_is_reused_unless_the_stack_owns_it(aws):
     assert bs.oidc_parameters(aws["iam"], ours)["CreateOidcProvider"] == "true"
 
 
-def test_missing_outputs_name_the_stale_template(aws, tmp_path):
-    template = tmp_path / "t.json"
-    template.write_text(json.dumps({"Resources": {"B": {"Type": "AWS::S3::Bucket"}}}))
-    aws["cloudformation"].create_stack(StackName="s", TemplateBody=template.read_text())
-    with pytest.raises(bs.BootstrapError, match="lacks outputs DataBucket, ArtifactBucket"):
-        bs.read_outputs(aws["cloudformation"], "s")
-    with pytest.raises(bs.BootstrapError, match=r"BuildRoleArn, .*: update .*/github-access\.yaml"):
-        bs.read_outputs(aws["cloudformation"], "s", bs.ACCESS_OUTPUTS, bs.ACCESS_TEMPLATE)
-
-
-# --- deploy edge cases with a scripted CloudFormation ----------------------------------------
-
-
-class ScriptedCfn:
-    """Answers describe_* from scripts; records every operation name."""
-
-    def __init__(self, change_set: dict, stacks: list[str], events: list[dict]) -> None:
-        self.ops: list[str] = []
-        self.change_set, self.stacks, self.events = change_set, stacks, events
-
-    def __getattr__(self, op: str):
-        def call(**_kw):
-            self.ops.append(op)
-            if op == "describe_change_set":
-                return self.change_set
-            if op == "describe_stacks":
-                return {"Stacks": [{"StackStatus": self.stacks.pop(0)}]}
-            if op == "describe_stack_events":  # this operation's events appear once it runs
-                shown = self.events if "execute_change_set" in self.ops else []
-                return {"StackEvents": list(reversed(shown))}
-            return {}
-
-        return call
-
-
-def _event(n: int, logical: str, status: str, reason: str = "") -> dict:
-    return {"EventId": str(n), "LogicalResourceId": logical, "ResourceType": "AWS::IAM::Role",
-            "ResourceStatus": status, "ResourceStatusReason": reason}  # fmt: skip
-
-
-def test_failed_create_names_the_failing_resource_and_reason(capsys):
-    events = [
-        _event(1, "BuildRole", "CREATE_IN_PROGRESS"),
-        _event(2, "BuildRole", "CREATE_FAILED", "MaxSessionDuration must be <= 43200"),
-        _event(3, "DataBucket", "CREATE_FAILED", "Resource creation cancelled"),
-    ]
-    cfn = ScriptedCfn({"Status": "CREATE_COMPLETE"}, ["ROLLBACK_IN_PROGRESS", "ROLLBACK_COMPLETE"],
-                      events)  # fmt: skip
-    with pytest.raises(bs.BootstrapError) as caught:
-        bs.deploy_stack(cfn, "p-bootstrap", "{}", {"ProjectName": "p"}, None, poll=0)
-    assert str(caught.value) == (
-        "stack p-bootstrap ended ROLLBACK_COMPLETE: BuildRole (AWS::IAM::Role): "
-        "MaxSessionDuration must be <= 43200"
-    )
-    assert len([x for x in capsys.readouterr().out.splitlines() if "s  CREATE_" in x]) == 3
-
-
-def test_no_changes_is_success_and_deletes_the_change_set(capsys):
-    empty = {
-        "Status": "FAILED",
-        "StatusReason": "The submitted information didn't contain changes.",
-    }
-    cfn = ScriptedCfn(empty, [], [])
-    bs.deploy_stack(
-        cfn, "p-bootstrap", "{}", {"ProjectName": "p"}, {"StackStatus": "UPDATE_COMPLETE"}
-    )
-    assert cfn.ops == ["create_change_set", "describe_change_set", "delete_change_set"]
-    assert "no changes" in capsys.readouterr().out
-
-
-def test_busy_stack_and_broken_change_set_are_refused():
-    busy = {"StackStatus": "UPDATE_IN_PROGRESS"}
-    with pytest.raises(bs.BootstrapError, match=r"busy \(UPDATE_IN_PROGRESS\): wait"):
-        bs.deploy_stack(ScriptedCfn({}, [], []), "s", "{}", {"ProjectName": "p"}, busy)
-    bad = {"Status": "FAILED", "StatusReason": "Template format error: bad resource"}
-    with pytest.raises(bs.BootstrapError, match="change set for s failed: Template format error"):
-        bs.deploy_stack(ScriptedCfn(bad, [], []), "s", "{}", {"ProjectName": "p"}, None, poll=0)
+def test_missing_outputs_name_the_stale_template():
+    with pytest.raises(PipelineError, match="lacks outputs DataBucket, ArtifactBucket"):
+        bs.check_outputs({"Other": "x"}, "s", bs.BOOTSTRAP_OUTPUTS, bs.BOOTSTRAP_TEMPLATE)
+    with pytest.raises(PipelineError, match=r"BuildRoleArn, .*: update .*/github-access\.yaml"):
+        bs.check_outputs({}, "s", bs.ACCESS_OUTPUTS, bs.ACCESS_TEMPLATE)
+    every = dict.fromkeys(bs.OUTPUTS, "v")
+    assert bs.check_outputs(every, "s", bs.ACCESS_OUTPUTS, bs.ACCESS_TEMPLATE) == every
 
 
 # --- errors at the command line: one line, non-zero, no traceback ----------------------------
@@ -422,34 +257,29 @@ def _gh_process(code: int, stderr: str = "", stdout: str = ""):
 def _one_line_error(capsys, expected: str) -> None:
     captured = capsys.readouterr()
     assert captured.err.count("\n") == 1, captured.err
-    assert "Traceback" not in captured.err
+    assert captured.err.startswith("bootstrap: error: ")
     assert expected in captured.err
 
 
-def test_bad_project_name_fails_before_any_call(stand_in, capsys, monkeypatch):
-    monkeypatch.setattr(bs.subprocess, "run", _gh_process(99))
-    assert bs.main(["--project", "Bad_Name", "--region", "eu-west-1"]) == 1
+def test_bad_project_name_fails_before_any_call(capsys, monkeypatch):
+    monkeypatch.setattr(github_setup.subprocess, "run", _gh_process(99))
+    assert bs.main(["--project", "Bad_Name", "--region", "eu-west-1"]) == 4
     _one_line_error(capsys, "bad project name 'Bad_Name'")
 
 
 def test_gh_not_authenticated_or_missing(stand_in, capsys, monkeypatch):
     argv = ["--repo", "o/repo", "--region", "eu-west-1", "--templates", str(stand_in)]
-    monkeypatch.setattr(bs.subprocess, "run", _gh_process(1, "You are not logged into any host"))
+    auth = _gh_process(1, "You are not logged into any host")
+    monkeypatch.setattr(github_setup.subprocess, "run", auth)
     assert bs.main(argv) == 1
     _one_line_error(capsys, "gh is not authenticated: install gh and run gh auth login")
 
     def missing(*_a, **_k):
         raise FileNotFoundError("gh")
 
-    monkeypatch.setattr(bs.subprocess, "run", missing)
+    monkeypatch.setattr(github_setup.subprocess, "run", missing)
     assert bs.main(argv) == 1
     _one_line_error(capsys, "gh not found: install gh")
-
-
-def test_gh_api_failure_names_the_call(capsys, monkeypatch):
-    monkeypatch.setattr(bs.subprocess, "run", _gh_process(1, "gh: Not Found (HTTP 404)"))
-    with pytest.raises(bs.BootstrapError, match=r"gh api users/nobody --jq .id failed: .*404"):
-        bs.run_gh(["api", "users/nobody", "--jq", ".id"])
 
 
 def test_no_aws_credentials_says_what_to_run(stand_in, capsys, monkeypatch, tmp_path):
@@ -458,21 +288,39 @@ def test_no_aws_credentials_says_what_to_run(stand_in, capsys, monkeypatch, tmp_
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setattr(bs.subprocess, "run", _gh_process(0, stdout="42"))
+    monkeypatch.setattr(github_setup.subprocess, "run", _gh_process(0, stdout="42"))
     argv = ["--repo", "o/repo", "--region", "eu-west-1", "--templates", str(stand_in)]
     assert bs.main(argv) == 1
     _one_line_error(capsys, "no AWS credentials: run aws configure / aws sso login")
 
 
+def test_a_busy_stack_is_refused_before_any_change(stand_in, aws):
+    states = iter(["UPDATE_IN_PROGRESS"])  # then settled, should deploy go on regardless
+    aws["cloudformation"].describe_stacks = lambda **_kw: {
+        "Stacks": [{"StackName": "demo-bootstrap", "StackStatus": next(states, "UPDATE_COMPLETE")}]
+    }
+    args = bs.parse_args(["--repo", "a/demo", "--region", "eu-west-1"], stand_in)
+    with pytest.raises(PipelineError, match=r"demo-bootstrap is busy \(UPDATE_IN_PROGRESS\): wait"):
+        bs.bootstrap(args, aws, FakeGhRepo("a/demo"))
+
+
 def test_missing_template_and_too_few_workers(stand_in, tmp_path, capsys):
     argv = ["--dry-run", "--repo", "o/repo", "--region", "eu-west-1"]
-    assert bs.main([*argv, "--templates", str(tmp_path / "nope")]) == 1
+    assert bs.main([*argv, "--templates", str(tmp_path / "nope")]) == 4
     _one_line_error(capsys, "cannot read template")
     (stand_in / bs.ACCESS_TEMPLATE).unlink()  # the second one alone missing: still before any call
-    assert bs.main([*argv, "--templates", str(stand_in)]) == 1
+    assert bs.main([*argv, "--templates", str(stand_in)]) == 4
     _one_line_error(capsys, f"cannot read template {stand_in / bs.ACCESS_TEMPLATE}")
-    assert bs.main([*argv, "--glue-workers", "1"]) == 1
+    assert bs.main([*argv, "--glue-workers", "1"]) == 4
     _one_line_error(capsys, "--glue-workers must be at least 2")
+
+
+def test_the_script_is_a_wrapper_that_runs_the_package(tmp_path):
+    argv = [sys.executable, str(SCRIPT), "--dry-run", "--repo", "a/demo", "--region", "eu-west-1"]
+    done = subprocess.run(argv, capture_output=True, text=True, check=False, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "aws cloudformation create_change_set" in done.stdout  # default templates: the repo's
+    assert done.stderr.splitlines()[-1].startswith("bootstrap: done.")
 
 
 # --- contract with cloudformation/bootstrap.yaml and github-access.yaml ----------------------

@@ -182,6 +182,7 @@ def test_a_stack_left_by_a_failed_create_is_deleted_first(template):
     cfn = FakeCfn(
         [
             {"StackStatus": "ROLLBACK_COMPLETE"},
+            None,  # deleted: the name is free again
             {"StackStatus": "CREATE_COMPLETE", "Outputs": OUTPUTS},
         ],
         {"Status": "CREATE_COMPLETE", "Changes": [{}]},
@@ -189,6 +190,46 @@ def test_a_stack_left_by_a_failed_create_is_deleted_first(template):
     assert stack.deploy(cfn, "s", template, {}, region=REGION) == {"EndpointName": "mlops-dev"}
     assert cfn.calls.index("delete_stack") < cfn.calls.index("create_change_set")
     assert cfn.change_set_type == "CREATE"
+
+
+def test_the_delete_of_a_failed_create_is_waited_for(template):
+    # A CREATE change set on a name still DELETE_IN_PROGRESS fails on AWS: wait until it is gone.
+    cfn = FakeCfn(
+        [
+            {"StackStatus": "ROLLBACK_COMPLETE"},
+            {"StackStatus": "DELETE_IN_PROGRESS"},
+            None,
+            {"StackStatus": "CREATE_COMPLETE", "Outputs": OUTPUTS},
+        ],
+        {"Status": "CREATE_COMPLETE", "Changes": [{}]},
+    )
+    stack.deploy(cfn, "s", template, {}, region=REGION)
+    start = cfn.calls.index("delete_stack")
+    assert cfn.calls[start : cfn.calls.index("create_change_set")] == [
+        "delete_stack",
+        "describe_stacks",  # DELETE_IN_PROGRESS
+        "describe_stacks",  # gone
+    ]
+    failed = FakeCfn(
+        [{"StackStatus": "ROLLBACK_COMPLETE"}, {"StackStatus": "DELETE_FAILED"}],
+        {"Status": "CREATE_COMPLETE"},
+    )
+    with pytest.raises(PipelineError, match=r"^stack s DELETE_FAILED"):
+        stack.deploy(failed, "s", template, {}, region=REGION)
+    assert "create_change_set" not in failed.calls
+
+
+@pytest.mark.parametrize(
+    "status", ["CREATE_IN_PROGRESS", "UPDATE_IN_PROGRESS", "UPDATE_ROLLBACK_IN_PROGRESS"]
+)
+def test_a_busy_stack_is_refused_before_any_change(template, status):
+    cfn = FakeCfn(
+        [{"StackStatus": status}, {"StackStatus": "UPDATE_COMPLETE"}],  # settled: too late
+        {"Status": "CREATE_COMPLETE"},
+    )
+    with pytest.raises(PipelineError, match=rf"^stack s is busy \({status}\): wait for it"):
+        stack.deploy(cfn, "s", template, {}, region=REGION)
+    assert cfn.calls == ["describe_stacks"]
 
 
 def test_a_failed_update_names_the_failing_resource(template, capsys):
