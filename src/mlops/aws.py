@@ -140,6 +140,24 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def list_keys(s3: Any, uri: str) -> list[str]:
+    """Every object key under an s3:// prefix (or the one object it names)."""
+    bucket, prefix = split_s3(uri)
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return [o["Key"] for page in pages for o in page.get("Contents", [])]
+
+
+def download_prefix(s3: Any, uri: str, dest: Path) -> Path:
+    """An object, or every object under a prefix, into the directory ``dest`` (layout kept)."""
+    bucket, prefix = split_s3(uri)
+    dest.mkdir(parents=True, exist_ok=True)
+    for key in list_keys(s3, uri):
+        target = dest / (key[len(prefix) :].lstrip("/") or Path(key).name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        s3.download_file(bucket, key, str(target))
+    return dest
+
+
 def upload_file(s3: Any, path: Path, uri: str) -> str:
     bucket, key = split_s3(uri)
     call(f"upload {path} to {uri}", s3.upload_file, Filename=str(path), Bucket=bucket, Key=key)

@@ -102,27 +102,24 @@ def deploy(
 
 
 def _wait_change_set(cfn: Any, name: str, change_set: str) -> dict[str, Any] | None:
-    """Wait for the change set; None means it holds no changes."""
-    desc: dict[str, Any] = {}
-    for _ in range(600):
-        desc = call(
+    """Wait for the change set; None means it holds no changes (then it is deleted)."""
+    desc = wait_for(
+        f"change set {change_set}",
+        lambda: call(
             "describe change set", cfn.describe_change_set, StackName=name, ChangeSetName=change_set
-        )
-        if desc["Status"] == "CREATE_COMPLETE":
-            return desc
-        if desc["Status"] == "FAILED":
-            reason = desc.get("StatusReason", "")
-            if any(text in reason for text in NO_CHANGES):
-                call(
-                    "delete empty change set",
-                    cfn.delete_change_set,
-                    StackName=name,
-                    ChangeSetName=change_set,
-                )
-                return None
-            raise PipelineError(f"change set for {name} failed: {reason}")
-        time.sleep(0.5)
-    raise PipelineError(f"change set for {name} still {desc.get('Status')} after 5 minutes")
+        ),
+        lambda d: d["Status"],
+        done={"CREATE_COMPLETE", "FAILED"},  # FAILED may just mean "no changes": decided below
+        failed=set(),
+        timeout=300,
+    ).description
+    if desc["Status"] == "CREATE_COMPLETE":
+        return desc
+    reason = desc.get("StatusReason", "")
+    if not any(text in reason for text in NO_CHANGES):
+        raise PipelineError(f"change set for {name} failed: {reason}")
+    call("delete empty change set", cfn.delete_change_set, StackName=name, ChangeSetName=change_set)
+    return None
 
 
 def _events(cfn: Any, name: str) -> list[dict[str, Any]]:

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mlops.aws import split_s3
+from mlops.aws import download_prefix, list_keys, split_s3
 
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 TIMEOUT = 1800
@@ -31,20 +31,10 @@ class Compute:
 
     # --- S3 staging ---------------------------------------------------------------------------
     def keys(self, uri: str) -> list[str]:
-        bucket, prefix = split_s3(uri)
-        pages = self.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-        return [o["Key"] for page in pages for o in page.get("Contents", [])]
+        return list_keys(self.s3, uri)
 
     def download(self, uri: str, dest: Path) -> Path:
-        """An object or every object under a prefix, into ``dest`` (a directory)."""
-        bucket, prefix = split_s3(uri)
-        dest.mkdir(parents=True, exist_ok=True)
-        for key in self.keys(uri):
-            rel = key[len(prefix) :].lstrip("/") or Path(key).name
-            target = dest / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            self.s3.download_file(bucket, key, str(target))
-        return dest
+        return download_prefix(self.s3, uri, dest)
 
     def upload_dir(self, src: Path, uri: str) -> None:
         bucket, prefix = split_s3(uri)

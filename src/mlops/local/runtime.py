@@ -88,7 +88,6 @@ class LocalRuntime:
         self.runs_dir = runs_dir
         self.entrypoint = [sys.executable, "-m"]  # completed with the model package in bootstrap
         self._saved_env: dict[str, str | None] = {}
-        self._futures: list[Future] = []
 
     # --- lifecycle ------------------------------------------------------------------------------
     def __enter__(self) -> LocalRuntime:
@@ -146,9 +145,7 @@ class LocalRuntime:
 
     def submit(self, fn: Any) -> Future:
         """Run compute off the request thread, so callers see InProgress, then the outcome."""
-        future = self.executor.submit(fn)
-        self._futures.append(future)
-        return future
+        return self.executor.submit(fn)
 
     # --- what AWS would already have ------------------------------------------------------------
     def bootstrap(self, ctx: Any) -> None:

@@ -8,25 +8,10 @@ import tempfile
 from pathlib import Path
 
 from mlops import github, stack
-from mlops.aws import log, read_json_object, split_s3
+from mlops.aws import download_prefix, log, read_json_object
 from mlops.context import Context
 from mlops.errors import ConfigError, PipelineError
 from mlops.steps import register
-
-
-def download_prefix(s3, uri: str, dest: Path) -> Path:
-    """Fetch every CSV part under an s3:// prefix into one local directory."""
-    bucket, prefix = split_s3(uri)
-    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-    count = 0
-    for page in pages:
-        for obj in page.get("Contents", []):
-            if obj["Key"].endswith(".csv"):
-                count += 1
-                s3.download_file(bucket, obj["Key"], str(dest / f"part-{count:05d}.csv"))
-    if not count:
-        raise PipelineError(f"no test data under {uri}")
-    return dest
 
 
 def run(ctx: Context, stage: str, arn: str) -> None:
@@ -47,6 +32,8 @@ def run(ctx: Context, stage: str, arn: str) -> None:
     s = ctx.config.stage(stage)
     with tempfile.TemporaryDirectory(prefix="system-test-") as tmp:
         data = download_prefix(s3, meta["test_data_uri"], Path(tmp))
+        if not list(data.glob("*.csv")):
+            raise PipelineError(f"no test data (*.csv) under {meta['test_data_uri']}")
         args = [
             sys.executable,
             "-m",
