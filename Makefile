@@ -60,4 +60,21 @@ lock: $(BIN)/uv ## re-pin requirements/*.txt from pyproject.toml
 clean: ## remove virtualenvs and run folders
 	rm -rf $(VENV) $(LINT_VENV) runs .pytest_cache
 
-.PHONY: help install venv test pipeline lint bench container-test lock clean
+.PHONY: help install venv test pipeline lint bench container-test lock clean mutation
+
+# --- mutation testing (not in CI: minutes, not seconds) -------------------------------------------
+# The modules that protect prod: the gate, the server's parsing and limits, the ETL's validation
+# (arguments, schema file, header, bad-row threshold; Spark-only code is left to the Spark tests).
+MUTATE := mlops.steps.gate.* abalone_model.serve.parsing.* abalone_model.serve.app.* \
+	abalone_model.etl.xǁConfigǁ* abalone_model.etl.xǁ_Parserǁ* abalone_model.etl.x_parse_args* \
+	abalone_model.etl.x_load_schema* abalone_model.etl.x_read_raw* abalone_model.etl.x_check_bad_rows*
+mutation: $(VENV)/.dev ## mutation testing with mutmut (pyproject [tool.mutmut]): score and survivors
+	rm -rf mutants
+	mkdir -p mutants && $(BIN)/mutmut run $(foreach m,$(MUTATE),'$(m)') >mutants/run.log 2>&1 || { tail -30 mutants/run.log; exit 1; }
+	@$(BIN)/mutmut results --all true | $(BIN)/python -c 'import fnmatch, sys; \
+	pats = sys.argv[1:]; \
+	rows = [l.strip().rsplit(": ", 1) for l in sys.stdin if ": " in l]; \
+	rows = [(k, s) for k, s in rows if any(fnmatch.fnmatchcase(k, p) for p in pats)]; \
+	killed = sum(s == "killed" for _, s in rows); \
+	[print(f"survived: {k} ({s})") for k, s in rows if s != "killed"]; \
+	print(f"mutation score: {killed} killed / {len(rows)} mutants = {100 * killed / max(len(rows), 1):.1f}%")' $(MUTATE)

@@ -8,6 +8,7 @@ the same code talks to AWS or, through ``AWS_ENDPOINT_URL``, to the local moto s
 from __future__ import annotations
 
 import hashlib
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import boto3
+from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from botocore.parsers import ResponseParserError
 
@@ -25,8 +27,8 @@ from mlops.errors import PipelineError
 
 def session(region: str | None = None) -> boto3.Session:
     """A boto3 session; the region comes from the flag, the environment or the profile."""
-    try:
-        s = boto3.Session(region_name=region)
+    try:  # boto3 reads AWS_DEFAULT_REGION; GitHub's setup and many users set AWS_REGION
+        s = boto3.Session(region_name=region or os.environ.get("AWS_REGION") or None)
     except BotoCoreError as exc:
         raise PipelineError(f"cannot create an AWS session: {exc}") from None
     if not s.region_name:
@@ -48,7 +50,7 @@ def call(what: str, fn: Callable[..., Any], /, **kwargs: Any) -> Any:
         raise PipelineError(
             f"{what}: {err.get('Code', 'Error')}: {err.get('Message', exc)}"
         ) from None
-    except (BotoCoreError, ResponseParserError) as exc:
+    except (BotoCoreError, ResponseParserError, S3UploadFailedError) as exc:
         raise PipelineError(f"{what}: {exc}") from None
 
 
@@ -148,13 +150,22 @@ def list_keys(s3: Any, uri: str) -> list[str]:
 
 
 def download_prefix(s3: Any, uri: str, dest: Path) -> Path:
-    """An object, or every object under a prefix, into the directory ``dest`` (layout kept)."""
+    """An object, or every object under a prefix, into the directory ``dest`` (layout kept).
+
+    A refused list or read is one line naming the URI and AWS's reason, never a traceback.
+    """
     bucket, prefix = split_s3(uri)
     dest.mkdir(parents=True, exist_ok=True)
-    for key in list_keys(s3, uri):
+    for key in call(f"list {uri}", list_keys, s3=s3, uri=uri):
         target = dest / (key[len(prefix) :].lstrip("/") or Path(key).name)
         target.parent.mkdir(parents=True, exist_ok=True)
-        s3.download_file(bucket, key, str(target))
+        call(
+            f"download s3://{bucket}/{key}",
+            s3.download_file,
+            Bucket=bucket,
+            Key=key,
+            Filename=str(target),
+        )
     return dest
 
 

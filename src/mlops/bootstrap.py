@@ -19,7 +19,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-from mlops import aws, github_setup, stack
+from mlops import aws, config, github_setup, stack
 from mlops.errors import EXIT_USAGE, ConfigError, PipelineError
 from mlops.github_setup import Gh
 
@@ -38,7 +38,14 @@ BOOTSTRAP_OUTPUTS = (
     "EcrRepositoryUri",
     "ModelPackageGroupName",
 )
-ACCESS_OUTPUTS = ("BuildRoleArn", "DevDeployRoleArn", "ProdDeployRoleArn", "OidcProviderArn")
+ACCESS_OUTPUTS = (
+    "BuildRoleArn",
+    "DevDeployRoleArn",
+    "ProdDeployRoleArn",
+    "DevStackRoleArn",
+    "ProdStackRoleArn",
+    "OidcProviderArn",
+)
 OUTPUTS = BOOTSTRAP_OUTPUTS + ACCESS_OUTPUTS
 PROJECT_RE = re.compile(r"^[a-z][a-z0-9-]{1,30}[a-z0-9]$")
 MAX_TEMPLATE_BODY = 51_200  # CloudFormation's limit for an inline TemplateBody
@@ -150,7 +157,13 @@ def read_template(folder: Path, name: str) -> Path:
 def parse_args(argv: list[str], templates: Path = TEMPLATES) -> argparse.Namespace:
     cli = argparse.ArgumentParser(prog="scripts/bootstrap", description=__doc__.split("\n")[0])
     cli.add_argument("--region", help="AWS region (default: your AWS configuration)")
-    cli.add_argument("--project", help="name prefix, [a-z0-9-] (default: from the repo name)")
+    cli.add_argument(
+        "--config",
+        type=Path,
+        default=templates.parent / "pipeline.toml",
+        help="pipeline configuration: [project] name and bootstrap_stack name every resource "
+        "(default: pipeline.toml)",
+    )
     cli.add_argument("--repo", help="OWNER/NAME (default: the repository of this directory)")
     cli.add_argument(
         "--reviewer",
@@ -173,21 +186,21 @@ def parse_args(argv: list[str], templates: Path = TEMPLATES) -> argparse.Namespa
     return cli.parse_args(argv)
 
 
-def project_name(given: str | None, repo: str) -> str:
-    """The given name, or the repository's name lowered to [a-z0-9-]; validated either way."""
-    name = given or re.sub(r"[^a-z0-9]+", "-", repo.split("/")[-1].lower()).strip("-")
+def project_name(name: str) -> str:
+    """The project name from pipeline.toml, which the CLI uses for every job, stack and endpoint:
+    the IAM grants are scoped by it, so the bootstrap must use the very same one."""
     if not PROJECT_RE.fullmatch(name):
         raise ConfigError(
             f"bad project name {name!r}: use 3-32 of a-z, 0-9 and '-', starting with a letter "
-            "(pass --project NAME)"
+            "(set [project] name in pipeline.toml)"
         )
     return name
 
 
 def bootstrap(args: argparse.Namespace, clients: dict[str, Any], gh: Gh) -> int:
     """The whole flow; clients and the gh runner come in so tests can pass moto or fakes."""
-    if args.project:
-        project_name(args.project, "")  # a bad --project fails before any call
+    cfg = config.load(args.config)
+    project = project_name(cfg.project)  # a bad name fails before any call
     if args.glue_workers < 2:
         raise ConfigError("--glue-workers must be at least 2 (Glue's minimum)")
     boot_template = read_template(args.templates, BOOTSTRAP_TEMPLATE)
@@ -196,10 +209,9 @@ def bootstrap(args: argparse.Namespace, clients: dict[str, Any], gh: Gh) -> int:
         aws.log("bootstrap: dry run: printing every call, making none")
     github_setup.check_gh(gh)
     repo = args.repo or github_setup.detect_repo(gh)
-    project = project_name(args.project, repo)
     reviewers = github_setup.resolve_reviewers(gh, args.reviewer)
     account = clients["sts"].get_caller_identity()["Account"]
-    boot, access = f"{project}-bootstrap", f"{project}-github-access"
+    boot, access = cfg.bootstrap_stack, f"{project}-github-access"
     cfn = clients["cloudformation"]
     aws.log(
         f"bootstrap: account {account}, region {args.region}, "
@@ -211,7 +223,7 @@ def bootstrap(args: argparse.Namespace, clients: dict[str, Any], gh: Gh) -> int:
         "GlueWorkerType": args.glue_worker_type,
         "GlueNumberOfWorkers": str(args.glue_workers),
         "GlueExecutionClass": "FLEX" if args.flex else "STANDARD",
-        "ModelPackageGroupName": project,
+        "ModelPackageGroupName": f"{project}-models",
     }
     found = stack.deploy(cfn, boot, boot_template, boot_params, **deploy)
     outputs = check_outputs(found, boot, BOOTSTRAP_OUTPUTS, BOOTSTRAP_TEMPLATE)

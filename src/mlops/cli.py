@@ -15,8 +15,9 @@ from mlops.errors import EXIT_USAGE, PipelineError
 from mlops.manifest import Manifest
 
 STAGES = ("dev", "prod")
+DEPLOY_WORKFLOW = ".github/workflows/deploy.yml"  # `run --local` runs its jobs, as GitHub would
 # Steps that need nothing from an earlier step's manifest (they start a run or a fresh job).
-CREATES_MANIFEST = {"etl", "deploy", "system-test", "promote", "rollback", "teardown"}
+CREATES_MANIFEST = {"image", "etl", "deploy", "system-test", "promote", "rollback", "teardown"}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -31,6 +32,10 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     for name in ("etl", "evaluate", "gate", "register"):
         sub.add_parser(name)
+    s = sub.add_parser("image", help="find this commit's image in ECR; pin it by digest")
+    s.add_argument("--repository-uri", required=True, help="the ECR repository URI")
+    s.add_argument("--tag", required=True, help="the image tag (the commit sha)")
+    s.add_argument("--digest", default="", help="check this digest and print the image URI")
     sub.add_parser("train").add_argument("--image-uri", default=os.environ.get("MLOPS_IMAGE_URI"))
     arn = {"default": os.environ.get("MLOPS_MODEL_PACKAGE_ARN"), "help": "exact model package ARN"}
     for name in ("deploy", "system-test"):
@@ -59,12 +64,14 @@ def _require(value: str | None, flag: str) -> str:
 
 
 def _approver(auto: bool) -> Callable[[str], bool]:
-    def approve(arn: str) -> bool:
+    """The prod environment's reviewers, offline: --approve, or a yes at the terminal."""
+
+    def approve(what: str) -> bool:
         if auto:
-            aws.log(f"\nprod approval: granted by --approve for {arn}")
+            aws.log(f"\nprod approval: granted by --approve for {what}")
             return True
         if sys.stdin.isatty():
-            return input(f"\nDeploy {arn} to prod? [y/N] ").strip().lower() in {"y", "yes"}
+            return input(f"\nApprove {what} for prod? [y/N] ").strip().lower() in {"y", "yes"}
         aws.log("\nprod approval: not given (no --approve and no terminal to ask)")
         return False
 
@@ -77,6 +84,7 @@ def dispatch(args: argparse.Namespace, ctx: Context) -> Any:
         etl,
         evaluate,
         gate,
+        image,
         promote,
         register,
         rollback,
@@ -87,6 +95,8 @@ def dispatch(args: argparse.Namespace, ctx: Context) -> Any:
 
     arn = getattr(args, "model_package_arn", None)
     match args.command:
+        case "image":
+            return image.run(ctx, args.repository_uri, args.tag, args.digest)
         case "etl":
             return etl.run(ctx)
         case "train":
@@ -117,17 +127,29 @@ def run_pipeline(args: argparse.Namespace, cfg: config.Config) -> None:
         ctx = Context(cfg, aws.session(args.region), Manifest.load(args.manifest, create=True))
         run_step.run(ctx, _require(args.image_uri, "--image-uri"), _approver(args.approve))
         return
+    from mlops.local import jobs
     from mlops.local.runtime import LocalRuntime
 
-    with LocalRuntime(Path.cwd(), Path(args.runs_dir)) as runtime:
+    root = Path.cwd()
+    with LocalRuntime(root, Path(args.runs_dir)) as runtime:
         ctx = Context(
             cfg, runtime.session, Manifest.load(runtime.run_dir / "manifest.json", create=True)
         )
-        runtime.bootstrap(ctx)
+        github = runtime.bootstrap(ctx, push=False)
+        runner = jobs.Runner(
+            runtime, root / DEPLOY_WORKFLOW, github, _approver(args.approve),
+            sha=ctx.manifest.get("run.git_sha") or _sha(ctx),
+        )
         try:
-            run_step.run(ctx, runtime.image_uri, _approver(args.approve))
+            runner.run()
         finally:
-            runtime.export(ctx)
+            runtime.export_jobs(ctx, runner)
+
+
+def _sha(ctx: Context) -> str:
+    ctx.run_id  # noqa: B018 - sets run.git_sha
+    sha = ctx.manifest.get("run.git_sha", "")
+    return sha if len(sha) == 40 else (sha + "0" * 40)[:40]
 
 
 def main(argv: list[str] | None = None) -> int:

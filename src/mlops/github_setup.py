@@ -107,11 +107,28 @@ def create_environments(gh: Gh, repo: str, reviewers: list[dict[str, Any]]) -> N
         raise PipelineError(
             f"{exc} (required reviewers need a public repository or a paid GitHub plan)"
         ) from None
+    check_reviewers(gh, repo)
     protected = gh(["api", f"repos/{repo}/branches/main", "--jq", ".protected"], placeholder="true")
     if protected != "true":
         log(
             "warning: branch main is not protected, so prod refuses its deployments: add a "
             "branch protection rule for main (Settings > Branches)"
+        )
+
+
+def check_reviewers(gh: Gh, repo: str) -> None:
+    """Read prod back: GitHub can accept the environment and still drop its reviewers (required
+    reviewers need a public repository or a paid plan: "Deployments and environments", GitHub
+    docs). Without them the prod role trusts any job that names the prod environment."""
+    rules = gh(
+        ["api", f"repos/{repo}/environments/prod", "--jq", "[.protection_rules[]?.type] | join(\",\")"],
+        placeholder="required_reviewers",
+    )
+    if "required_reviewers" not in rules.split(","):
+        raise PipelineError(
+            f"environment prod of {repo} has no required reviewers (GitHub dropped them: they need "
+            "a public repository or a paid plan), so prod would deploy unreviewed: make the "
+            "repository public or upgrade the plan, then rerun scripts/bootstrap"
         )
 
 
@@ -142,9 +159,17 @@ def configure(
         {
             "AWS_REGION": region,
             "BUILD_ROLE_ARN": outputs["BuildRoleArn"],
-            "ECR_REPOSITORY": outputs["EcrRepositoryName"],
+            # the full repository URI: a tag without the registry host would go to Docker Hub
+            "ECR_REPOSITORY_URI": outputs["EcrRepositoryUri"],
             "MLOPS_BOOTSTRAP_STACK": stack,
         },
     )
-    for env, key in (("dev", "DevDeployRoleArn"), ("prod", "ProdDeployRoleArn")):
-        set_variables(gh, f"repos/{repo}/environments/{env}", {"DEPLOY_ROLE_ARN": outputs[key]})
+    for env in ("dev", "prod"):
+        set_variables(
+            gh,
+            f"repos/{repo}/environments/{env}",
+            {
+                "DEPLOY_ROLE_ARN": outputs[f"{env.title()}DeployRoleArn"],
+                "STACK_ROLE_ARN": outputs[f"{env.title()}StackRoleArn"],
+            },
+        )

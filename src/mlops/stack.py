@@ -37,8 +37,14 @@ def deploy(
     region: str,
     capabilities: tuple[str, ...] = (),
     tags: dict[str, str] | None = None,
+    role_arn: str = "",
 ) -> dict[str, str]:
-    """Create or update ``name`` through a change set; "no changes" is success. Returns outputs."""
+    """Create or update ``name`` through a change set; "no changes" is success. Returns outputs.
+
+    With ``role_arn`` CloudFormation acts as that service role instead of the caller's session, so a
+    long update does not depend on the caller's (1-2 h) credentials ("AWS CloudFormation service
+    role", CloudFormation User Guide).
+    """
     current = describe(cfn, name)
     status = current["StackStatus"] if current else ""
     if status.endswith("_IN_PROGRESS") and status not in GONE_OR_FAILED_CREATE:
@@ -61,6 +67,7 @@ def deploy(
             ],
             Capabilities=list(capabilities),
             Tags=[{"Key": k, "Value": v} for k, v in (tags or {}).items()],
+            **({"RoleARN": role_arn} if role_arn else {}),
         )
     except ClientError as exc:
         if any(text in str(exc) for text in NO_CHANGES):  # some implementations refuse up front

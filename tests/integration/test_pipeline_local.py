@@ -102,11 +102,12 @@ def test_gate_failure_records_rejected_candidate(local):
     gate.run(ctx)  # the real thresholds pass again for the next steps
 
 
-def test_register_pending_approval(local):
+def test_register_approves_what_passed_the_gate(local):
     _, ctx = local
     arn = register.run(ctx)
     described = register.describe(ctx, arn)
-    assert described["ModelApprovalStatus"] == "PendingManualApproval"
+    assert described["ModelApprovalStatus"] == "Approved"  # AWS deploys nothing else
+    assert described["ModelLifeCycle"]["Stage"] == "registered"
     assert described["CustomerMetadataProperties"]["image_digest"].startswith("sha256:")
 
 
@@ -129,11 +130,21 @@ def test_deploy_dev_serves_the_package(local):
 def test_system_test_failure_is_reported(local):
     runtime, ctx = local
     runtime.faults.names.add("system-test")
+    arn = ctx.manifest.require("register.model_package_arn", "")
     try:
         with pytest.raises(PipelineError, match="system tests failed"):
-            system_test.run(ctx, "dev", ctx.manifest.require("register.model_package_arn", ""))
+            system_test.run(ctx, "dev", arn)
+        described = register.describe(ctx, arn)
+        assert described["ModelApprovalStatus"] == "Rejected"
+        assert described["ModelLifeCycle"]["StageStatus"] == "Failed"
+        with pytest.raises(PipelineError, match="only an Approved package"):
+            deploy.run(ctx, "prod", arn)  # what failed dev never reaches prod
     finally:
         runtime.faults.names.discard("system-test")
+        ctx.client("sagemaker").update_model_package(  # the fixed model, for the next tests
+            ModelPackageArn=arn, ModelApprovalStatus="Approved",
+            ModelLifeCycle={"Stage": "dev", "StageStatus": "Deployed"},
+        )
 
 
 def test_system_tests_pass_on_dev(local):
@@ -159,7 +170,10 @@ def test_prod_deploy_with_capture_and_autoscaling_then_promote(local):
     endpoint = deploy.run(ctx, "prod", arn)["endpoint"]
     system_test.run(ctx, "prod", arn)
     promote.run(ctx, arn)
-    assert register.describe(ctx, arn)["ModelApprovalStatus"] == "Approved"
+    described = register.describe(ctx, arn)
+    assert described["ModelApprovalStatus"] == "Approved"
+    assert described["ModelLifeCycle"]["Stage"] == "prod"
+    assert described["ModelLifeCycle"]["StageStatus"] == "InService"
     targets = ctx.client("application-autoscaling").describe_scalable_targets(
         ServiceNamespace="sagemaker"
     )["ScalableTargets"]
@@ -168,7 +182,7 @@ def test_prod_deploy_with_capture_and_autoscaling_then_promote(local):
 
 def test_rollback_without_an_earlier_approved_package_says_what_to_do(local):
     _, ctx = local
-    with pytest.raises(PipelineError, match="no earlier Approved model package"):
+    with pytest.raises(PipelineError, match="no earlier package that served prod"):
         rollback.run(ctx, "prod")
 
 

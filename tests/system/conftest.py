@@ -41,6 +41,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="p95 budget for one-row requests, client side",
     )
     group.addoption(
+        "--capture-wait-seconds",
+        type=float,
+        default=600.0,
+        help="how long captured records may take to reach S3 (delivery is asynchronous)",
+    )
+    group.addoption(
         "--capture-uri",
         default=None,
         help="s3:// prefix where the endpoint's data capture must appear",

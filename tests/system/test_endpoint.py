@@ -131,14 +131,19 @@ def test_capture_matches_the_stage(runtime, endpoint, held_out, pytestconfig):
         invoke(runtime, endpoint, csv_body([row]))
     bucket, _, prefix = uri.removeprefix("s3://").partition("/")
     s3 = boto3.Session(region_name=pytestconfig.getoption("region")).client("s3")
+    # Delivery to S3 is asynchronous and AWS documents no bound ("Data capture", SageMaker guide):
+    # poll up to --capture-wait-seconds, backing off, instead of a fixed minute.
+    wait = pytestconfig.getoption("capture_wait_seconds")
     keys: list[str] = []
-    for _ in range(60):
+    deadline, delay = time.monotonic() + wait, 1.0
+    while True:
         listing = s3.list_objects_v2(Bucket=bucket, Prefix=prefix)
         keys = [o["Key"] for o in listing.get("Contents", []) if o["Key"].endswith(".jsonl")]
-        if keys:
+        if keys or time.monotonic() >= deadline:
             break
-        time.sleep(1)
-    assert keys, f"no capture objects under {uri}"
+        time.sleep(min(delay, max(deadline - time.monotonic(), 0)))
+        delay = min(delay * 2, 30.0)
+    assert keys, f"no capture objects under {uri} after {wait:.0f} s"
     first = s3.get_object(Bucket=bucket, Key=keys[0])["Body"].read().decode().splitlines()[0]
     record = json.loads(first)
     assert record["captureData"]["endpointInput"]["mode"] == "INPUT"

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import boto3
+import botocore.client
 import pytest
 from moto import mock_aws
 
@@ -18,6 +19,7 @@ from mlops import github_setup
 from mlops.errors import PipelineError
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bootstrap"
+PIPELINE_TOML = Path(__file__).resolve().parents[2] / "pipeline.toml"
 BOOT_PARAMS = ["ProjectName", "GlueWorkerType", "GlueNumberOfWorkers", "GlueExecutionClass",
                "ModelPackageGroupName"]  # fmt: skip
 ACCESS_PARAMS = ["GitHubOrg", "GitHubRepo", "CreateOidcProvider", "ExistingOidcProviderArn",
@@ -45,6 +47,17 @@ def stand_in(tmp_path: Path) -> Path:
     (tmp_path / bs.BOOTSTRAP_TEMPLATE).write_text(boot)  # JSON is YAML
     (tmp_path / bs.ACCESS_TEMPLATE).write_text(access)
     return tmp_path
+
+
+def _config(folder: Path, name: str, stack: str) -> Path:
+    """The repository's pipeline.toml with another [project] name and bootstrap_stack."""
+    text = PIPELINE_TOML.read_text(encoding="utf-8")
+    text = re.sub(r'(?m)^name = "mlops"', f'name = "{name}"', text, count=1)
+    text = re.sub(r'(?m)^bootstrap_stack = "mlops-bootstrap"', f'bootstrap_stack = "{stack}"', text)
+    assert f'name = "{name}"' in text and f'bootstrap_stack = "{stack}"' in text
+    path = folder / "pipeline.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
 
 
 # --- dry run ---------------------------------------------------------------------------------
@@ -85,19 +98,20 @@ def test_dry_run_lists_every_call_in_order(stand_in, capsys):
         "gh repo view --json owner,name",
         "gh api users/bob --jq .id",
         "aws sts get_caller_identity",
-        *deploy("repo-bootstrap"),  # first: the other stack imports its exports
-        "aws cloudformation describe_stacks repo-github-access",  # does it own the provider?
+        *deploy("mlops-bootstrap"),  # first: the other stack imports its exports
+        "aws cloudformation describe_stacks mlops-github-access",  # does it own the provider?
         "aws iam list_open_id_connect_providers",
-        *deploy("repo-github-access"),
+        *deploy("mlops-github-access"),
         "gh api --method PUT repos/OWNER/REPO/environments/dev",
         "gh api --method PUT repos/OWNER/REPO/environments/prod",
+        "gh api repos/OWNER/REPO/environments/prod --jq '[.protection_rules[]?.type]",  # kept?
         "gh api repos/OWNER/REPO/branches/main --jq .protected",
         "gh api --paginate repos/OWNER/REPO/actions/variables --jq",
         *["gh api --method POST repos/OWNER/REPO/actions/variables"] * 4,
         "gh api --paginate repos/OWNER/REPO/environments/dev/variables --jq",
-        "gh api --method POST repos/OWNER/REPO/environments/dev/variables",
+        *["gh api --method POST repos/OWNER/REPO/environments/dev/variables"] * 2,
         "gh api --paginate repos/OWNER/REPO/environments/prod/variables --jq",
-        "gh api --method POST repos/OWNER/REPO/environments/prod/variables",
+        *["gh api --method POST repos/OWNER/REPO/environments/prod/variables"] * 2,
     ]
 
 
@@ -111,35 +125,58 @@ def test_dry_run_prints_parameters_and_makes_no_call(stand_in, capsys, monkeypat
     assert bs.main([*argv, "--region", "us-east-2", "--templates", str(stand_in)]) == 0
     out = capsys.readouterr().out
     change_sets = _change_sets(out)
-    assert list(change_sets) == ["abalone-age-bootstrap", "abalone-age-github-access"]
+    # The names come from pipeline.toml, as the CLI's jobs, stacks and endpoints do (the IAM
+    # grants are scoped by ProjectName), never from the repository's name.
+    assert list(change_sets) == ["mlops-bootstrap", "mlops-github-access"]
     boot, access = (
         {p["ParameterKey"]: p["ParameterValue"] for p in cs["Parameters"]}
         for cs in change_sets.values()
     )
-    assert (boot["ProjectName"], access["ProjectName"]) == ("abalone-age", "abalone-age")
+    assert (boot["ProjectName"], access["ProjectName"]) == ("mlops", "mlops")
+    assert boot["ModelPackageGroupName"] == "mlops-models"
     assert (boot["GlueExecutionClass"], boot["GlueNumberOfWorkers"]) == ("FLEX", "4")
     assert (access["GitHubOrg"], access["GitHubRepo"]) == ("Acme", "Abalone_Age")
-    assert access["BootstrapStackName"] == "abalone-age-bootstrap"
+    assert access["BootstrapStackName"] == "mlops-bootstrap"
     assert access["CreateOidcProvider"] == "true"  # the dry run's account has no provider
     for change_set in change_sets.values():
         assert change_set["Capabilities"] == ["CAPABILITY_NAMED_IAM"]
-        assert change_set["Tags"] == [{"Key": "project", "Value": "abalone-age"}]
-    assert "-f value=abalone-age-bootstrap" in out  # MLOPS_BOOTSTRAP_STACK
+        assert change_set["Tags"] == [{"Key": "project", "Value": "mlops"}]
+    assert "-f value=mlops-bootstrap" in out  # MLOPS_BOOTSTRAP_STACK
     assert "-f name=AWS_REGION -f value=us-east-2" in out
+    assert "abalone" not in out.lower().replace("abalone_age", "")  # nothing from the repo name
 
 
-@pytest.mark.parametrize(
-    ("repo", "project"),
-    [("Acme/Abalone_Age", "abalone-age"), ("a/My.Model--2", "my-model-2"), ("a/x-y-z", "x-y-z")],
-)
-def test_project_name_from_repo(repo, project):
-    assert bs.project_name(None, repo) == project
+def test_the_project_and_bootstrap_stack_come_from_the_config_file(stand_in, tmp_path, capsys):
+    cfg = _config(tmp_path, "churn-model", "churn-base")
+    argv = ["--dry-run", "--repo", "Acme/Abalone_Age", "--region", "eu-west-1"]
+    assert bs.main([*argv, "--templates", str(stand_in), "--config", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    change_sets = _change_sets(out)
+    assert list(change_sets) == ["churn-base", "churn-model-github-access"]
+    boot, access = (
+        {p["ParameterKey"]: p["ParameterValue"] for p in cs["Parameters"]}
+        for cs in change_sets.values()
+    )
+    assert (boot["ProjectName"], access["ProjectName"]) == ("churn-model", "churn-model")
+    assert access["BootstrapStackName"] == "churn-base"  # the imports follow the real name
+    assert "-f name=MLOPS_BOOTSTRAP_STACK -f value=churn-base" in out
+
+
+def test_the_default_config_is_the_repository_pipeline_toml():
+    assert bs.parse_args([]).config == PIPELINE_TOML
+    with pytest.raises(SystemExit):
+        bs.parse_args(["--project", "x"])
+
+
+@pytest.mark.parametrize("good", ["mlops", "abc", "x-y-z", "a" + "b" * 31])
+def test_good_project_names_pass(good):
+    assert bs.project_name(good) == good
 
 
 @pytest.mark.parametrize("bad", ["Bad_Name", "9lives", "ab", "trailing-", "a" * 33])
 def test_bad_project_names_are_refused(bad):
-    with pytest.raises(PipelineError, match="bad project name"):
-        bs.project_name(bad, "o/r")
+    with pytest.raises(PipelineError, match=f"bad project name '{bad}'.*pipeline.toml"):
+        bs.project_name(bad)
 
 
 # --- AWS side against moto -------------------------------------------------------------------
@@ -172,14 +209,16 @@ def _provider(iam) -> str:
 
 
 class FakeGhRepo:
-    """A gh that knows the repository and a user id, and records every argv."""
+    """A gh that knows the repository, a user id and prod's reviewers; records every argv."""
 
     def __init__(self, repo: str) -> None:
         self.repo, self.argv = repo, []
 
     def __call__(self, args: list[str], body: dict | None = None, placeholder: str = "") -> str:
         self.argv.append(args)
-        return {"repo view": self.repo, "api user": "42"}.get(" ".join(args[:2]), "")
+        prod = f"api repos/{self.repo}/environments/prod"
+        answers = {"repo view": self.repo, "api user": "42", prod: "required_reviewers"}
+        return answers.get(" ".join(args[:2]), "")
 
 
 def test_moto_full_run_updates_both_stacks_and_sets_variables_from_their_outputs(
@@ -189,10 +228,10 @@ def test_moto_full_run_updates_both_stacks_and_sets_variables_from_their_outputs
     sets) and the OIDC provider: this run updates both, keeps the provider, wires GitHub."""
     cfn = aws["cloudformation"]
     for name, template, params in (
-        ("abalone-bootstrap", bs.BOOTSTRAP_TEMPLATE, BOOT_PARAMS),
-        ("abalone-github-access", bs.ACCESS_TEMPLATE, ACCESS_PARAMS),
+        ("mlops-bootstrap", bs.BOOTSTRAP_TEMPLATE, BOOT_PARAMS),
+        ("mlops-github-access", bs.ACCESS_TEMPLATE, ACCESS_PARAMS),
     ):
-        earlier = dict.fromkeys(params, "x") | {"ProjectName": "abalone"}
+        earlier = dict.fromkeys(params, "x") | {"ProjectName": "mlops"}
         earlier |= {"CreateOidcProvider": "true"} if "CreateOidcProvider" in params else {}
         cfn.create_stack(
             StackName=name, TemplateBody=(stand_in / template).read_text(),
@@ -200,28 +239,34 @@ def test_moto_full_run_updates_both_stacks_and_sets_variables_from_their_outputs
         )  # fmt: skip
     _provider(aws["iam"])
     gh = FakeGhRepo("Acme/abalone")
-    args = bs.parse_args(["--region", "eu-west-1", "--glue-workers", "3"], stand_in)
+    argv = ["--region", "eu-west-1", "--glue-workers", "3", "--config", str(PIPELINE_TOML)]
+    args = bs.parse_args(argv, stand_in)
     assert bs.bootstrap(args, aws, gh) == 0
     err = capsys.readouterr().err
-    assert err.index("stack abalone-bootstrap: update with") < err.index(
-        "stack abalone-github-access: update with"
+    assert err.index("stack mlops-bootstrap: update with") < err.index(
+        "stack mlops-github-access: update with"
     )
-    assert "stack abalone-github-access: UPDATE_COMPLETE after" in err
-    boot, access = _stack(cfn, "abalone-bootstrap"), _stack(cfn, "abalone-github-access")
+    assert "stack mlops-github-access: UPDATE_COMPLETE after" in err
+    boot, access = _stack(cfn, "mlops-bootstrap"), _stack(cfn, "mlops-github-access")
     assert boot["StackStatus"] == access["StackStatus"] == "UPDATE_COMPLETE"
     assert boot["params"]["GlueNumberOfWorkers"] == "3"
     assert access["params"]["CreateOidcProvider"] == "true"  # false would delete our provider
     assert access["params"]["GitHubOrg"] == "Acme"
-    assert access["params"]["BootstrapStackName"] == "abalone-bootstrap"
+    assert access["params"]["BootstrapStackName"] == "mlops-bootstrap"
     outputs = {o["OutputKey"]: o["OutputValue"] for s in (boot, access) for o in s["Outputs"]}
     sets = {(a[3], a[5]): a[7] for a in gh.argv if a[:2] == ["api", "--method"] and len(a) > 7}
     repo_vars = "repos/Acme/abalone/actions/variables"
     assert sets[(repo_vars, "name=BUILD_ROLE_ARN")] == f"value={outputs['BuildRoleArn']}"
-    assert sets[(repo_vars, "name=ECR_REPOSITORY")] == f"value={outputs['EcrRepositoryName']}"
+    # the full URI (registry host included), not the bare repository name
+    assert sets[(repo_vars, "name=ECR_REPOSITORY_URI")] == f"value={outputs['EcrRepositoryUri']}"
+    assert (repo_vars, "name=ECR_REPOSITORY") not in sets
     assert sets[(repo_vars, "name=AWS_REGION")] == "value=eu-west-1"
-    assert sets[(repo_vars, "name=MLOPS_BOOTSTRAP_STACK")] == "value=abalone-bootstrap"
-    dev = ("repos/Acme/abalone/environments/dev/variables", "name=DEPLOY_ROLE_ARN")
-    assert sets[dev] == f"value={outputs['DevDeployRoleArn']}"
+    assert sets[(repo_vars, "name=MLOPS_BOOTSTRAP_STACK")] == "value=mlops-bootstrap"
+    for env in ("dev", "prod"):
+        base = f"repos/Acme/abalone/environments/{env}/variables"
+        stage = env.title()
+        assert sets[(base, "name=DEPLOY_ROLE_ARN")] == f"value={outputs[f'{stage}DeployRoleArn']}"
+        assert sets[(base, "name=STACK_ROLE_ARN")] == f"value={outputs[f'{stage}StackRoleArn']}"
 
 
 def test_existing_oidc_provider_is_reused_unless_the_stack_owns_it(aws):
@@ -261,10 +306,31 @@ def _one_line_error(capsys, expected: str) -> None:
     assert expected in captured.err
 
 
-def test_bad_project_name_fails_before_any_call(capsys, monkeypatch):
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("trailing-", "bad project name 'trailing-'"),  # pipeline.toml allows it, the stacks not
+        ("ab", "bad project name 'ab'"),
+        ("Bad_Name", "project.name"),  # pipeline.toml's own check names the key
+    ],
+)
+def test_bad_project_name_in_the_config_fails_before_any_call(
+    name, expected, tmp_path, capsys, monkeypatch
+):
+    def refuse(*_a, **_k):
+        raise AssertionError("a call was made before the project name was checked")
+
+    monkeypatch.setattr(github_setup.subprocess, "run", refuse)
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", refuse)
+    cfg = _config(tmp_path, name, "x-bootstrap")
+    assert bs.main(["--config", str(cfg), "--region", "eu-west-1"]) == 4
+    _one_line_error(capsys, expected)
+
+
+def test_a_missing_config_file_is_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(github_setup.subprocess, "run", _gh_process(99))
-    assert bs.main(["--project", "Bad_Name", "--region", "eu-west-1"]) == 4
-    _one_line_error(capsys, "bad project name 'Bad_Name'")
+    assert bs.main(["--dry-run", "--config", str(tmp_path / "nope.toml")]) == 4
+    _one_line_error(capsys, "nope.toml: not found")
 
 
 def test_gh_not_authenticated_or_missing(stand_in, capsys, monkeypatch):
@@ -297,10 +363,12 @@ def test_no_aws_credentials_says_what_to_run(stand_in, capsys, monkeypatch, tmp_
 def test_a_busy_stack_is_refused_before_any_change(stand_in, aws):
     states = iter(["UPDATE_IN_PROGRESS"])  # then settled, should deploy go on regardless
     aws["cloudformation"].describe_stacks = lambda **_kw: {
-        "Stacks": [{"StackName": "demo-bootstrap", "StackStatus": next(states, "UPDATE_COMPLETE")}]
+        "Stacks": [{"StackName": "mlops-bootstrap", "StackStatus": next(states, "UPDATE_COMPLETE")}]
     }
-    args = bs.parse_args(["--repo", "a/demo", "--region", "eu-west-1"], stand_in)
-    with pytest.raises(PipelineError, match=r"demo-bootstrap is busy \(UPDATE_IN_PROGRESS\): wait"):
+    argv = ["--repo", "a/demo", "--region", "eu-west-1", "--config", str(PIPELINE_TOML)]
+    args = bs.parse_args(argv, stand_in)
+    busy = r"mlops-bootstrap is busy \(UPDATE_IN_PROGRESS\): wait"
+    with pytest.raises(PipelineError, match=busy):
         bs.bootstrap(args, aws, FakeGhRepo("a/demo"))
 
 
@@ -337,8 +405,8 @@ def _top_level_keys(template: str, section: str) -> list[str]:
 @pytest.mark.parametrize(
     ("template", "stack", "outputs"),
     [
-        (bs.BOOTSTRAP_TEMPLATE, "abalone-bootstrap", bs.BOOTSTRAP_OUTPUTS),
-        (bs.ACCESS_TEMPLATE, "abalone-github-access", bs.ACCESS_OUTPUTS),
+        (bs.BOOTSTRAP_TEMPLATE, "mlops-bootstrap", bs.BOOTSTRAP_OUTPUTS),
+        (bs.ACCESS_TEMPLATE, "mlops-github-access", bs.ACCESS_OUTPUTS),
     ],
 )
 def test_parameters_outputs_and_project_pattern_match_the_real_templates(

@@ -45,7 +45,26 @@ BOOTSTRAP_OUTPUTS = {
     "EcrRepositoryUri",
     "ModelPackageGroupName",
 }
-ACCESS_OUTPUTS = {"BuildRoleArn", "DevDeployRoleArn", "ProdDeployRoleArn", "OidcProviderArn"}
+ACCESS_OUTPUTS = {
+    "BuildRoleArn",
+    "DevDeployRoleArn",
+    "ProdDeployRoleArn",
+    "DevStackRoleArn",
+    "ProdStackRoleArn",
+    "OidcProviderArn",
+}
+GITHUB_ROLES = ("BuildRole", "DevDeployRole", "ProdDeployRole")
+STACK_ROLES = {"DevStackRole": "dev", "ProdStackRole": "prod"}
+GROUP_PACKAGES = {
+    "Fn::Sub": [
+        "arn:${AWS::Partition}:sagemaker:${AWS::Region}:${AWS::AccountId}:model-package/${Group}/*",
+        {"Group": {"Fn::ImportValue": {"Fn::Sub": "${BootstrapStackName}-ModelPackageGroupName"}}},
+    ]
+}
+STACK_ROLE_PASS = {
+    "Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/"
+    "${ProjectName}-stack-${!aws:PrincipalTag/Stage}"
+}
 
 
 class CfnLoader(yaml.SafeLoader):
@@ -132,8 +151,13 @@ def test_size_parameters_and_exported_outputs(name: str) -> None:
 
 
 def test_outputs_are_the_names_the_pipeline_and_bootstrap_script_read(boot, access) -> None:
-    assert set(boot["Outputs"]) == BOOTSTRAP_OUTPUTS
-    assert set(access["Outputs"]) == ACCESS_OUTPUTS
+    from mlops import bootstrap
+
+    assert set(boot["Outputs"]) == BOOTSTRAP_OUTPUTS == set(bootstrap.BOOTSTRAP_OUTPUTS)
+    assert set(access["Outputs"]) == ACCESS_OUTPUTS == set(bootstrap.ACCESS_OUTPUTS)
+    for role, stage in STACK_ROLES.items():
+        value = access["Outputs"][f"{stage.title()}StackRoleArn"]["Value"]
+        assert value == {"Fn::GetAtt": [role, "Arn"]}
 
 
 def test_github_access_imports_only_bootstrap_exports(boot: dict, access: dict) -> None:
@@ -170,24 +194,160 @@ def test_github_roles_trust_exactly_one_subject(access: dict, role: str, subject
         },
     }
     assert access["Resources"]["BuildRole"]["Properties"]["MaxSessionDuration"] >= 4 * 3600
-    assert set(of_type(access, "AWS::IAM::Role")) == {
-        "BuildRole",
-        "DevDeployRole",
-        "ProdDeployRole",
-    }
+    assert set(of_type(access, "AWS::IAM::Role")) == {*GITHUB_ROLES, *STACK_ROLES}
 
 
-def test_only_prod_may_approve_model_packages(boot: dict, access: dict) -> None:
-    approvers = {
-        rid
-        for template in (boot, access)
-        for rid, _, st in statements(template)
-        if "sagemaker:UpdateModelPackage" in as_list(st.get("Action", []))
+def grants(template: dict, role: str) -> list[dict]:
+    """Every Allow statement a role holds: its inline policies and the managed policies of this
+    template it attaches (by Ref)."""
+    props = template["Resources"][role]["Properties"]
+    documents = [p["PolicyDocument"] for p in props.get("Policies", [])]
+    for arn in props.get("ManagedPolicyArns", []):
+        documents.append(template["Resources"][arn["Ref"]]["Properties"]["PolicyDocument"])
+    return [st for doc in documents for st in doc["Statement"] if st["Effect"] == "Allow"]
+
+
+def granted(template: dict, role: str) -> set[str]:
+    return {a for st in grants(template, role) for a in as_list(st["Action"])}
+
+
+@pytest.mark.parametrize(("role", "stage"), STACK_ROLES.items())
+def test_stack_roles_trust_only_cloudformation_of_this_account(access, role, stage) -> None:
+    props = access["Resources"][role]["Properties"]
+    (statement,) = props["AssumeRolePolicyDocument"]["Statement"]
+    assert statement["Effect"] == "Allow"
+    assert statement["Action"] == "sts:AssumeRole"
+    assert statement["Principal"] == {"Service": "cloudformation.amazonaws.com"}
+    this_account = {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}
+    assert statement["Condition"] == {"StringEquals": this_account}
+    assert props["RoleName"] == {"Fn::Sub": f"${{ProjectName}}-stack-{stage}"}
+    assert props["Tags"] == [{"Key": "Stage", "Value": stage}]  # StackPolicy scopes by the tag
+    assert props["ManagedPolicyArns"] == [{"Ref": "StackPolicy"}]
+    assert "Policies" not in props
+
+
+def test_the_deploy_roles_pass_only_their_stage_stack_role_to_cloudformation(access) -> None:
+    policy = access["Resources"]["DeployPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    (passes,) = [st for st in policy if "iam:PassRole" in as_list(st["Action"])]
+    assert as_list(passes["Action"]) == ["iam:PassRole"]
+    assert passes["Resource"] == STACK_ROLE_PASS
+    assert passes["Condition"] == {
+        "StringEquals": {"iam:PassedToService": "cloudformation.amazonaws.com"}
     }
-    assert approvers == {"ProdDeployRole", "BuildRole"}  # build registers; prod approves
-    roles = access["Resources"]
-    assert {"Ref": "DeployPolicy"} in roles["DevDeployRole"]["Properties"]["ManagedPolicyArns"]
-    assert "Policies" not in roles["DevDeployRole"]["Properties"]
+    for role, stage in STACK_ROLES.items():  # the pattern names exactly that stage's role
+        name = access["Resources"][role]["Properties"]["RoleName"]["Fn::Sub"]
+        assert passes["Resource"]["Fn::Sub"].replace("${!aws:PrincipalTag/Stage}", stage).endswith(
+            "role/" + name
+        )
+    for role in ("DevDeployRole", "ProdDeployRole"):
+        props = access["Resources"][role]["Properties"]
+        assert props["ManagedPolicyArns"] == [{"Ref": "ReadPolicy"}, {"Ref": "DeployPolicy"}]
+        assert "Policies" not in props  # no inline "promote" policy any more
+        passed = [st for st in grants(access, role) if "iam:PassRole" in as_list(st["Action"])]
+        services = {st["Condition"]["StringEquals"]["iam:PassedToService"] for st in passed}
+        assert services == {"sagemaker.amazonaws.com", "cloudformation.amazonaws.com"}
+
+
+def test_the_deploy_policy_holds_change_sets_endpoint_checks_and_the_lifecycle(access) -> None:
+    policy = access["Resources"]["DeployPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    by_action = {a: st for st in policy for a in as_list(st["Action"])}
+    assert set(by_action) == {
+        "cloudformation:CreateChangeSet",
+        "cloudformation:DescribeChangeSet",
+        "cloudformation:ExecuteChangeSet",
+        "cloudformation:DeleteChangeSet",
+        "cloudformation:DeleteStack",
+        "iam:PassRole",
+        "sagemaker:DescribeEndpoint",
+        "sagemaker:InvokeEndpoint",
+        "sagemaker:UpdateModelPackage",
+    }
+    stage_stack = {
+        "Fn::Sub": "arn:${AWS::Partition}:cloudformation:${AWS::Region}:${AWS::AccountId}:"
+        "stack/${ProjectName}-endpoint-${!aws:PrincipalTag/Stage}/*"
+    }
+    stage_endpoint = {
+        "Fn::Sub": "arn:${AWS::Partition}:sagemaker:${AWS::Region}:${AWS::AccountId}:"
+        "endpoint/${ProjectName}-${!aws:PrincipalTag/Stage}"
+    }
+    assert by_action["cloudformation:CreateChangeSet"]["Resource"] == stage_stack
+    assert by_action["cloudformation:DeleteStack"]["Resource"] == stage_stack
+    assert by_action["sagemaker:InvokeEndpoint"]["Resource"] == stage_endpoint
+    assert by_action["sagemaker:UpdateModelPackage"]["Resource"] == GROUP_PACKAGES
+
+
+def test_the_registry_lifecycle_is_written_by_the_build_and_deploy_roles_only(boot, access) -> None:
+    """Registering (build) and recording dev/prod stages (deploy roles) update packages; the
+    grant names the group's packages, nothing wider."""
+    holders = {
+        role
+        for role in of_type(access, "AWS::IAM::Role")
+        if "sagemaker:UpdateModelPackage" in granted(access, role)
+    }
+    assert holders == set(GITHUB_ROLES)
+    for role in holders:
+        for st in grants(access, role):
+            if "sagemaker:UpdateModelPackage" in as_list(st["Action"]):
+                packages = [r for r in as_list(st["Resource"]) if "model-package/" in json.dumps(r)]
+                assert packages == [GROUP_PACKAGES], role
+                assert "*" not in as_list(st["Resource"])
+    in_boot = [rid for rid, _, st in statements(boot) if "sagemaker:UpdateModelPackage" in str(st)]
+    assert in_boot == []
+
+
+SAGEMAKER_CREATE = {
+    "sagemaker:CreateModel",
+    "sagemaker:CreateEndpoint",
+    "sagemaker:CreateEndpointConfig",
+    "sagemaker:UpdateEndpoint",
+    "sagemaker:DeleteEndpoint",
+}
+
+
+def test_only_cloudformation_stack_roles_create_models_and_endpoints(access) -> None:
+    for role in GITHUB_ROLES:
+        assert not SAGEMAKER_CREATE & granted(access, role), role
+    for role in STACK_ROLES:
+        actions = granted(access, role)
+        assert SAGEMAKER_CREATE <= actions, role
+        assert "sagemaker:UpdateEndpointWeightsAndCapacities" in actions  # autoscaling needs it
+        assert "sagemaker:InvokeEndpoint" not in actions
+        assert not {a for a in actions if a.startswith("cloudformation:")}
+
+
+def test_the_stack_policy_covers_what_the_endpoint_stack_creates(access, endpoint) -> None:
+    policy = access["Resources"]["StackPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    # CreateModel from a package is authorised on the package as well as on the model
+    from_package = [st for st in policy if st["Resource"] == GROUP_PACKAGES]
+    assert any("sagemaker:CreateModel" in as_list(st["Action"]) for st in from_package)
+    (passes,) = [st for st in policy if "iam:PassRole" in as_list(st["Action"])]
+    assert passes["Resource"] == {
+        "Fn::ImportValue": {"Fn::Sub": "${BootstrapStackName}-SageMakerExecutionRoleArn"}
+    }
+    to_sagemaker = {"iam:PassedToService": "sagemaker.amazonaws.com"}
+    assert passes["Condition"] == {"StringEquals": to_sagemaker}
+    actions = {a for st in policy for a in as_list(st["Action"])}
+    assert {"kms:CreateGrant", "cloudwatch:PutMetricAlarm"} <= actions
+    assert "application-autoscaling:RegisterScalableTarget" in actions
+    assert "application-autoscaling:PutScalingPolicy" in actions
+    types = {r["Type"] for r in endpoint["Resources"].values()}
+    assert "AWS::ApplicationAutoScaling::ScalableTarget" in types  # what those grants are for
+
+
+def test_the_read_policy_lets_system_tests_read_the_held_out_test_set_only(access) -> None:
+    policy = access["Resources"]["ReadPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    data = {"Bucket": {"Fn::ImportValue": {"Fn::Sub": "${BootstrapStackName}-DataBucket"}}}
+    on_data = [st for st in policy if json.dumps(data) in json.dumps(st["Resource"])]
+    assert len(on_data) == 2
+    by_action = {st["Action"]: st for st in on_data}
+    assert set(by_action) == {"s3:GetObject", "s3:ListBucket"}
+    assert by_action["s3:GetObject"]["Resource"] == {
+        "Fn::Sub": ["arn:${AWS::Partition}:s3:::${Bucket}/runs/*/etl/test_raw/*", data]
+    }
+    assert "Condition" not in by_action["s3:GetObject"]
+    listing = by_action["s3:ListBucket"]
+    assert listing["Resource"] == {"Fn::Sub": ["arn:${AWS::Partition}:s3:::${Bucket}", data]}
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": "runs/*/etl/test_raw/*"}}
 
 
 @pytest.mark.parametrize("name", TEMPLATES)
@@ -200,12 +360,18 @@ def test_least_privilege(name: str) -> None:
         if "*" in as_list(st.get("Resource", [])):
             assert set(actions) <= STAR_RESOURCE_ACTIONS, f"{rid}: {actions} on Resource *"
         if "iam:PassRole" in actions:
-            assert (
-                st["Condition"]["StringEquals"]["iam:PassedToService"] == "sagemaker.amazonaws.com"
-            )
-            assert st["Resource"] == {  # the bootstrap stack's export of that role
-                "Fn::ImportValue": {"Fn::Sub": "${BootstrapStackName}-SageMakerExecutionRoleArn"}
+            service = st["Condition"]["StringEquals"]["iam:PassedToService"]
+            expected = {
+                # the bootstrap stack's export of the execution role, to SageMaker
+                "sagemaker.amazonaws.com": {
+                    "Fn::ImportValue": {
+                        "Fn::Sub": "${BootstrapStackName}-SageMakerExecutionRoleArn"
+                    }
+                },
+                # the stage's CloudFormation service role, to CloudFormation
+                "cloudformation.amazonaws.com": STACK_ROLE_PASS,
             }
+            assert st["Resource"] == expected[service], rid
 
 
 @pytest.mark.parametrize("name", TEMPLATES)
@@ -422,13 +588,36 @@ def test_github_access_deploys_after_bootstrap_into_moto(aws, boot_out: dict) ->
     assert f":repository/{boot_out['EcrRepositoryName']}" in build
     assert ":job/abalone-etl" in build and ":model-package/abalone-models/*" in build
     _, prod = _role(session, out["ProdDeployRoleArn"])
-    assert ":model-package/abalone-models/*" in prod
+    assert prod == "[]"  # no inline policy: the shared DeployPolicy holds the registry grant
+    iam = session.client("iam")
+    for stage in ("dev", "prod"):
+        arn = out[f"{stage.title()}StackRoleArn"]
+        assert arn.endswith(f":role/abalone-stack-{stage}")  # what DeployPolicy may pass
+        statement, _ = _role(session, arn)
+        assert statement["Principal"] == {"Service": "cloudformation.amazonaws.com"}
+        assert statement["Condition"] == {"StringEquals": {"aws:SourceAccount": ACCOUNT}}
+        tags = iam.list_role_tags(RoleName=arn.split("/")[-1])["Tags"]
+        assert {"Key": "Stage", "Value": stage} in tags
+    documents = {
+        p["PolicyName"]: json.dumps(
+            iam.get_policy_version(PolicyArn=p["Arn"], VersionId=p["DefaultVersionId"])[
+                "PolicyVersion"
+            ]["Document"]
+        )
+        for p in iam.list_policies(Scope="Local")["Policies"]
+    }
+    deploy_policy = next(d for name, d in documents.items() if "DeployPolicy" in name)
+    assert ":model-package/abalone-models/*" in deploy_policy  # the import resolved
+    assert ":role/abalone-stack-${aws:PrincipalTag/Stage}" in deploy_policy
+    stack_policy = next(d for name, d in documents.items() if "StackPolicy" in name)
+    assert boot_out["SageMakerExecutionRoleArn"] in stack_policy
 
 
 def test_github_access_with_an_existing_oidc_provider(aws, boot_out: dict) -> None:
     arn = f"arn:aws:iam::{ACCOUNT}:oidc-provider/token.actions.githubusercontent.com"
     existing = {"CreateOidcProvider": "false", "ExistingOidcProviderArn": arn}
-    out = deploy(aws[0], "other-github-access", "github-access.yaml", **ACCESS_PARAMS, **existing)
+    params = ACCESS_PARAMS | {"ProjectName": "other"}  # role names are per project
+    out = deploy(aws[0], "other-github-access", "github-access.yaml", **params, **existing)
     assert out["OidcProviderArn"] == arn
 
 
@@ -516,3 +705,102 @@ def test_dev_endpoint_without_capture_in_moto(aws) -> None:
     config = sm.describe_endpoint_config(EndpointConfigName=out["EndpointConfigName"])
     assert not config.get("DataCaptureConfig")  # moto answers {} where AWS omits it
     assert sm.describe_endpoint(EndpointName=out["EndpointName"])["EndpointStatus"] == "InService"
+
+
+# --- the deploy step hands CloudFormation the stack role (mlops.stack.deploy) --------------------
+
+
+def _sent_change_sets(cfn) -> list[dict]:
+    """The parameters of every CreateChangeSet call this client sends, as sent."""
+    sent: list[dict] = []
+
+    def record(params, **_kwargs):
+        sent.append(dict(params))
+
+    cfn.meta.events.register("provide-client-params.cloudformation.CreateChangeSet", record)
+    return sent
+
+
+@pytest.mark.parametrize("role", [f"arn:aws:iam::{ACCOUNT}:role/abalone-stack-dev", ""])
+def test_stack_deploy_sends_the_role_arn_only_when_given(aws, tmp_path, role) -> None:
+    from mlops import stack
+
+    _, _, session = aws
+    cfn = session.client("cloudformation")
+    sent = _sent_change_sets(cfn)
+    body = tmp_path / "queue.yaml"
+    body.write_text("Resources:\n  Queue: {Type: 'AWS::SQS::Queue'}\n")
+    name = f"role-arn-{'given' if role else 'absent'}"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        stack.deploy(cfn, name, body, {}, region=REGION, role_arn=role)
+    (change_set,) = sent
+    assert change_set["StackName"] == name
+    if role:
+        assert change_set["RoleARN"] == role
+    else:
+        assert "RoleARN" not in change_set  # the caller's session, as before
+    assert cfn.describe_stacks(StackName=name)["Stacks"][0]["StackStatus"] == "CREATE_COMPLETE"
+
+
+# --- what the ReadPolicy's test-set grant is for: download_prefix, one line on a refusal ---------
+
+
+def test_download_prefix_fetches_the_held_out_test_set(aws, tmp_path) -> None:
+    from mlops import aws as mlops_aws
+
+    s3 = aws[2].client("s3")
+    s3.create_bucket(Bucket="data-bucket")
+    for key in ("runs/r1/etl/test_raw/part-0.csv", "runs/r1/etl/test_raw/part-1.csv"):
+        s3.put_object(Bucket="data-bucket", Key=key, Body=b"a,b\n1,2\n")
+    dest = mlops_aws.download_prefix(s3, "s3://data-bucket/runs/r1/etl/test_raw/", tmp_path / "t")
+    assert sorted(p.name for p in dest.iterdir()) == ["part-0.csv", "part-1.csv"]
+
+
+class _Refusing:
+    """An S3 client whose list or download is refused with an AWS error code."""
+
+    def __init__(self, refuse: str, code: str) -> None:
+        self.refuse, self.code = refuse, code
+
+    def _error(self, operation: str):
+        from botocore.exceptions import ClientError
+
+        body = {"Error": {"Code": self.code, "Message": f"{self.code} says no"}}
+        return ClientError(body, operation)
+
+    def get_paginator(self, _name: str):
+        outer = self
+
+        class Pages:
+            def paginate(self, **_kwargs):
+                if outer.refuse == "list":
+                    raise outer._error("ListObjectsV2")
+                return [{"Contents": [{"Key": "runs/r1/etl/test_raw/part-0.csv"}]}]
+
+        return Pages()
+
+    def download_file(self, **_kwargs) -> None:
+        raise self._error("GetObject")
+
+
+@pytest.mark.parametrize(
+    ("refuse", "code", "names"),
+    [
+        ("list", "AccessDenied", "list s3://data-bucket/runs/r1/etl/test_raw/"),
+        ("download", "NoSuchKey", "download s3://data-bucket/runs/r1/etl/test_raw/part-0.csv"),
+    ],
+)
+def test_download_prefix_refusals_are_one_line_naming_the_uri_and_the_code(
+    tmp_path, refuse, code, names
+) -> None:
+    from mlops import aws as mlops_aws
+    from mlops.errors import PipelineError
+
+    uri = "s3://data-bucket/runs/r1/etl/test_raw/"
+    with pytest.raises(PipelineError) as caught:
+        mlops_aws.download_prefix(_Refusing(refuse, code), uri, tmp_path / "t")
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(names)
+    assert f"{code}: {code} says no" in message

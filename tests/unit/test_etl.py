@@ -151,6 +151,56 @@ def test_wrong_columns_are_named(spark, tmp_path):
 
 
 @pytest.mark.spark
+def test_only_a_missing_column_is_one_line_naming_it(spark, tmp_path, capsys):
+    header = [h for h in HEADER if h != "rings"]
+    data = write_csv(tmp_path / "no-rings.csv", [GOOD.rsplit(",", 1)[0]], header)
+    out = tmp_path / "out"
+    assert etl.main([str(SCRIPT), "--input", str(data), "--output", str(out)]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"error: input {data} has the wrong columns (missing: ['rings'];")
+    assert "unexpected: none" in lines[0]
+    assert lines[0].endswith(f"expected {HEADER} in any order")
+    assert "UNRESOLVED" not in lines[0]
+    assert not out.exists()
+
+
+@pytest.mark.spark
+@pytest.mark.parametrize(
+    ("header", "words"),
+    [
+        ([*HEADER, "rings"], r"missing: none; unexpected: none; header: \[.*'rings', 'rings'\]"),
+        ([*HEADER, "colour"], r"missing: none; unexpected: \['colour'\]"),
+    ],
+)
+def test_duplicate_or_extra_column_alone_is_refused(spark, tmp_path, header, words):
+    data = write_csv(tmp_path / "d.csv", [GOOD + ",15"], header)
+    with pytest.raises(etl.EtlError, match=words):
+        etl.read_raw(spark, str(data), SCHEMA_DICT)
+
+
+@pytest.mark.spark
+def test_header_with_bom_spaces_and_any_order_is_accepted(spark, tmp_path):
+    order = list(reversed(HEADER))
+    values = list(reversed(GOOD.split(",")))
+    path = tmp_path / "bom.csv"
+    path.write_text("\ufeff" + ", ".join(order) + "\n" + ",".join(values) + "\n")
+    raw = etl.read_raw(spark, str(path), SCHEMA_DICT)
+    assert raw.columns == [*order, etl.CORRUPT]
+    row = etl.validate(raw, SCHEMA_DICT).first()
+    assert row[etl.PROBLEM] is None and row["rings"] == 15 and row["sex"] == "M"
+
+
+@pytest.mark.spark
+@pytest.mark.parametrize("text", ["", "\n\n"])
+def test_empty_input_is_named(spark, tmp_path, text):
+    path = tmp_path / "empty.csv"
+    path.write_text(text)
+    with pytest.raises(etl.EtlError, match=r"is empty: it needs a header row and data rows"):
+        etl.read_raw(spark, str(path), SCHEMA_DICT)
+
+
+@pytest.mark.spark
 def test_bad_rows_counted_per_column_and_reason(spark, tmp_path):
     bad = [
         "M,abc,0.365,0.095,0.514,0.2245,0.101,0.15,15",
@@ -268,3 +318,138 @@ def test_no_java_gives_one_line(tmp_path):
     assert proc.returncode != 0
     assert proc.stderr.splitlines() == [f"error: {etl.JAVA_MISSING}"]
     assert os.listdir(tmp_path) == []
+
+
+class FakeSpark:
+    """Just enough of SparkSession.read for read_raw's header check (no JVM: mutation runs)."""
+
+    def __init__(self, first_line: str | None) -> None:
+        self.first_line, self.csv_calls = first_line, []
+        self.read = self
+
+    def text(self, uri):
+        line = self.first_line
+        return type("Df", (), {"first": lambda _self: None if line is None else Row(line)})()
+
+    def csv(self, uri, **kwargs):
+        self.csv_calls.append((uri, kwargs))
+        return "frame"
+
+
+class Row:
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+
+def test_header_check_without_spark():
+    header = "\ufeff" + " , ".join(reversed(HEADER))
+    fake = FakeSpark(header)
+    assert etl.read_raw(fake, "in.csv", SCHEMA_DICT) == "frame"
+    ((uri, kwargs),) = fake.csv_calls
+    assert uri == "in.csv" and kwargs["header"] is True and kwargs["mode"] == "PERMISSIVE"
+    assert kwargs["schema"].fieldNames() == [*reversed(HEADER), etl.CORRUPT]
+    assert {f.dataType.typeName() for f in kwargs["schema"].fields} == {"string"}
+    for first in (None, "", "  "):
+        with pytest.raises(etl.EtlError, match=r"^input in.csv is empty: it needs a header row"):
+            etl.read_raw(FakeSpark(first), "in.csv", SCHEMA_DICT)
+    only_missing = ",".join(h for h in HEADER if h != "rings")
+    with pytest.raises(etl.EtlError) as info:
+        etl.read_raw(FakeSpark(only_missing), "in.csv", SCHEMA_DICT)
+    assert str(info.value) == (
+        f"input in.csv has the wrong columns (missing: ['rings']; unexpected: none; header: "
+        f"{HEADER[:-1]}): expected {HEADER} in any order"
+    )
+    with pytest.raises(etl.EtlError, match=r"missing: none; unexpected: none; header: .*'rings'\]"):
+        etl.read_raw(FakeSpark(",".join([*HEADER, "rings"])), "in.csv", SCHEMA_DICT)
+    with pytest.raises(etl.EtlError, match=r"missing: none; unexpected: \['colour'\]"):
+        etl.read_raw(FakeSpark(",".join([*HEADER, "colour"])), "in.csv", SCHEMA_DICT)
+    assert not fake.csv_calls[1:]
+
+
+@pytest.mark.parametrize(
+    ("fraction", "bad", "fails"),
+    [("0.1", 2, False), ("0.1", 3, True), ("0", 0, False), ("0", 1, True), ("1", 20, False)],
+)
+def test_bad_fraction_boundary(fraction, bad, fails):
+    cfg = etl.Config.from_strings({"input": "in.csv", "output": "o", "max_bad_fraction": fraction})
+    problems = {"ok": 20 - bad, "length: unparseable": bad} if bad < 20 else {"x: missing": 20}
+    if fails:
+        with pytest.raises(etl.EtlError, match=rf"^{bad} of 20 rows .* are bad, more than"):
+            etl.check_bad_rows(problems, cfg)
+    else:
+        etl.check_bad_rows(problems, cfg)
+    with pytest.raises(etl.EtlError, match="^input in.csv has a header but no data rows$"):
+        etl.check_bad_rows({}, cfg)
+
+
+def test_bad_rows_message_lists_the_top_five_reasons():
+    cfg = etl.Config.from_strings({"input": "in.csv", "output": "o"})
+    problems = {"ok": 1, **{f"c{i}: missing": i for i in range(1, 8)}}
+    with pytest.raises(etl.EtlError) as info:
+        etl.check_bad_rows(problems, cfg)
+    assert str(info.value) == (
+        "28 of 29 rows (96.6%) are bad, more than --max_bad_fraction 0.05 (c7: missing: 7; "
+        "c6: missing: 6; c5: missing: 5; c4: missing: 4; c3: missing: 3): fix the data or raise "
+        "--max_bad_fraction"
+    )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "words"),
+    [
+        ({"max_bad_fraction": "-0.01"}, "--max_bad_fraction must be between 0 and 1"),
+        ({"max_bad_fraction": "1.01"}, "--max_bad_fraction must be between 0 and 1"),
+        ({"train_fraction": "0"}, "--train_fraction 0.0 and --validation_fraction 0.15"),
+        ({"train_fraction": "1"}, "--train_fraction 1.0"),
+        ({"validation_fraction": "-0.1"}, "--validation_fraction -0.1"),
+        ({"validation_fraction": "1"}, "--validation_fraction 1.0"),
+        ({"train_fraction": "0.5", "validation_fraction": "0.51"}, "a sum of at most 1"),
+        ({"max_bad_fraction": "lots"}, "--max_bad_fraction must be a number, got 'lots'"),
+        ({"seed": "1.5"}, "--seed must be an integer, got '1.5'"),
+    ],
+)
+def test_config_limits_are_refused(overrides, words):
+    with pytest.raises(etl.EtlError, match=words.replace("(", r"\(")):
+        etl.Config.from_strings({"input": "i", "output": "o", **overrides})
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"max_bad_fraction": "0"},
+        {"max_bad_fraction": "1"},
+        {"train_fraction": "0.5", "validation_fraction": "0.5"},
+        {"train_fraction": "0.99", "validation_fraction": "0"},
+    ],
+)
+def test_config_limits_are_inclusive_where_documented(overrides):
+    cfg = etl.Config.from_strings({"input": "i", "output": "s3://b/o/", **overrides})
+    assert cfg.output == "s3://b/o"
+    assert etl.Config.from_strings({"input": "i", "output": "/"}).output == "/"
+
+
+def test_unknown_argument_and_missing_input_are_one_line(monkeypatch):
+    monkeypatch.setattr(etl, "getResolvedOptions", None)
+    with pytest.raises(etl.EtlError, match=r"--input.* \(run with --help for the job arguments\)$"):
+        etl.parse_args(["x.py", "--output", "o"])
+    cfg = etl.parse_args(["x.py", "--input", "i", "--output", "o", "--schema_file", "s.json"])
+    assert (cfg.schema_file, cfg.max_bad_fraction) == ("s.json", 0.05)
+    assert cfg.validation_fraction == 0.15
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("{", "Expecting property name"),
+        ('{"features": []}', "'target'"),
+        ('{"features": [], "target": {"name": "r", "type": "text"}}', "unknown type 'text'"),
+        ('{"features": [{"name": "", "type": "float"}], "target": {"name": "r", "type": "int"}}',
+         "column '' has unknown type"),
+    ],
+)
+def test_invalid_schema_file_is_named(tmp_path, text, words):
+    path = tmp_path / "schema.json"
+    path.write_text(text)
+    pattern = rf"^schema file {path} is invalid \(.*{words}.*\): fix it"
+    with pytest.raises(etl.EtlError, match=pattern):
+        etl.load_schema(str(path))

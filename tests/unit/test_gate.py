@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -139,3 +140,68 @@ def test_run_compares_with_prod_and_records_a_failure_as_rejected(cfg, tmp_path,
 def test_run_without_an_evaluation_names_the_step(cfg, tmp_path):
     with pytest.raises(ConfigError, match="run `mlops evaluate` first"):
         gate.run(context(cfg, tmp_path, {}))
+
+
+# --- every boundary at, just above and just below its threshold ---------------------------------
+# Thresholds chosen so each limit is exact in binary floating point: 4.0 * (1 - 0.25) == 3.0 and
+# 2.0 * (1 + 0.5) == 3.0; "just above/below" is the next representable float.
+ABOVE, BELOW = math.inf, -math.inf
+
+
+def near(x: float, direction: float) -> float:
+    return math.nextafter(x, direction)
+
+
+@pytest.fixture(scope="module")
+def exact(cfg) -> config.Config:
+    return dataclasses.replace(
+        cfg, max_rmse=3.0, min_improvement_over_baseline=0.25, max_regression_vs_prod=0.5
+    )
+
+
+def one(results: list[gate.Check], metric: str) -> gate.Check:
+    (check,) = [c for c in results if c.metric == metric]
+    return check
+
+
+@pytest.mark.parametrize(
+    ("rmse", "passed"), [(3.0, True), (near(3.0, ABOVE), False), (near(3.0, BELOW), True)]
+)
+def test_max_rmse_boundary(exact, rmse, passed):
+    check = one(gate.checks(exact, evaluation(rmse, baseline=100.0)), "rmse")
+    assert (check.limit, check.value, check.passed) == (3.0, rmse, passed)
+
+
+@pytest.mark.parametrize(
+    ("rmse", "passed"), [(3.0, True), (near(3.0, ABOVE), False), (near(3.0, BELOW), True)]
+)
+def test_min_improvement_over_baseline_boundary(exact, rmse, passed):
+    check = one(gate.checks(exact, evaluation(rmse, baseline=4.0)), "rmse vs mean predictor")
+    assert (check.limit, check.value, check.passed) == (3.0, rmse, passed)
+
+
+@pytest.mark.parametrize(
+    ("rmse", "passed"), [(3.0, True), (near(3.0, ABOVE), False), (near(3.0, BELOW), True)]
+)
+def test_max_regression_vs_prod_boundary(exact, rmse, passed):
+    loose = dataclasses.replace(exact, max_rmse=10.0)
+    results = gate.checks(loose, evaluation(rmse, baseline=100.0), evaluation(2.0, baseline=1.0))
+    check = one(results, "rmse vs prod model")
+    assert (check.limit, check.value, check.passed) == (3.0, rmse, passed)
+    assert [c.passed for c in results if c.metric != "rmse vs prod model"] == [True, True]
+
+
+def test_the_baseline_and_prod_limits_scale_with_their_reference(exact):
+    # limit = baseline * (1 - margin) and prod * (1 + tolerance): not a fixed offset.
+    results = gate.checks(exact, evaluation(1.0, baseline=8.0), evaluation(4.0))
+    assert [c.limit for c in results] == [3.0, 6.0, 6.0]
+
+
+def test_a_failed_rule_alone_fails_the_run(exact, tmp_path, monkeypatch):
+    monkeypatch.setattr(register, "run", lambda ctx, status: f"arn:{status}")
+    ctx = context(exact, tmp_path, {"evaluate": {"metrics": evaluation(3.5, baseline=100.0)}})
+    with pytest.raises(GateFailed, match=r"^gate failed on rmse; candidate recorded as Rejected: "):
+        gate.run(ctx)
+    checks = Manifest.load(tmp_path / "run.json").require("gate.checks", "gate")
+    assert checks[0] == {"metric": "rmse", "limit": 3.0, "value": 3.5, "passed": False}
+    assert [c["passed"] for c in checks] == [False, True]

@@ -9,7 +9,16 @@ import pytest
 from mlops import github_setup as gs
 from mlops.errors import ConfigError, PipelineError
 
-OUTPUT_KEYS = ("BuildRoleArn", "EcrRepositoryName", "DevDeployRoleArn", "ProdDeployRoleArn")
+OUTPUT_KEYS = (
+    "BuildRoleArn",
+    "EcrRepositoryName",
+    "EcrRepositoryUri",
+    "DevDeployRoleArn",
+    "ProdDeployRoleArn",
+    "DevStackRoleArn",
+    "ProdStackRoleArn",
+)
+PROD_RULES = "api repos/o/r/environments/prod --jq"  # the read-back of prod's protection rules
 
 
 class FakeGh:
@@ -17,7 +26,11 @@ class FakeGh:
 
     def __init__(self, answers: dict[str, str] | None = None, fail: str | None = None) -> None:
         self.calls: list[tuple[list[str], dict | None]] = []
-        self.answers = {"api user --jq .id": "42", **(answers or {})}
+        self.answers = {
+            "api user --jq .id": "42",
+            PROD_RULES: "required_reviewers",
+            **(answers or {}),
+        }
         self.fail = fail
 
     def __call__(self, args: list[str], body: dict | None = None, placeholder: str = "") -> str:
@@ -32,6 +45,7 @@ class FakeGh:
 def test_gh_argv_for_environments_and_upserted_variables():
     gh = FakeGh({"api --paginate repos/o/r/actions/variables": "AWS_REGION\nOTHER"})
     outputs = {k: f"arn:{k}" for k in OUTPUT_KEYS}
+    outputs["EcrRepositoryUri"] = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/p"
     gs.configure(gh, "o/r", [{"type": "User", "id": 7}], outputs, "eu-west-1", "p-bootstrap")
     argv = [args for args, _ in gh.calls]
     assert argv[0] == ["api", "--method", "PUT", "repos/o/r/environments/dev"]
@@ -47,14 +61,21 @@ def test_gh_argv_for_environments_and_upserted_variables():
         ["api", "--method", "POST", "repos/o/r/actions/variables",
          "-f", "name=BUILD_ROLE_ARN", "-f", "value=arn:BuildRoleArn"],
         ["api", "--method", "POST", "repos/o/r/actions/variables",
-         "-f", "name=ECR_REPOSITORY", "-f", "value=arn:EcrRepositoryName"],
+         "-f", "name=ECR_REPOSITORY_URI",
+         "-f", "value=123456789012.dkr.ecr.eu-west-1.amazonaws.com/p"],
         ["api", "--method", "POST", "repos/o/r/actions/variables",
          "-f", "name=MLOPS_BOOTSTRAP_STACK", "-f", "value=p-bootstrap"],
         ["api", "--method", "POST", "repos/o/r/environments/dev/variables",
          "-f", "name=DEPLOY_ROLE_ARN", "-f", "value=arn:DevDeployRoleArn"],
+        ["api", "--method", "POST", "repos/o/r/environments/dev/variables",
+         "-f", "name=STACK_ROLE_ARN", "-f", "value=arn:DevStackRoleArn"],
         ["api", "--method", "POST", "repos/o/r/environments/prod/variables",
          "-f", "name=DEPLOY_ROLE_ARN", "-f", "value=arn:ProdDeployRoleArn"],
+        ["api", "--method", "POST", "repos/o/r/environments/prod/variables",
+         "-f", "name=STACK_ROLE_ARN", "-f", "value=arn:ProdStackRoleArn"],
     ]  # fmt: skip
+    # prod is read back after it is written, before anything relies on its reviewers
+    assert argv[2][:3] == ["api", "repos/o/r/environments/prod", "--jq"]
 
 
 def test_unprotected_main_gets_a_warning(capsys):
@@ -62,6 +83,45 @@ def test_unprotected_main_gets_a_warning(capsys):
     assert "branch main is not protected" in capsys.readouterr().err
     gs.create_environments(FakeGh({"api repos/o/r/branches/main": "true"}), "o/r", [])
     assert "not protected" not in capsys.readouterr().err
+
+
+def test_prod_reviewers_present_pass():
+    answers = {
+        PROD_RULES: "branch_policy,required_reviewers",
+        "api repos/o/r/branches/main": "true",
+    }
+    gh = FakeGh(answers)
+    gs.create_environments(gh, "o/r", [{"type": "User", "id": 1}])
+    assert gh.calls[2][0][:2] == ["api", "repos/o/r/environments/prod"]
+    assert gh.calls[3][0][:2] == ["api", "repos/o/r/branches/main"]
+
+
+@pytest.mark.parametrize("rules", ["", "branch_policy", "wait_timer,branch_policy"])
+def test_prod_without_required_reviewers_fails_and_names_the_fix(rules):
+    """GitHub accepts the environment yet drops its reviewers on a private free-plan repository:
+    the prod role would then trust any job naming environment prod, unreviewed."""
+    gh = FakeGh({PROD_RULES: rules, "api repos/o/r/branches/main": "true"})
+    with pytest.raises(PipelineError) as caught:
+        gs.create_environments(gh, "o/r", [{"type": "User", "id": 1}])
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "environment prod of o/r has no required reviewers" in message
+    assert "public" in message and "paid plan" in message
+    assert not any(a[:2] == ["api", "repos/o/r/branches/main"] for a, _ in gh.calls)  # stopped
+
+
+def test_prod_reviewers_check_reads_the_protection_rule_types():
+    gh = FakeGh()
+    gs.check_reviewers(gh, "o/r")
+    ((args, body),) = gh.calls
+    assert args[:3] == ["api", "repos/o/r/environments/prod", "--jq"]
+    assert ".protection_rules" in args[3] and ".type" in args[3]
+    assert body is None
+
+
+def test_the_dry_run_placeholder_passes_the_reviewers_check(capsys):
+    gs.check_reviewers(gs.dry_gh, "OWNER/REPO")  # prints the call, raises nothing
+    assert capsys.readouterr().out.startswith("gh api repos/OWNER/REPO/environments/prod --jq ")
 
 
 def test_prod_environment_failure_explains_the_plan_limit():

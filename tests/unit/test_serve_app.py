@@ -290,3 +290,168 @@ def test_live_server_refuses_a_declared_oversize_body_without_reading_it(live):
         )
         reply = sock.recv(4096).decode()
     assert reply.startswith("HTTP/1.1 413")
+
+
+# --- the payload limit at its boundary, declared and streamed -----------------------------------
+
+
+@pytest.fixture(scope="module")
+def limited(model_dir):
+    """An app whose limit is exactly the size of BODY (two valid rows)."""
+    return InferenceApp(model=artefact.load(model_dir), max_body=len(BODY))
+
+
+BODY = f"{ROW}\n{ROW}\n".encode()
+
+
+def test_declared_length_exactly_at_the_limit_is_served(limited):
+    headers = {**CSV_H, "content-length": str(len(BODY))}
+    status, _, out = call(limited, body=BODY, headers=headers)
+    assert status == 200 and len(out.split()) == 2
+
+
+@pytest.mark.parametrize("declared", ["{}", " {} ", "{}\t"])
+def test_declared_length_one_byte_over_is_413_before_reading(limited, declared):
+    over = len(BODY) + 1
+    headers = {**CSV_H, "content-length": declared.format(over)}
+    response = call(limited, headers=headers, chunks=[])
+    assert response[0] == 413
+    assert error_of(response) == {
+        "error": f"body of {over} bytes exceeds the {len(BODY)}-byte limit"
+    }
+
+
+def test_streamed_body_exactly_at_the_limit_is_served(limited):
+    half = len(BODY) // 2
+    status, _, out = call(limited, headers=CSV_H, chunks=[BODY[:half], BODY[half:]])
+    assert status == 200 and len(out.split()) == 2
+
+
+def test_streamed_body_one_byte_over_is_413(limited):
+    response = call(limited, headers=CSV_H, chunks=[BODY, b"\n"])
+    assert response[0] == 413
+    assert error_of(response) == {"error": f"body exceeds the {len(BODY)}-byte limit"}
+
+
+def test_a_lying_content_length_does_not_lift_the_limit(limited):
+    response = call(limited, headers={**CSV_H, "content-length": "3"}, chunks=[BODY, b"\n"])
+    assert response[0] == 413
+
+
+@pytest.mark.parametrize("declared", ["abc", "-1", "", "1e9"])
+def test_a_malformed_content_length_is_ignored_and_the_body_read(limited, declared):
+    assert call(limited, body=BODY, headers={**CSV_H, "content-length": declared})[0] == 200
+
+
+def test_default_limit_is_sagemakers_6_mib(app, model_dir):
+    from abalone_model.serve import app as app_module
+
+    assert app_module.MAX_BODY == 6 * 1024 * 1024
+    assert InferenceApp(model=app.model).max_body == app_module.MAX_BODY
+    declared = call(app, headers={**CSV_H, "content-length": str(6 * 1024 * 1024 + 1)})
+    assert declared[0] == 413
+
+
+def test_a_client_disconnect_mid_body_is_400(app):
+    scope = {"type": "http", "method": "POST", "path": "/invocations", "headers": []}
+    scope["headers"] = [(b"content-type", b"text/csv")]
+    messages = [
+        {"type": "http.request", "body": ROW.encode(), "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    sent: list[dict] = []
+
+    async def receive():
+        return messages.pop(0)
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    assert sent[0]["status"] == 400
+    assert json.loads(sent[1]["body"]) == {
+        "error": "the client disconnected before sending the whole body"
+    }
+
+
+# --- 400 bodies name the row and field; media types are 415/406 ---------------------------------
+
+
+def test_json_errors_name_the_record_and_field(app):
+    sex, *numbers = ROW.split(",")
+    good = dict(zip(NAMES, [sex, *map(float, numbers)], strict=True))
+    bad = {**good, "height": -1.0}
+    body = json.dumps({"instances": [good, good, bad]}).encode()
+    response = call(app, body=body, headers={"content-type": "application/json"})
+    assert response[0] == 400
+    error = error_of(response)
+    assert (error["row"], error["field"]) == (3, "height") and "height" in error["error"]
+
+
+def test_csv_errors_count_rows_after_a_header_and_name_reordered_fields(app):
+    order = [NAMES[-1], *NAMES[:-1]]
+    values = ROW.split(",")
+    good = ",".join([values[-1], *values[:-1]])
+    bad = ",".join(["oops", *values[:-1]])
+    body = "\n".join([",".join(order), good, bad]).encode()
+    response = call(app, body=body, headers=CSV_H)
+    assert response[0] == 400
+    error = error_of(response)
+    assert (error["row"], error["field"]) == (2, NAMES[-1])
+
+
+def test_response_headers_describe_the_body(app):
+    status, headers, out = call(app, body=ROW.encode(), headers=CSV_H)
+    assert status == 200
+    assert headers == {"content-type": "text/csv", "content-length": str(len(out))}
+    status, headers, out = call(app, "GET", "/ping")
+    assert (status, out) == (200, b"")
+    assert headers == {"content-type": "text/plain", "content-length": "0"}
+
+
+def test_head_ping_and_the_allow_headers(app):
+    assert call(app, "HEAD", "/ping")[0] == 200
+    assert call(app, "GET", "/invocations")[1]["allow"] == "POST"
+    assert call(app, "POST", "/ping")[1]["allow"] == "GET, HEAD"
+    not_found = call(app, "GET", "/nowhere")
+    assert error_of(not_found) == {
+        "error": "no such path '/nowhere': use POST /invocations or GET /ping"
+    }
+    put = call(app, "PUT", "/invocations")
+    assert error_of(put) == {"error": "PUT not allowed on /invocations"}
+
+
+@pytest.mark.parametrize(
+    ("headers", "status", "message"),
+    [
+        (
+            {"content-type": "text/plain"},
+            415,
+            "unsupported Content-Type 'text/plain': send text/csv or application/json",
+        ),
+        ({}, 415, "unsupported Content-Type '(none)': send text/csv or application/json"),
+        (
+            {**CSV_H, "accept": "text/html"},
+            406,
+            "unsupported Accept 'text/html': accept text/csv or application/json",
+        ),
+    ],
+)
+def test_media_type_errors_say_what_to_send(app, headers, status, message):
+    response = call(app, body=ROW.encode(), headers=headers)
+    assert response[0] == status and error_of(response) == {"error": message}
+
+
+def test_the_last_header_of_a_name_wins(app):
+    heads = [(b"content-type", b"text/plain"), (b"content-type", b"text/csv")]
+    sent: list[dict] = []
+
+    async def receive():
+        return {"type": "http.request", "body": ROW.encode(), "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/invocations", "headers": heads}
+    asyncio.run(app(scope, receive, send))
+    assert sent[0]["status"] == 200

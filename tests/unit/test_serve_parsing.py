@@ -17,6 +17,7 @@ from abalone_model.serve.parsing import CSV, JSON, ClientError
 SCHEMA = Schema.load()
 ENC = encoder_for(SCHEMA)
 NAMES = SCHEMA.raw_names
+ROW = "M,0.455,0.365,0.095,0.514,0.2245,0.101,0.15"
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -198,3 +199,89 @@ def test_format_predictions_round_trips_float32(family):
     values = body.split() if family == CSV else json.loads(body)["predictions"]
     np.testing.assert_array_equal(np.array(values, dtype=np.float64).astype(np.float32), preds)
     assert family != CSV or body.endswith("\n")
+
+
+@pytest.mark.parametrize(
+    ("accept", "family", "expected"),
+    [
+        ("", JSON, JSON),
+        ("   ", CSV, CSV),
+        ("*", JSON, JSON),
+        ("application/*", CSV, JSON),
+        ("application/*", JSON, JSON),
+        ("text/*", CSV, CSV),
+        ("TEXT/CSV", JSON, CSV),
+        ('application/json; q="0.5", text/csv; Q=0.9', JSON, CSV),
+        ("text/csv;q=0.5, application/json;q=0.5", JSON, CSV),
+        ("text/csv;q=abc, application/json;q=0.1", CSV, JSON),
+        ("*/*;q=0.1, application/json", CSV, JSON),
+        ("image/png, */*;q=0.2", JSON, JSON),
+    ],
+)
+def test_accept_negotiation_details(accept, family, expected):
+    assert parsing.response_family(accept, family) == expected
+
+
+@pytest.mark.parametrize("accept", ["image/*", "*/*;q=0", "text/csv;q=abc", "text/plain"])
+def test_accept_without_an_acceptable_type_is_406_naming_it(accept):
+    with pytest.raises(ClientError) as info:
+        parsing.response_family(accept, CSV)
+    assert (info.value.status, info.value.message) == (
+        406,
+        f"unsupported Accept {accept!r}: accept text/csv or application/json",
+    )
+    assert info.value.to_dict() == {"error": info.value.message}
+
+
+def test_content_type_errors_quote_the_header_briefly():
+    with pytest.raises(ClientError) as info:
+        parsing.request_family("x" * 200)
+    assert info.value.status == 415
+    quoted = "'" + "x" * 59  # the header's repr, cut at 60 characters
+    assert info.value.message == (
+        f"unsupported Content-Type {quoted}: send text/csv or application/json"
+    )
+
+
+@pytest.mark.parametrize("content_type", [" text/csv ; charset=utf-8", "TEXT/CSV;x", "text/csv;"])
+def test_content_type_parameters_and_case_are_ignored(content_type):
+    assert parsing.request_family(content_type) == CSV
+
+
+@pytest.mark.parametrize(
+    ("body", "row", "field"),
+    [
+        (f"{ROW}\n\nX{ROW[1:]}".encode(), 2, "sex"),
+        (b'"M",0.455,0.365,0.095,0.514,0.2245,0.101,"x"', 1, "shell_weight"),
+    ],
+)
+def test_exact_route_skips_blank_lines_and_names_row_and_field(body, row, field):
+    with pytest.raises(FeatureError) as info:
+        parsing.parse_body(ENC, CSV, body)
+    assert (info.value.row, info.value.field) == (row, field)
+
+
+def test_json_body_errors_are_one_short_line():
+    with pytest.raises(FeatureError) as info:
+        parsing.parse_body(ENC, JSON, b"{" + b" " * 200)
+    assert info.value.message.startswith("malformed JSON: ")
+    assert len(info.value.message) <= len("malformed JSON: ") + 80
+    with pytest.raises(FeatureError, match=r'^JSON must be an object \{"instances": \[\.\.\.\]\}'):
+        parsing.parse_body(ENC, JSON, b'{"instances": "M,1"}')
+    deep = b"[" * 100_000 + b"]" * 100_000
+    with pytest.raises(FeatureError, match="^malformed JSON: "):
+        parsing.parse_body(ENC, JSON, deep)
+
+
+def test_empty_body_hint_names_the_family_and_the_columns():
+    with pytest.raises(FeatureError) as info:
+        parsing.parse_body(ENC, JSON, b"  \n")
+    assert info.value.message == f"empty body: send application/json rows of {ENC.expected}"
+
+
+def test_format_predictions_exact_bodies():
+    preds = np.array([1.5, 10.25])
+    assert parsing.format_predictions(preds, CSV) == b"1.5\n10.25\n"
+    assert parsing.format_predictions(preds, JSON) == b'{"predictions": [1.5, 10.25]}'
+    odd = parsing.format_predictions(np.array([1.0, np.nan, np.inf]), JSON)
+    assert json.loads(odd) == {"predictions": [1.0, None, None]}

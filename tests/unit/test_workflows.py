@@ -15,9 +15,14 @@ from typing import Any
 import pytest
 import yaml
 
+from mlops import bootstrap, github_setup
+from mlops.local import expressions
+
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = ROOT / ".github" / "workflows"
 NAMES = ("ci", "deploy", "rollback", "teardown")
+STAGES = ("dev", "prod")
+VAR = re.compile(r"\bvars\.([A-Za-z_][A-Za-z0-9_]*)")
 AWS_ACTION = "aws-actions/configure-aws-credentials"
 PIN = re.compile(r"^\s*-?\s*uses:\s*(?P<action>[\w.-]+/[\w./-]+)@(?P<ref>\S+)(?P<rest>.*)$")
 # A step's whole script: one make target, or one call of the pipeline CLI / its metrics report.
@@ -234,17 +239,236 @@ def test_train_runs_every_step_then_registers(flows):
     assert commands == ["venv", "etl", "train", "evaluate", "gate", "register"]
 
 
+def step(job: dict[str, Any], step_id: str) -> dict[str, Any]:
+    (found,) = [s for s in steps(job) if s.get("id") == step_id]
+    return found
+
+
 def test_image_digest_flows_through_job_outputs(flows):
     jobs = flows["deploy"]["jobs"]
     build = jobs["build-and-push"]
-    assert build["outputs"]["image-digest"] == "${{ steps.build.outputs.digest }}"
-    assert build["outputs"]["image-uri"].endswith("@${{ steps.build.outputs.digest }}")
-    pushed = next(s for s in steps(build) if s.get("id") == "build")
+    assert build["outputs"]["image-digest"] == "${{ steps.image.outputs.digest }}"
+    assert build["outputs"]["image-uri"] == "${{ steps.image.outputs.image-uri }}"
+    pinned = step(build, "image")
+    assert " ".join(pinned["run"].split()) == (
+        '.venv/bin/mlops image --repository-uri "$ECR_REPOSITORY_URI" --tag "$GITHUB_SHA" '
+        '--digest "$DIGEST"'
+    )
+    order = [s.get("id") for s in steps(build)]
+    assert order.index("existing") < order.index("build") < order.index("image")
+    pushed = step(build, "build")
     assert pushed["with"]["tags"].endswith(":${{ github.sha }}")
     assert pushed["with"]["provenance"] is False
     train = jobs["train"]
     assert train["env"]["MLOPS_IMAGE_URI"] == "${{ needs.build-and-push.outputs.image-uri }}"
     assert any('--image-uri "$MLOPS_IMAGE_URI"' in s for s in runs(train))
+
+
+def _contexts(existing: str, built: str) -> dict[str, Any]:
+    outputs = {"existing": {"outputs": {"digest": existing}}, "build": {"outputs": {}}}
+    if built:
+        outputs["build"]["outputs"]["digest"] = built
+    return {"steps": outputs, "vars": {}, "github": {"sha": "a" * 40}, "env": {}}
+
+
+def test_an_image_already_in_ecr_skips_login_buildx_and_the_push(flows):
+    """ECR tags are immutable and the tag is the sha: a re-run must not push the same tag again."""
+    build = flows["deploy"]["jobs"]["build-and-push"]
+    existing = step(build, "existing")
+    assert " ".join(existing["run"].split()) == (
+        '.venv/bin/mlops image --repository-uri "$ECR_REPOSITORY_URI" --tag "$GITHUB_SHA"'
+    )
+    assert "if" not in existing
+    guarded = [
+        *uses(build, "aws-actions/amazon-ecr-login"),
+        *uses(build, "docker/setup-buildx-action"),
+        step(build, "build"),
+    ]
+    assert len(guarded) == 3
+    old, new = _contexts(f"sha256:{'b' * 64}", ""), _contexts("", "")
+    for guarded_step in guarded:
+        assert expressions.condition(guarded_step["if"], old, "success") is False
+        assert expressions.condition(guarded_step["if"], new, "success") is True
+    assert "if" not in step(build, "image")  # the pinned image is always looked up
+
+
+@pytest.mark.parametrize(
+    ("existing", "built", "expected"),
+    [
+        (f"sha256:{'b' * 64}", "", f"sha256:{'b' * 64}"),  # a re-run: the image pushed before
+        ("", f"sha256:{'c' * 64}", f"sha256:{'c' * 64}"),  # a new image: the push's digest
+    ],
+)
+def test_the_pinned_digest_falls_back_from_the_existing_image_to_the_build(
+    flows, existing, built, expected
+):
+    pinned = step(flows["deploy"]["jobs"]["build-and-push"], "image")
+    digest = pinned["env"]["DIGEST"]
+    assert digest == "${{ steps.existing.outputs.digest || steps.build.outputs.digest }}"
+    assert expressions.render(digest, _contexts(existing, built)) == expected
+    assert pinned["env"]["ECR_REPOSITORY_URI"] == "${{ vars.ECR_REPOSITORY_URI }}"
+
+
+# --- variables: what the workflows read is what the bootstrap sets --------------------------------
+
+
+class RecordingGh:
+    """A gh that records each variable written: {base: {name: value}}."""
+
+    def __init__(self) -> None:
+        self.variables: dict[str, dict[str, str]] = {}
+
+    def __call__(self, args: list[str], body: dict | None = None, placeholder: str = "") -> str:
+        if args[:2] == ["api", "--method"] and args[2] in ("POST", "PATCH") and "-f" in args:
+            base = args[3].removesuffix("/" + args[5].removeprefix("name=")).removesuffix(
+                "/variables"
+            )
+            name, value = args[5].removeprefix("name="), args[7].removeprefix("value=")
+            self.variables.setdefault(base, {})[name] = value
+        return "required_reviewers" if args[1:2] == ["repos/o/r/environments/prod"] else ""
+
+
+@pytest.fixture(scope="module")
+def configured() -> dict[str, dict[str, str]]:
+    """Which bootstrap output each variable holds, per scope ("repo", "dev", "prod"), as
+    github_setup.configure writes them (every output's value is its own name)."""
+    gh = RecordingGh()
+    outputs = {key: key for key in bootstrap.OUTPUTS}
+    github_setup.configure(gh, "o/r", [], outputs, "REGION", "STACK")
+    scopes = {"repo": gh.variables.pop("repos/o/r/actions")}
+    for stage in STAGES:
+        scopes[stage] = gh.variables.pop(f"repos/o/r/environments/{stage}")
+    assert not gh.variables
+    return scopes
+
+
+def job_stages(job: dict[str, Any]) -> tuple[str, ...]:
+    """The environments a job can run in: none, one, or any stage (an expression)."""
+    name = env_name(job)
+    if name is None:
+        return ()
+    return (name,) if name in STAGES else STAGES
+
+
+def test_every_variable_the_workflows_read_is_set_by_the_bootstrap(configured):
+    every = {p.stem: yaml.safe_load(p.read_text(encoding="utf-8")) for p in WORKFLOWS.glob("*.yml")}
+    assert set(NAMES) <= set(every)
+    read = 0
+    for name, flow in every.items():
+        outside = {k: v for k, v in flow.items() if k != "jobs"}
+        for var in VAR.findall(yaml.safe_dump(outside)):
+            read += 1
+            assert var in configured["repo"], f"{name}: vars.{var} outside a job"
+        for job_id, job in flow["jobs"].items():
+            # repository variables, and those of the job's environment (in each it may run in)
+            per_stage = [set(configured[stage]) for stage in job_stages(job)]
+            in_env = set.intersection(*per_stage) if per_stage else set()
+            visible = set(configured["repo"]) | in_env
+            for var in VAR.findall(yaml.safe_dump(job)):
+                read += 1
+                assert var in visible, f"{name}.{job_id}: vars.{var} is set by no bootstrap step"
+    assert read >= 10
+
+
+def test_the_image_tag_carries_the_registry_host(flows, configured, boot_template):
+    """A tag without the registry host goes to Docker Hub: the build tags the repository URI."""
+    pushed = step(flows["deploy"]["jobs"]["build-and-push"], "build")
+    tag = pushed["with"]["tags"]
+    match = re.fullmatch(r"\$\{\{ vars\.(\w+) \}\}:\$\{\{ github\.sha \}\}", tag)
+    assert match, tag
+    assert configured["repo"][match[1]] == "EcrRepositoryUri"
+    uri = boot_template["Outputs"]["EcrRepositoryUri"]["Value"]
+    assert uri == {"Fn::GetAtt": ["EcrRepository", "RepositoryUri"]}  # host/name, not the name
+    existing = step(flows["deploy"]["jobs"]["build-and-push"], "existing")
+    assert existing["env"]["ECR_REPOSITORY_URI"] == f"${{{{ vars.{match[1]} }}}}"
+
+
+def _stack_role_jobs(flows):
+    for where, job in all_jobs(flows):
+        if any(re.search(r"mlops (deploy|rollback) ", s) for s in runs(job)):
+            yield where, job
+
+
+def test_deploy_jobs_give_cloudformation_the_stage_stack_role(flows, configured):
+    found = dict(_stack_role_jobs(flows))
+    assert set(found) == {"deploy.deploy-dev", "deploy.deploy-prod", "rollback.rollback"}
+    for where, job in found.items():
+        match = re.fullmatch(r"\$\{\{ vars\.(\w+) \}\}", job["env"]["MLOPS_STACK_ROLE_ARN"])
+        assert match, where
+        for stage in job_stages(job):
+            assert configured[stage][match[1]] == f"{stage.title()}StackRoleArn", where
+
+
+# --- role sessions ----------------------------------------------------------------------------
+
+
+class CfnLoader(yaml.SafeLoader):
+    """SafeLoader reading CloudFormation's short tags (!Ref, !Sub, !GetAtt...) as the long form."""
+
+
+def _intrinsic(loader: CfnLoader, suffix: str, node: yaml.Node) -> dict:
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    if suffix == "GetAtt" and isinstance(value, str):
+        value = value.split(".", 1)
+    return {"Ref": value} if suffix == "Ref" else {f"Fn::{suffix}": value}
+
+
+CfnLoader.add_multi_constructor("!", _intrinsic)
+
+
+def template(name: str) -> dict[str, Any]:
+    return yaml.load((ROOT / "cloudformation" / name).read_text(), Loader=CfnLoader)  # noqa: S506
+
+
+@pytest.fixture(scope="module")
+def boot_template() -> dict[str, Any]:
+    return template("bootstrap.yaml")
+
+
+def _assumed_roles(job: dict[str, Any], configured, access) -> list[tuple[int, dict[str, Any]]]:
+    """(role-duration-seconds, the role's properties) for each role a job's credential steps can
+    assume: vars.X -> the bootstrap output configure sets it to -> that output's GetAtt role."""
+    found = []
+    for creds in uses(job, AWS_ACTION):
+        match = re.fullmatch(r"\$\{\{ vars\.(\w+) \}\}", creds["with"]["role-to-assume"])
+        assert match, creds["with"]["role-to-assume"]
+        scopes = [configured[s] for s in job_stages(job)] or [configured["repo"]]
+        for scope in scopes:
+            output = scope.get(match[1]) or configured["repo"][match[1]]
+            value = access["Outputs"][output]["Value"]
+            assert value["Fn::GetAtt"][1] == "Arn", output
+            role = access["Resources"][value["Fn::GetAtt"][0]]
+            found.append((creds["with"]["role-duration-seconds"], role["Properties"]))
+    return found
+
+
+def test_role_sessions_fit_the_roles_they_assume(flows, configured):
+    """STS refuses a DurationSeconds above the role's MaxSessionDuration (default 3600)."""
+    access = template("github-access.yaml")
+    checked = 0
+    for where, job in all_jobs(flows):
+        for duration, role in _assumed_roles(job, configured, access):
+            checked += 1
+            assert 900 <= duration <= role.get("MaxSessionDuration", 3600), where
+    assert checked >= 6  # build, train, deploy-dev, deploy-prod, rollback, teardown (x2 stages)
+
+
+def test_deploy_sessions_outlast_a_blue_green_update(flows, configured):
+    """The CLI waits on the stack for up to the update's MaximumExecutionTimeout: the session that
+    waits must last longer (the stack itself acts as its service role)."""
+    access, endpoint = template("github-access.yaml"), template("endpoint.yaml")
+    timeout = endpoint["Parameters"]["MaximumExecutionTimeoutInSeconds"]["Default"]
+    margin = 15 * 60  # the change set, the wait for InService and the tests after it
+    jobs = dict(_stack_role_jobs(flows))
+    assert jobs
+    for where, job in jobs.items():
+        for duration, _ in _assumed_roles(job, configured, access):
+            assert duration >= timeout + margin, where
 
 
 def test_model_package_arn_flows_through_job_outputs(flows):
@@ -336,3 +560,43 @@ def test_pre_commit_uses_only_local_hooks_from_the_lint_venv():
     assert {"check-json", "end-of-file-fixer", "trailing-whitespace"} <= ids
     actionlint = next(h for h in hooks if h["id"] == "actionlint")
     assert "-shellcheck=.venv-lint/bin/shellcheck" in actionlint["entry"]
+
+
+# --- the system tests' options (tests/system/conftest.py) ---------------------------------------
+
+
+class FakeParser:
+    """Records pytest_addoption's options: {flag: keyword arguments}."""
+
+    def __init__(self) -> None:
+        self.options: dict[str, dict[str, Any]] = {}
+
+    def getgroup(self, *_args: Any, **_kwargs: Any) -> FakeParser:
+        return self
+
+    def addoption(self, *flags: str, **kwargs: Any) -> None:
+        for flag in flags:
+            self.options[flag] = kwargs
+
+
+def _system_options() -> dict[str, dict[str, Any]]:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "system_conftest", ROOT / "tests" / "system" / "conftest.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    parser = FakeParser()
+    module.pytest_addoption(parser)
+    return parser.options
+
+
+def test_capture_check_waits_minutes_for_asynchronous_delivery():
+    """Capture reaches S3 asynchronously, with no documented bound: a minute is not enough."""
+    option = _system_options()["--capture-wait-seconds"]
+    assert option["type"] is float
+    assert option["default"] >= 300
+    test = (ROOT / "tests" / "system" / "test_endpoint.py").read_text(encoding="utf-8")
+    assert 'getoption("capture_wait_seconds")' in test
+    assert "range(60)" not in test  # the old fixed 60 x 1 s

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import subprocess
+import threading
 import sys
 import tarfile
 import time
@@ -22,12 +23,23 @@ TIMEOUT = 1800
 
 
 class Compute:
+    """Each job's reads and writes go through the service role it names, as on AWS."""
+
     def __init__(self, runtime: Any) -> None:
         self.rt = runtime
+        self._local = threading.local()
+
+    def as_role(self, role: str, service: str) -> None:
+        """This thread's job acts as ``role`` (Denied when the service may not assume it)."""
+        self._local.session = self.rt.role_session(role, service)
+
+    @property
+    def session(self) -> Any:
+        return getattr(self._local, "session", None) or self.rt.session
 
     @property
     def s3(self) -> Any:
-        return self.rt.session.client("s3")
+        return self.session.client("s3")
 
     # --- S3 staging ---------------------------------------------------------------------------
     def keys(self, uri: str) -> list[str]:
@@ -62,6 +74,7 @@ class Compute:
     # --- every job ends Completed or Failed with a reason, whatever happens in here ---------------
     def glue(self, job: Any, run: Any) -> None:
         try:
+            self.as_role(job.role, "glue")
             self._glue(job, run)
         except Exception as exc:
             run.error_message = f"local runtime: {type(exc).__name__}: {exc}"
@@ -69,6 +82,7 @@ class Compute:
 
     def training(self, job: Any) -> None:
         try:
+            self.as_role(job.role_arn, "sagemaker")
             self._training(job)
         except Exception as exc:
             job.failure_reason = f"local runtime: {type(exc).__name__}: {exc}"
@@ -76,6 +90,7 @@ class Compute:
 
     def processing(self, job: Any) -> None:
         try:
+            self.as_role(job.role_arn, "sagemaker")
             self._processing(job)
         except Exception as exc:
             job.failure_reason = f"local runtime: {type(exc).__name__}: {exc}"
@@ -161,7 +176,7 @@ class Compute:
 
     def _log(self, job_name: str, output: str) -> None:
         """The job's output as CloudWatch log events, where the train step streams them from."""
-        logs = self.rt.session.client("logs")
+        logs = self.session.client("logs")
         stream = f"{job_name}/algo-1-{int(time.time())}"
         with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
             logs.create_log_group(logGroupName=LOG_GROUP)

@@ -34,6 +34,7 @@ class Served:
     port: int
     process: subprocess.Popen
     capture: dict[str, Any]
+    session: Any = None  # the execution role's: capture is written as it
     records: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -87,9 +88,12 @@ class Endpoints:
                 raise RuntimeError(reason)
             model_dir = self.rt.work_dir / f"endpoint-{name}-{uuid.uuid4().hex[:8]}"
             model_dir.mkdir(parents=True)
-            bucket, key = split_s3(self.model_data(config.production_variants[0]["ModelName"]))
+            model_name = config.production_variants[0]["ModelName"]
+            bucket, key = split_s3(self.model_data(model_name))
             tarball = model_dir / "model.tar.gz"
-            self.rt.session.client("s3").download_file(bucket, key, str(tarball))
+            role = self.rt.session.client("sagemaker").describe_model(ModelName=model_name)
+            session = self.rt.role_session(role["ExecutionRoleArn"], "sagemaker")
+            session.client("s3").download_file(bucket, key, str(tarball))
             extract(tarball, model_dir / "model")
             port = free_port()
             env = {
@@ -107,7 +111,7 @@ class Endpoints:
             )
             self._wait_ready(proc, port)
             old = self.served.get(name)
-            self.served[name] = Served(name, port, proc, config.data_capture_config or {})
+            self.served[name] = Served(name, port, proc, config.data_capture_config or {}, session)
             if old:
                 self._stop(old)
             endpoint.endpoint_status = "InService"
@@ -198,7 +202,7 @@ class Endpoints:
                 ],
             )
         )
-        self.rt.session.client("s3").put_object(
+        served.session.client("s3").put_object(  # as the endpoint's execution role
             Bucket=bucket, Key=key, Body="\n".join(records).encode() + b"\n"
         )
 
@@ -232,6 +236,14 @@ def _handler(endpoints: Endpoints) -> type[BaseHTTPRequestHandler]:
             body = self.rfile.read(int(self.headers.get("Content-Length", 0) or 0))
             if len(parts) != 3 or parts[0] != "endpoints" or parts[2] != "invocations":
                 return self._reply(404, "application/json", b'{"message": "unknown path"}')
+            denied = endpoints.rt.authorize_invoke(self.headers, parts[1])
+            if denied:
+                return self._reply(
+                    403,
+                    "application/json",
+                    json.dumps({"message": denied}).encode(),
+                    {"x-amzn-ErrorType": "AccessDeniedException:"},
+                )
             served = endpoints.served.get(parts[1])
             if served is None:
                 msg = f"Endpoint {parts[1]} of account 123456789012 not found."

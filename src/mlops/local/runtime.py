@@ -6,8 +6,6 @@ Entering it points boto3 at the moto server (``AWS_ENDPOINT_URL``) and at the lo
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import shutil
@@ -19,17 +17,24 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+from botocore import UNSIGNED
+from botocore.config import Config as BotoConfig
 from moto.moto_api._internal.models import moto_api_backend
 from moto.server import ThreadedMotoServer
 
-from mlops import stack
 from mlops.aws import log
 from mlops.errors import ConfigError
-from mlops.local import moto_gaps
+from mlops.local import moto_gaps, oidc
 from mlops.local.compute import Compute
 from mlops.local.endpoints import Endpoints
+from mlops.local.github_stub import LocalGitHub
+from mlops.local.iam import actions as iam_actions
+from mlops.local.iam import hooks as iam_hooks
+from mlops.local.iam.enforce import Denied, Enforcer
+from mlops.local.registry import LocalRegistry
 
 REGION = "us-east-1"
+ACCOUNT = "123456789012"  # moto's default account
 FAULTS = (
     "glue",
     "training",
@@ -101,7 +106,12 @@ class LocalRuntime:
         self.server.start()
         host, port = self.server.get_host_and_port()
         self.executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="local-compute")
+        self.region, self.account = REGION, ACCOUNT
+        self.tokens = oidc.TokenService()
+        self.enforcer = Enforcer(ACCOUNT, REGION)
+        self._role_sessions: dict[tuple[str, str], boto3.Session] = {}
         moto_gaps.install(self)
+        iam_hooks.install(self.enforcer, self.tokens, moto_gaps._wrap)
         self.endpoints = Endpoints(self)
         self.compute = Compute(self)
         self._set_env(
@@ -116,7 +126,10 @@ class LocalRuntime:
                 "AWS_DEFAULT_REGION": REGION,
             }
         )
-        self.session = boto3.Session(region_name=REGION)
+        # the administrator's (the bootstrap's) credentials, fixed: job steps set their own in env
+        self.session = boto3.Session(
+            aws_access_key_id="local", aws_secret_access_key="local", region_name=REGION
+        )
         log(f"local: moto on http://{host}:{port}, endpoints on {self.endpoints.url}")
         return self
 
@@ -147,47 +160,68 @@ class LocalRuntime:
         """Run compute off the request thread, so callers see InProgress, then the outcome."""
         return self.executor.submit(fn)
 
+    # --- who acts -------------------------------------------------------------------------------
+    def role_session(self, role: str, service: str) -> boto3.Session:
+        """A session as ``role`` for compute that ``service`` runs (its trust policy checked)."""
+        arn = role if role.startswith("arn:") else f"arn:aws:iam::{ACCOUNT}:role/{role}"
+        key = (arn, service)
+        if key not in self._role_sessions:
+            self.enforcer.service_principal(arn, service)  # Denied: the job fails with why
+            creds = self.session.client("sts").assume_role(
+                RoleArn=arn, RoleSessionName=service, DurationSeconds=3600
+            )["Credentials"]
+            self._role_sessions[key] = boto3.Session(
+                aws_access_key_id=creds["AccessKeyId"],
+                aws_secret_access_key=creds["SecretAccessKey"],
+                aws_session_token=creds["SessionToken"],
+                region_name=REGION,
+            )
+        return self._role_sessions[key]
+
+    def authorize_invoke(self, headers: Any, endpoint: str) -> str:
+        """sagemaker:InvokeEndpoint for the router: "" when allowed, else AWS's message."""
+        try:
+            principal = self.enforcer.principal(headers)
+            if principal is not None:
+                found = iam_actions.accesses(
+                    "sagemaker-runtime", "InvokeEndpoint", {"EndpointName": endpoint},
+                    region=REGION, account=ACCOUNT,
+                )
+                self.enforcer.check(principal, found)
+        except Denied as exc:
+            return str(exc)
+        return ""
+
+    def anonymous_client(self, service: str) -> Any:
+        """An unsigned client, as configure-aws-credentials calls AssumeRoleWithWebIdentity."""
+        return boto3.client(service, region_name=REGION, config=BotoConfig(signature_version=UNSIGNED))
+
     # --- what AWS would already have ------------------------------------------------------------
-    def bootstrap(self, ctx: Any) -> None:
-        """Deploy bootstrap.yaml into moto (as scripts/bootstrap does on AWS) and push the image."""
+    def bootstrap(self, ctx: Any, *, push: bool = True, github: LocalGitHub | None = None) -> LocalGitHub:
+        """scripts/bootstrap into the local AWS (the same code: both stacks, the GitHub setup
+        into a local stand-in for GitHub), and for step-level tests an image in ECR."""
+        from mlops import bootstrap as bootstrap_mod
+
         cfg = ctx.config
         self.entrypoint = list(cfg.local_entrypoint)
         if self.entrypoint and self.entrypoint[0] == "python":
             self.entrypoint[0] = sys.executable
+        log("\n== bootstrap (local): scripts/bootstrap's code, admin credentials")
+        github = github or LocalGitHub()
+        args = bootstrap_mod.parse_args(
+            ["--region", REGION, "--repo", github.repository, "--config", str(ctx.root / "pipeline.toml"),
+             "--templates", str(ctx.root / "cloudformation")]
+        )
+        clients = {name: self.session.client(name) for name in ("sts", "iam", "cloudformation")}
+        bootstrap_mod.bootstrap(args, clients, github)
         os.environ["MLOPS_BOOTSTRAP_STACK"] = cfg.bootstrap_stack
         self._saved_env.setdefault("MLOPS_BOOTSTRAP_STACK", None)
-        log("\n== bootstrap (local)")
-        outputs = stack.deploy(
-            ctx.client("cloudformation"),
-            cfg.bootstrap_stack,
-            ctx.root / "cloudformation" / "bootstrap.yaml",
-            {"ProjectName": cfg.project, "ModelPackageGroupName": f"{cfg.project}-models"},
-            region=REGION,
-            capabilities=("CAPABILITY_NAMED_IAM",),
-        )
-        self.image_uri = self.push_image(
-            ctx, outputs["EcrRepositoryName"], outputs["EcrRepositoryUri"]
-        )
-        log(f"local: image {self.image_uri}")
-
-    def push_image(self, ctx: Any, repository: str, uri: str) -> str:
-        """Record an image in (moto's) ECR whose digest names the model code it stands for."""
-        digest = hashlib.sha256()
-        package = ctx.root / "src" / ctx.config.model_package
-        for path in sorted(package.rglob("*.py")) + sorted(package.rglob("*.json")):
-            digest.update(path.read_bytes())
-        manifest = json.dumps(
-            {
-                "schemaVersion": 2,
-                "config": {"digest": f"sha256:{digest.hexdigest()}"},
-                "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-            }
-        )
-        ecr = ctx.client("ecr")
-        pushed = ecr.put_image(
-            repositoryName=repository, imageManifest=manifest, imageTag=ctx.run_id
-        )["image"]["imageId"]["imageDigest"]
-        return f"{uri}@{pushed}"
+        self.registry = LocalRegistry(self, ctx.root / "src" / cfg.model_package)
+        if push:
+            uri = github.vars_for()["ECR_REPOSITORY_URI"]
+            self.image_uri = f"{uri}@{self.registry.push({}, f'{uri}:{ctx.run_id}')}"
+            log(f"local: image {self.image_uri}")
+        return github
 
     # --- keep what the run made -----------------------------------------------------------------
     def export(self, ctx: Any) -> None:
@@ -217,3 +251,31 @@ class LocalRuntime:
             latest.unlink()
         latest.symlink_to(self.run_dir.name)
         log(f"\nrun folder: {self.run_dir} (also {latest})")
+
+    def export_jobs(self, ctx: Any, runner: Any) -> None:
+        """After a workflow run: each job's manifest merged into the run's, the summary, the IAM
+        report (per role: decisions, actions used, grants never used), then the run folder."""
+        import json
+
+        from mlops import github
+        from mlops.steps.run import summary
+
+        timings = {}
+        for name, job in runner.jobs.items():
+            path = job.workspace / "run.json"
+            if path.exists():
+                for section, values in json.loads(path.read_text()).items():
+                    if isinstance(values, dict) and section != "timings":
+                        ctx.manifest.update(section, values)
+            if job.status != "skipped":
+                timings[f"job {name}"] = job.seconds
+        ctx.manifest.update("timings", timings)
+        ctx.manifest.update("jobs", {n: {"status": j.status, "outputs": j.outputs}
+                                     for n, j in runner.jobs.items()})
+        report = self.enforcer.report()
+        (self.run_dir / "iam.txt").write_text("\n".join(report) + "\n")
+        log("\n" + "\n".join(report))
+        text = summary(ctx, timings)
+        log("\n" + text)
+        github.summary(text)
+        self.export(ctx)

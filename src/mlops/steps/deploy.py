@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from typing import Any
 
 from mlops import github, stack
@@ -53,10 +54,22 @@ def parameters(ctx: Context, stage: str, arn: str) -> dict[str, str]:
 
 
 def check_package(ctx: Context, stage: str, arn: str) -> dict[str, Any]:
+    """Only an Approved package can be deployed (AWS refuses the model otherwise); prod only takes
+    one that passed dev's system tests or that served prod before (a rollback)."""
     package = register.describe(ctx, arn)
     status = package.get("ModelApprovalStatus")
-    if status == "Rejected":
-        raise ConfigError(f"model package {arn} is Rejected: it failed the gate; deploy another")
+    if status != "Approved":
+        why = package.get("ApprovalDescription") or "it did not pass the gate"
+        raise ConfigError(
+            f"model package {arn} is {status} ({why}): only an Approved package can be deployed"
+        )
+    life = package.get("ModelLifeCycle", {})
+    where = (life.get("Stage"), life.get("StageStatus"))
+    if stage == "prod" and where != ("dev", "Tested") and where[0] != "prod":
+        raise ConfigError(
+            f"model package {arn} is {where[0] or 'registered'}/{where[1] or '?'}: prod only takes a "
+            "package that passed the dev system tests (mlops system-test --stage dev) or served prod"
+        )
     return package
 
 
@@ -93,6 +106,7 @@ def run(ctx: Context, stage: str, arn: str) -> dict[str, str]:
         parameters(ctx, stage, arn),
         region=ctx.region,
         tags={"mlops:stage": stage},
+        role_arn=os.environ.get("MLOPS_STACK_ROLE_ARN", ""),
     )
     endpoint = outputs.get("EndpointName") or ctx.config.endpoint_name(stage)
     verify_endpoint(ctx, endpoint, outputs.get("EndpointConfigName", ""))
@@ -102,6 +116,7 @@ def run(ctx: Context, stage: str, arn: str) -> dict[str, str]:
         "model_package_arn": arn,
         "endpoint_config": outputs.get("EndpointConfigName", ""),
     }
+    register.set_stage(ctx, arn, stage, "Deployed", f"endpoint {endpoint}, run {ctx.run_id}")
     ctx.manifest.update(f"deploy_{stage}", values)
     github.set_output("endpoint-name", endpoint)
     github.summary(f"### Deployed to {stage}\nEndpoint `{endpoint}` serves `{arn}`")

@@ -1,4 +1,8 @@
-"""Promote: mark the model package Approved once prod serves it and its smoke tests passed."""
+"""Promote: record in the registry that the package serves prod, and retire the one it replaced.
+
+The package is Approved already (AWS deploys nothing else); what promote adds is ModelLifeCycle
+Stage "prod" / StageStatus "InService", which rollback reads to find what really served prod.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +11,38 @@ from mlops.aws import call, log
 from mlops.context import Context
 from mlops.steps import register
 
+SCAN = 50  # newest packages searched for the one this promotion replaces
+
+
+def serving_prod(ctx: Context, exclude: str = "") -> list[str]:
+    """Approved packages whose lifecycle says InService in prod, newest first."""
+    sm = ctx.client("sagemaker")
+    packages = call(
+        "list approved model packages",
+        sm.list_model_packages,
+        ModelPackageGroupName=ctx.account.ModelPackageGroupName,
+        ModelApprovalStatus="Approved",
+        SortBy="CreationTime",
+        SortOrder="Descending",
+        MaxResults=SCAN,
+    )["ModelPackageSummaryList"]
+    found = []
+    for summary in packages:
+        arn = summary["ModelPackageArn"]
+        if arn == exclude:
+            continue
+        life = register.describe(ctx, arn).get("ModelLifeCycle", {})
+        if (life.get("Stage"), life.get("StageStatus")) == ("prod", "InService"):
+            found.append(arn)
+    return found
+
 
 def run(ctx: Context, arn: str) -> None:
     register.describe(ctx, arn)
-    call(
-        "approve the model package",
-        ctx.client("sagemaker").update_model_package,
-        ModelPackageArn=arn,
-        ModelApprovalStatus="Approved",
-        ApprovalDescription=f"serving prod since run {ctx.manifest.get('run.id', 'n/a')}",
-    )
-    log(f"promote: {arn} Approved")
-    ctx.manifest.update("promote", {"model_package_arn": arn, "status": "Approved"})
-    github.summary(f"### Promoted\n`{arn}` is Approved")
+    run_id = ctx.manifest.get("run.id", "n/a")
+    for previous in serving_prod(ctx, exclude=arn):
+        register.set_stage(ctx, previous, "prod", "Retired", f"replaced by {arn} (run {run_id})")
+    register.set_stage(ctx, arn, "prod", "InService", f"serving prod since run {run_id}")
+    log(f"promote: {arn} serves prod")
+    ctx.manifest.update("promote", {"model_package_arn": arn, "status": "InService"})
+    github.summary(f"### Promoted\n`{arn}` serves prod (ModelLifeCycle prod/InService)")

@@ -1,4 +1,11 @@
-"""Register: a model package with its inference spec, metrics and lineage, awaiting approval."""
+"""Register: a model package with its inference spec, metrics and lineage; the registry's record.
+
+A versioned package must be Approved to be deployed at all (CreateModelPackage API reference,
+ModelApprovalStatus: "For versioned models, the value of this parameter must be set to Approved to
+deploy the model."), so the automated gate approves it for dev; prod's approval is the GitHub
+environment's required reviewers. Where a package is in its life is recorded in the registry itself
+(ModelLifeCycle: Stage / StageStatus), so rollback can find what really served prod.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +17,7 @@ from mlops.context import Context
 from mlops.errors import ConfigError
 
 
-def run(ctx: Context, status: str = "PendingManualApproval") -> str:
+def run(ctx: Context, status: str = "Approved") -> str:
     if status != "Rejected" and not ctx.manifest.get("gate.passed"):
         raise ConfigError("the candidate has not passed the gate: run `mlops gate` first")
     m, cfg, acct = ctx.manifest, ctx.config, ctx.account
@@ -49,6 +56,11 @@ def run(ctx: Context, status: str = "PendingManualApproval") -> str:
         },
         ModelApprovalStatus=status,
         CustomerMetadataProperties=lineage,
+        ModelLifeCycle={
+            "Stage": "registered",
+            "StageStatus": "PassedGate" if status == "Approved" else "FailedGate",
+            "StageDescription": f"test rmse {rmse:.4f} (run {ctx.run_id})",
+        },
     )
     arn = response["ModelPackageArn"]
     version = arn.rsplit("/", 1)[-1]
@@ -58,6 +70,21 @@ def run(ctx: Context, status: str = "PendingManualApproval") -> str:
         github.set_output("model-package-arn", arn)
         github.summary(f"### Registered\n`{arn}` (version {version}), {status}")
     return arn
+
+
+def set_stage(
+    ctx: Context, arn: str, stage: str, status: str, why: str, *, reject: bool = False
+) -> None:
+    """Record where the package is (ModelLifeCycle); ``reject`` also marks it Rejected."""
+    extra: dict[str, Any] = {"ModelApprovalStatus": "Rejected", "ApprovalDescription": why[:1000]}
+    call(
+        f"record {stage} {status} on {arn}",
+        ctx.client("sagemaker").update_model_package,
+        ModelPackageArn=arn,
+        ModelLifeCycle={"Stage": stage, "StageStatus": status, "StageDescription": why[:1000]},
+        **(extra if reject else {}),
+    )
+    log(f"registry: {arn} {stage} {status}" + (" (Rejected)" if reject else ""))
 
 
 def describe(ctx: Context, arn: str) -> dict[str, Any]:

@@ -59,8 +59,13 @@ def run(ctx: Context, stage: str, arn: str) -> None:
         log(f"system-test: tests/system against {endpoint} ({stage})")
         code = subprocess.run(args, cwd=ctx.root, check=False).returncode
     ctx.manifest.update(f"system_test_{stage}", {"endpoint": endpoint, "passed": code == 0})
+    if code == 0 and stage == "dev":
+        register.set_stage(ctx, arn, stage, "Tested", f"system tests passed against {endpoint}")
     github.summary(f"### System tests ({stage}): {'passed' if code == 0 else 'FAILED'}")
     if code != 0:
+        register.set_stage(
+            ctx, arn, stage, "Failed", f"system tests failed against {endpoint}", reject=True
+        )
         raise PipelineError(
             f"system tests failed against {endpoint} ({stage}), pytest exit {code}: "
             "see the test output above"

@@ -19,6 +19,7 @@ from moto.moto_api import state_manager
 from moto.sagemaker import models as sm_models
 
 from mlops.aws import log
+from mlops.local.moto_gaps import rules
 
 _patches: list[tuple[Any, str, Any]] = []
 _runtime: Any = None  # the LocalRuntime that performs compute and owns the API session
@@ -104,12 +105,16 @@ def _execute_change_set(original: Any) -> Any:
         )
         stack = self.stacks[change_set.stack_id]
         ResourceFailed.last = None
+        # a change set's stack sees no exports in moto: Fn::ImportValue must resolve, as on AWS
+        stack.cross_stack_resources = stack.resource_map.cross_stack_resources = self.exports
         try:
             original(self, change_set_name, stack_name)
             # moto applies the resources but keeps the old template, outputs and parameters
             stack.template, stack.parameters = change_set.template, change_set.parameters
             stack._parse_template()
             stack.output_map = stack._create_output_map()
+            for export in stack.exports:  # moto registers exports only in create_stack
+                self.exports[export.name] = export
         except Exception as error:  # any failure rolls the stack back, with the first cause
             exc = ResourceFailed.last or ResourceFailed(
                 stack.name, "AWS::CloudFormation::Stack", str(error)
@@ -371,6 +376,7 @@ def install(runtime: Any) -> None:
     _wrap(cfn_models.CloudFormationBackend, "execute_change_set", _execute_change_set)
     _wrap(sm_models.FakeEndpoint, "create_from_cloudformation_json", _endpoint_from_cfn)
     _wrap(cfn_parsing, "get_model_map", lambda original: lambda: {**original(), **GAPS})
+    rules.install(_wrap)
 
 
 def uninstall() -> None:

@@ -1,0 +1,1 @@
+"""Local IAM enforcement: AWS's policy evaluation applied to the local control plane."""

@@ -1,0 +1,153 @@
+"""IAM enforced offline under the roles the templates create: who may assume what, and a grant
+taken out of a copy of the templates stops the workflow at the step that needs it.
+
+One runtime for the module: bootstrap, then deploy.yml's jobs in order with their real outputs;
+each negative check then changes one grant and re-runs only the job that needs it.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from botocore.exceptions import ClientError
+
+from mlops import bootstrap as bootstrap_mod
+from mlops import config as config_mod
+from mlops import stack as stack_mod
+from mlops.context import Context
+from mlops.local import jobs, oidc
+from mlops.local.runtime import LocalRuntime
+from mlops.manifest import Manifest
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKFLOW = ROOT / ".github" / "workflows" / "deploy.yml"
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    with LocalRuntime(ROOT, runs) as runtime:
+        cfg = config_mod.load(ROOT / "pipeline.toml")
+        ctx = Context(cfg, runtime.session, Manifest(runtime.run_dir / "manifest.json"), root=ROOT)
+        github = runtime.bootstrap(ctx, push=False)
+        runner = jobs.Runner(runtime, WORKFLOW, github, lambda _what: True, sha="a" * 40)
+        runner.run()
+        yield runtime, ctx, github, runner
+
+
+def _assume(runtime, github, role_var: str, environment: str = "", **claims):
+    token = runtime.tokens.issue(oidc.claims(github.repository, environment=environment, **claims))
+    role = github.vars_for(environment)[role_var]
+    return runtime.anonymous_client("sts").assume_role_with_web_identity(
+        RoleArn=role, RoleSessionName="t", WebIdentityToken=token
+    )
+
+
+def test_the_whole_workflow_ran_green_under_its_roles(world):
+    runtime, _, _, runner = world
+    assert [n for n, j in runner.jobs.items() if j.status == "success"] == [
+        "build-and-push", "train", "deploy-dev", "deploy-prod"
+    ]
+    report = "\n".join(runtime.enforcer.report())
+    for role in ("BuildRole", "DevDeployRole", "ProdDeployRole", "stack-dev", "stack-prod"):
+        assert role in report
+    assert runner.jobs["train"].outputs["model-package-arn"].startswith("arn:aws:sagemaker:")
+
+
+@pytest.mark.parametrize(
+    ("role_var", "environment", "claims"),
+    [
+        ("BUILD_ROLE_ARN", "", {"event": "pull_request", "ref": "refs/pull/7/merge"}),
+        ("DEPLOY_ROLE_ARN", "dev", {"event": "pull_request", "ref": "refs/pull/7/merge"}),
+        ("BUILD_ROLE_ARN", "", {"ref": "refs/heads/feature"}),
+    ],
+)
+def test_tokens_github_would_not_trust_assume_no_role(world, role_var, environment, claims):
+    runtime, _, github, _ = world
+    with pytest.raises(ClientError, match="AccessDenied"):
+        if environment:  # a pull request token, but aimed at the dev role
+            token = runtime.tokens.issue(oidc.claims(github.repository, **claims))
+            runtime.anonymous_client("sts").assume_role_with_web_identity(
+                RoleArn=github.vars_for("dev")[role_var], RoleSessionName="t", WebIdentityToken=token
+            )
+        else:
+            _assume(runtime, github, role_var, **claims)
+
+
+def test_a_dev_token_cannot_assume_the_prod_role(world):
+    runtime, _, github, _ = world
+    token = runtime.tokens.issue(oidc.claims(github.repository, environment="dev"))
+    with pytest.raises(ClientError, match="AccessDenied.*environment:dev"):
+        runtime.anonymous_client("sts").assume_role_with_web_identity(
+            RoleArn=github.vars_for("prod")["DEPLOY_ROLE_ARN"], RoleSessionName="t",
+            WebIdentityToken=token,
+        )
+    assert _assume(runtime, github, "DEPLOY_ROLE_ARN", "prod")["Credentials"]["AccessKeyId"]
+
+
+def test_a_forged_token_or_a_too_long_session_is_refused(world):
+    runtime, _, github, _ = world
+    good = runtime.tokens.issue(oidc.claims(github.repository))
+    forged = good[:-4] + ("AAAA" if not good.endswith("AAAA") else "BBBB")
+    sts, role = runtime.anonymous_client("sts"), github.vars_for()["BUILD_ROLE_ARN"]
+    with pytest.raises(ClientError, match="InvalidIdentityToken"):
+        sts.assume_role_with_web_identity(RoleArn=role, RoleSessionName="t", WebIdentityToken=forged)
+    with pytest.raises(ClientError, match="MaxSessionDuration"):
+        sts.assume_role_with_web_identity(
+            RoleArn=role, RoleSessionName="t", WebIdentityToken=good, DurationSeconds=14401
+        )
+
+
+def _without(action: str, tmp: Path, template: str = "github-access.yaml") -> Path:
+    """A copy of the templates with one action taken out of its statement's Action list."""
+    folder = tmp / "cloudformation"
+    shutil.copytree(ROOT / "cloudformation", folder)
+    path = folder / template
+    text = path.read_text()
+    changed = re.sub(rf",\s*{re.escape(action)}\b|\b{re.escape(action)}\s*,\s*", "", text, count=1)
+    assert changed != text, f"{action} is not in a list in {template}"
+    path.write_text(changed)
+    return folder
+
+
+def _redeploy_access(runtime, ctx, github, templates: Path) -> None:
+    args = bootstrap_mod.parse_args(
+        ["--region", runtime.region, "--repo", github.repository,
+         "--config", str(ROOT / "pipeline.toml"), "--templates", str(templates)]
+    )
+    clients = {n: runtime.session.client(n) for n in ("sts", "iam", "cloudformation")}
+    bootstrap_mod.bootstrap(args, clients, github)
+
+
+@pytest.mark.parametrize(
+    ("action", "job", "step"),
+    [
+        ("sagemaker:InvokeEndpoint", "deploy-dev", "System tests against the dev endpoint"),
+        ("sagemaker:UpdateEndpointWeightsAndCapacities", "deploy-prod", "Deploy the endpoint stack"),
+        ("ecr:PutImage", "build-and-push", "Build and push"),
+    ],
+)
+def test_taking_one_grant_out_stops_the_step_that_needs_it(
+    world, tmp_path, capfd, action, job, step
+):
+    runtime, ctx, github, runner = world
+    if job == "deploy-prod":  # an update with no changes touches no resource: create it afresh
+        stack_mod.delete(ctx.client("cloudformation"), ctx.config.stack_name("prod"),
+                         region=runtime.region)
+    _redeploy_access(runtime, ctx, github, _without(action, tmp_path))
+    arn = runner.jobs["train"].outputs["model-package-arn"]
+    try:
+        again = jobs.Runner(runtime, WORKFLOW, github, lambda _what: True, sha="b" * 40)
+        with pytest.raises(jobs.JobFailed, match=re.escape(step)):
+            again.run(only=[job], done=runner.jobs)
+        captured = capfd.readouterr()
+        assert action in captured.err + captured.out
+    finally:
+        _redeploy_access(runtime, ctx, github, ROOT / "cloudformation")
+        ctx.client("sagemaker").update_model_package(  # a failed system test rejected it
+            ModelPackageArn=arn, ModelApprovalStatus="Approved",
+            ModelLifeCycle={"Stage": "prod", "StageStatus": "InService"},
+        )

@@ -1,0 +1,83 @@
+"""tests/conftest.py keeps the runner's files and the shell's MLOPS_* variables out of the tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mlops import cli, github
+
+ROOT = Path(__file__).resolve().parents[2]
+LEAKY = {
+    "GITHUB_OUTPUT",
+    "GITHUB_STEP_SUMMARY",
+    "MLOPS_LOCAL_FAULTS",
+    "MLOPS_MANIFEST",
+    "MLOPS_IMAGE_URI",
+    "MLOPS_MODEL_PACKAGE_ARN",
+    "MLOPS_BOOTSTRAP_STACK",
+}
+
+
+def leaked() -> set[str]:
+    return {n for n in os.environ if n in LEAKY or n.startswith("MLOPS_")}
+
+
+@pytest.fixture(scope="module")
+def module_env() -> set[str]:
+    """What a module-scoped fixture (the integration runs) sees: set up before function fixtures."""
+    return leaked()
+
+
+def test_module_fixtures_and_tests_see_none_of_them(module_env):
+    assert module_env == set()
+    assert leaked() == set()
+
+
+def test_github_outputs_and_summary_are_no_ops(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    github.set_output("model-package-arn", "arn:leak")
+    github.summary("### leak")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_local_runtime_takes_no_faults_from_the_shell(tmp_path):
+    from mlops.local.runtime import FAULTS, LocalRuntime
+
+    runtime = LocalRuntime(tmp_path, tmp_path / "runs")
+    assert [n for n in FAULTS if runtime.faults.active(n)] == []
+
+
+def test_cli_defaults_come_from_no_shell_variable():
+    args = cli._parser().parse_args(["deploy", "--stage", "dev"])
+    assert (args.manifest, args.model_package_arn) == ("run.json", None)
+    assert cli._parser().parse_args(["train"]).image_uri is None
+
+
+def test_a_leaky_shell_changes_nothing(tmp_path):
+    """The proof: run this module's checks under a shell that sets every variable."""
+    output, summary = tmp_path / "output", tmp_path / "summary"
+    output.touch()
+    summary.touch()
+    env = {
+        **os.environ,
+        "GITHUB_OUTPUT": str(output),
+        "GITHUB_STEP_SUMMARY": str(summary),
+        "MLOPS_LOCAL_FAULTS": "training",
+        "MLOPS_MANIFEST": str(tmp_path / "shell.json"),
+        "MLOPS_IMAGE_URI": "shell/image@sha256:" + "0" * 64,
+        "MLOPS_MODEL_PACKAGE_ARN": "arn:aws:sagemaker:us-east-1:1:model-package/shell/1",
+        "MLOPS_BOOTSTRAP_STACK": "shell-stack",
+        "PYTEST_ADDOPTS": "",
+    }
+    argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly"]
+    argv += [__file__, "-k", "not leaky_shell"]
+    proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert " 4 passed" in proc.stdout
+    assert output.read_text() == "" and summary.read_text() == ""
+    assert not (tmp_path / "shell.json").exists()
