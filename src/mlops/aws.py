@@ -115,7 +115,7 @@ def wait_for(
             raise PipelineError(f"{what}: still {status} after {elapsed:.0f}s; gave up waiting")
         sleep(delay)
         # Quick polls for the first minute (short jobs, local runs), then back off to max_poll.
-        delay = min(delay * 1.5, 1.0 if elapsed < 60 else max_poll)
+        delay = min(delay * 1.5, 0.5 if elapsed < 60 else max_poll)
 
 
 def console(region: str, fragment: str) -> str:

@@ -15,7 +15,6 @@ from mlops.errors import EXIT_USAGE, PipelineError
 from mlops.manifest import Manifest
 
 STAGES = ("dev", "prod")
-DEPLOY_WORKFLOW = ".github/workflows/deploy.yml"  # `run --local` runs its jobs, as GitHub would
 # Steps that need nothing from an earlier step's manifest (they start a run or a fresh job).
 CREATES_MANIFEST = {"image", "etl", "deploy", "system-test", "promote", "rollback", "teardown"}
 
@@ -127,29 +126,10 @@ def run_pipeline(args: argparse.Namespace, cfg: config.Config) -> None:
         ctx = Context(cfg, aws.session(args.region), Manifest.load(args.manifest, create=True))
         run_step.run(ctx, _require(args.image_uri, "--image-uri"), _approver(args.approve))
         return
-    from mlops.local import jobs
-    from mlops.local.runtime import LocalRuntime
+    from mlops.local.run import workflow_run
 
-    root = Path.cwd()
-    with LocalRuntime(root, Path(args.runs_dir)) as runtime:
-        ctx = Context(
-            cfg, runtime.session, Manifest.load(runtime.run_dir / "manifest.json", create=True)
-        )
-        github = runtime.bootstrap(ctx, push=False)
-        runner = jobs.Runner(
-            runtime, root / DEPLOY_WORKFLOW, github, _approver(args.approve),
-            sha=ctx.manifest.get("run.git_sha") or _sha(ctx),
-        )
-        try:
-            runner.run()
-        finally:
-            runtime.export_jobs(ctx, runner)
-
-
-def _sha(ctx: Context) -> str:
-    ctx.run_id  # noqa: B018 - sets run.git_sha
-    sha = ctx.manifest.get("run.git_sha", "")
-    return sha if len(sha) == 40 else (sha + "0" * 40)[:40]
+    with workflow_run(Path.cwd(), Path(args.runs_dir), cfg, _approver(args.approve)):
+        pass
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -121,7 +121,12 @@ def check_reviewers(gh: Gh, repo: str) -> None:
     reviewers need a public repository or a paid plan: "Deployments and environments", GitHub
     docs). Without them the prod role trusts any job that names the prod environment."""
     rules = gh(
-        ["api", f"repos/{repo}/environments/prod", "--jq", "[.protection_rules[]?.type] | join(\",\")"],
+        [
+            "api",
+            f"repos/{repo}/environments/prod",
+            "--jq",
+            '[.protection_rules[]?.type] | join(",")',
+        ],
         placeholder="required_reviewers",
     )
     if "required_reviewers" not in rules.split(","):

@@ -142,7 +142,8 @@ def test_system_test_failure_is_reported(local):
     finally:
         runtime.faults.names.discard("system-test")
         ctx.client("sagemaker").update_model_package(  # the fixed model, for the next tests
-            ModelPackageArn=arn, ModelApprovalStatus="Approved",
+            ModelPackageArn=arn,
+            ModelApprovalStatus="Approved",
             ModelLifeCycle={"Stage": "dev", "StageStatus": "Deployed"},
         )
 

@@ -245,3 +245,23 @@ def test_terminal_answer_decides(monkeypatch, answer, approved):
     monkeypatch.setattr("builtins.input", lambda prompt: prompts.append(prompt) or answer)
     assert cli._approver(False)(ARN) is approved
     assert len(prompts) == 1 and ARN in prompts[0] and prompts[0].endswith("prod? [y/N] ")
+
+
+def test_run_local_runs_the_workflow_with_the_approval_flag(workdir, monkeypatch):
+    """`mlops run --local` (make pipeline) is workflow_run with the flags; the run itself is
+    tested end to end in tests/integration/test_workflow_local.py."""
+    from contextlib import contextmanager
+
+    from mlops.local import run as local_run
+
+    seen = {}
+
+    @contextmanager
+    def fake(root, runs_dir, cfg, approve):
+        seen.update(root=root, runs=runs_dir, project=cfg.project, approved=approve("prod"))
+        yield None
+
+    monkeypatch.setattr(local_run, "workflow_run", fake)
+    (workdir / "pipeline.toml").write_text((ROOT / "pipeline.toml").read_text())
+    assert cli.main(["run", "--local", "--approve", "--runs-dir", "r"]) == 0
+    assert seen == {"root": workdir, "runs": Path("r"), "project": "mlops", "approved": True}

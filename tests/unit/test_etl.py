@@ -378,7 +378,7 @@ def test_bad_fraction_boundary(fraction, bad, fails):
             etl.check_bad_rows(problems, cfg)
     else:
         etl.check_bad_rows(problems, cfg)
-    with pytest.raises(etl.EtlError, match="^input in.csv has a header but no data rows$"):
+    with pytest.raises(etl.EtlError, match=r"^input in\.csv has a header but no data rows$"):
         etl.check_bad_rows({}, cfg)
 
 
@@ -443,8 +443,10 @@ def test_unknown_argument_and_missing_input_are_one_line(monkeypatch):
         ("{", "Expecting property name"),
         ('{"features": []}', "'target'"),
         ('{"features": [], "target": {"name": "r", "type": "text"}}', "unknown type 'text'"),
-        ('{"features": [{"name": "", "type": "float"}], "target": {"name": "r", "type": "int"}}',
-         "column '' has unknown type"),
+        (
+            '{"features": [{"name": "", "type": "float"}], "target": {"name": "r", "type": "int"}}',
+            "column '' has unknown type",
+        ),
     ],
 )
 def test_invalid_schema_file_is_named(tmp_path, text, words):

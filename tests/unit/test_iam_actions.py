@@ -25,92 +25,225 @@ def accesses(service: str, operation: str, **params: Any) -> list[tuple[str, str
 
 
 CASES = [
-    ("sagemaker", "CreateTrainingJob", {"TrainingJobName": "abalone-1", "RoleArn": ROLE},
-     [("sagemaker:CreateTrainingJob", f"{SM}:training-job/abalone-1", {}),
-      ("iam:PassRole", ROLE, TO_SM)]),
-    ("sagemaker", "CreateModel",
-     {"ModelName": "m", "ExecutionRoleArn": ROLE, "Containers": [{"ModelPackageName": PACKAGE}]},
-     [("sagemaker:CreateModel", f"{SM}:model/m", {}), ("sagemaker:CreateModel", PACKAGE, {}),
-      ("iam:PassRole", ROLE, TO_SM)]),
-    ("sagemaker", "CreateModelPackage",
-     {"ModelPackageGroupName": "abalone", "ModelApprovalStatus": "PendingManualApproval"},
-     [("sagemaker:CreateModelPackage", f"{SM}:model-package/abalone/{arns.NEW_VERSION}",
-       {"sagemaker:ModelApprovalStatus": "PendingManualApproval"})]),
-    ("sagemaker", "ListModelPackages", {"ModelPackageGroupName": "abalone"},
-     [("sagemaker:ListModelPackages", "*", {})]),
-    ("sagemaker", "CreateEndpoint", {"EndpointName": "e", "EndpointConfigName": "c",
-                                     "Tags": [{"Key": "Stage", "Value": "dev"}]},
-     [(a, r, {"aws:RequestTag/Stage": "dev", "aws:TagKeys": ["Stage"]}) for a, r in [
-         ("sagemaker:CreateEndpoint", f"{SM}:endpoint/e"),
-         ("sagemaker:CreateEndpoint", f"{SM}:endpoint-config/c"),
-         ("sagemaker:AddTags", f"{SM}:endpoint/e")]]),
-    ("sagemaker-runtime", "InvokeEndpoint", {"EndpointName": "e", "Body": b"1"},
-     [("sagemaker:InvokeEndpoint", f"{SM}:endpoint/e", {})]),
-    ("cloudformation", "DescribeStacks", {"StackName": "abalone-dev"},
-     [("cloudformation:DescribeStacks",
-       f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/abalone-dev/{arns.STACK_ID}", {})]),
+    (
+        "sagemaker",
+        "CreateTrainingJob",
+        {"TrainingJobName": "abalone-1", "RoleArn": ROLE},
+        [
+            ("sagemaker:CreateTrainingJob", f"{SM}:training-job/abalone-1", {}),
+            ("iam:PassRole", ROLE, TO_SM),
+        ],
+    ),
+    (
+        "sagemaker",
+        "CreateModel",
+        {"ModelName": "m", "ExecutionRoleArn": ROLE, "Containers": [{"ModelPackageName": PACKAGE}]},
+        [
+            ("sagemaker:CreateModel", f"{SM}:model/m", {}),
+            ("sagemaker:CreateModel", PACKAGE, {}),
+            ("iam:PassRole", ROLE, TO_SM),
+        ],
+    ),
+    (
+        "sagemaker",
+        "CreateModelPackage",
+        {"ModelPackageGroupName": "abalone", "ModelApprovalStatus": "PendingManualApproval"},
+        [
+            (
+                "sagemaker:CreateModelPackage",
+                f"{SM}:model-package/abalone/{arns.NEW_VERSION}",
+                {"sagemaker:ModelApprovalStatus": "PendingManualApproval"},
+            )
+        ],
+    ),
+    (
+        "sagemaker",
+        "ListModelPackages",
+        {"ModelPackageGroupName": "abalone"},
+        [("sagemaker:ListModelPackages", "*", {})],
+    ),
+    (
+        "sagemaker",
+        "CreateEndpoint",
+        {
+            "EndpointName": "e",
+            "EndpointConfigName": "c",
+            "Tags": [{"Key": "Stage", "Value": "dev"}],
+        },
+        [
+            (a, r, {"aws:RequestTag/Stage": "dev", "aws:TagKeys": ["Stage"]})
+            for a, r in [
+                ("sagemaker:CreateEndpoint", f"{SM}:endpoint/e"),
+                ("sagemaker:CreateEndpoint", f"{SM}:endpoint-config/c"),
+                ("sagemaker:AddTags", f"{SM}:endpoint/e"),
+            ]
+        ],
+    ),
+    (
+        "sagemaker-runtime",
+        "InvokeEndpoint",
+        {"EndpointName": "e", "Body": b"1"},
+        [("sagemaker:InvokeEndpoint", f"{SM}:endpoint/e", {})],
+    ),
+    (
+        "cloudformation",
+        "DescribeStacks",
+        {"StackName": "abalone-dev"},
+        [
+            (
+                "cloudformation:DescribeStacks",
+                f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/abalone-dev/{arns.STACK_ID}",
+                {},
+            )
+        ],
+    ),
     ("cloudformation", "DescribeStacks", {}, [("cloudformation:DescribeStacks", "*", {})]),
-    ("cloudformation", "CreateChangeSet", {"StackName": "s", "ChangeSetName": "c",
-                                           "RoleARN": ROLE},
-     [("cloudformation:CreateChangeSet", f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/s/local",
-       {"cloudformation:RoleArn": ROLE}),
-      ("iam:PassRole", ROLE, {"iam:PassedToService": "cloudformation.amazonaws.com"})]),
-    ("s3", "GetObject", {"Bucket": "b", "Key": "k/x.csv"},
-     [("s3:GetObject", "arn:aws:s3:::b/k/x.csv", {})]),
-    ("s3", "PutObject", {"Bucket": "b", "Key": "k", "Body": b""},
-     [("s3:PutObject", "arn:aws:s3:::b/k", {})]),
-    ("s3", "UploadPart", {"Bucket": "b", "Key": "k", "PartNumber": 1, "UploadId": "u"},
-     [("s3:PutObject", "arn:aws:s3:::b/k", {})]),
+    (
+        "cloudformation",
+        "CreateChangeSet",
+        {"StackName": "s", "ChangeSetName": "c", "RoleARN": ROLE},
+        [
+            (
+                "cloudformation:CreateChangeSet",
+                f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/s/local",
+                {"cloudformation:RoleArn": ROLE},
+            ),
+            ("iam:PassRole", ROLE, {"iam:PassedToService": "cloudformation.amazonaws.com"}),
+        ],
+    ),
+    (
+        "s3",
+        "GetObject",
+        {"Bucket": "b", "Key": "k/x.csv"},
+        [("s3:GetObject", "arn:aws:s3:::b/k/x.csv", {})],
+    ),
+    (
+        "s3",
+        "PutObject",
+        {"Bucket": "b", "Key": "k", "Body": b""},
+        [("s3:PutObject", "arn:aws:s3:::b/k", {})],
+    ),
+    (
+        "s3",
+        "UploadPart",
+        {"Bucket": "b", "Key": "k", "PartNumber": 1, "UploadId": "u"},
+        [("s3:PutObject", "arn:aws:s3:::b/k", {})],
+    ),
     ("s3", "HeadObject", {"Bucket": "b", "Key": "k"}, [("s3:GetObject", "arn:aws:s3:::b/k", {})]),
-    ("s3", "ListObjectsV2", {"Bucket": "b", "Prefix": "runs/"},
-     [("s3:ListBucket", "arn:aws:s3:::b", {"s3:prefix": "runs/"})]),
+    (
+        "s3",
+        "ListObjectsV2",
+        {"Bucket": "b", "Prefix": "runs/"},
+        [("s3:ListBucket", "arn:aws:s3:::b", {"s3:prefix": "runs/"})],
+    ),
     ("s3", "ListBuckets", {}, [("s3:ListAllMyBuckets", "*", {})]),
-    ("cloudwatch", "PutMetricAlarm", {"AlarmName": "a", "MetricName": "m"},
-     [("cloudwatch:PutMetricAlarm", f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:a", {})]),
-    ("cloudwatch", "DeleteAlarms", {"AlarmNames": ["a", "b"]},
-     [("cloudwatch:DeleteAlarms", f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:{n}", {})
-      for n in "ab"]),
-    ("glue", "CreateJob", {"Name": "etl", "Role": "glue-role", "Tags": {"Stage": "dev"}},
-     [("glue:CreateJob", f"arn:aws:glue:{REGION}:{ACCOUNT}:job/etl",
-       {"aws:RequestTag/Stage": "dev", "aws:TagKeys": ["Stage"]}),
-      ("iam:PassRole", f"arn:aws:iam::{ACCOUNT}:role/glue-role",
-       {"iam:PassedToService": "glue.amazonaws.com"})]),
-    ("glue", "CreateSecurityConfiguration", {"Name": "s"},
-     [("glue:CreateSecurityConfiguration", "*", {})]),
-    ("ecr", "PutImage", {"repositoryName": "r", "imageManifest": "{}"},
-     [("ecr:PutImage", f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/r", {})]),
+    (
+        "cloudwatch",
+        "PutMetricAlarm",
+        {"AlarmName": "a", "MetricName": "m"},
+        [("cloudwatch:PutMetricAlarm", f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:a", {})],
+    ),
+    (
+        "cloudwatch",
+        "DeleteAlarms",
+        {"AlarmNames": ["a", "b"]},
+        [
+            ("cloudwatch:DeleteAlarms", f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:{n}", {})
+            for n in "ab"
+        ],
+    ),
+    (
+        "glue",
+        "CreateJob",
+        {"Name": "etl", "Role": "glue-role", "Tags": {"Stage": "dev"}},
+        [
+            (
+                "glue:CreateJob",
+                f"arn:aws:glue:{REGION}:{ACCOUNT}:job/etl",
+                {"aws:RequestTag/Stage": "dev", "aws:TagKeys": ["Stage"]},
+            ),
+            (
+                "iam:PassRole",
+                f"arn:aws:iam::{ACCOUNT}:role/glue-role",
+                {"iam:PassedToService": "glue.amazonaws.com"},
+            ),
+        ],
+    ),
+    (
+        "glue",
+        "CreateSecurityConfiguration",
+        {"Name": "s"},
+        [("glue:CreateSecurityConfiguration", "*", {})],
+    ),
+    (
+        "ecr",
+        "PutImage",
+        {"repositoryName": "r", "imageManifest": "{}"},
+        [("ecr:PutImage", f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/r", {})],
+    ),
     ("ecr", "GetAuthorizationToken", {}, [("ecr:GetAuthorizationToken", "*", {})]),
-    ("logs", "FilterLogEvents", {"logGroupName": "/aws/sagemaker/TrainingJobs"},
-     [("logs:FilterLogEvents",
-       f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/sagemaker/TrainingJobs", {})]),
-    ("logs", "PutLogEvents", {"logGroupName": "g", "logStreamName": "s", "logEvents": []},
-     [("logs:PutLogEvents", f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:g:log-stream:s", {})]),
-    ("kms", "Decrypt", {"KeyId": "1234", "CiphertextBlob": b""},
-     [("kms:Decrypt", f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234", {})]),
+    (
+        "logs",
+        "FilterLogEvents",
+        {"logGroupName": "/aws/sagemaker/TrainingJobs"},
+        [
+            (
+                "logs:FilterLogEvents",
+                f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:/aws/sagemaker/TrainingJobs",
+                {},
+            )
+        ],
+    ),
+    (
+        "logs",
+        "PutLogEvents",
+        {"logGroupName": "g", "logStreamName": "s", "logEvents": []},
+        [("logs:PutLogEvents", f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:g:log-stream:s", {})],
+    ),
+    (
+        "kms",
+        "Decrypt",
+        {"KeyId": "1234", "CiphertextBlob": b""},
+        [("kms:Decrypt", f"arn:aws:kms:{REGION}:{ACCOUNT}:key/1234", {})],
+    ),
     ("iam", "ListOpenIDConnectProviders", {}, [("iam:ListOpenIDConnectProviders", "*", {})]),
-    ("sts", "AssumeRole", {"RoleArn": ROLE, "RoleSessionName": "x"},
-     [("sts:AssumeRole", ROLE, {})]),
+    (
+        "sts",
+        "AssumeRole",
+        {"RoleArn": ROLE, "RoleSessionName": "x"},
+        [("sts:AssumeRole", ROLE, {})],
+    ),
     ("sts", "GetCallerIdentity", {}, []),
     ("sts", "AssumeRoleWithWebIdentity", {"RoleArn": ROLE}, []),
 ]
 
 
-@pytest.mark.parametrize(("service", "operation", "params", "expected"), CASES,
-                         ids=[f"{c[0]}:{c[1]}" for c in CASES])
+@pytest.mark.parametrize(
+    ("service", "operation", "params", "expected"), CASES, ids=[f"{c[0]}:{c[1]}" for c in CASES]
+)
 def test_accesses(service: str, operation: str, params: dict, expected: list) -> None:
     assert accesses(service, operation, **params) == expected
 
 
 def test_scalable_target_is_opaque_and_carries_its_condition_keys() -> None:
-    target = {"ServiceNamespace": "sagemaker", "ResourceId": "endpoint/e/variant/AllTraffic",
-              "ScalableDimension": "sagemaker:variant:DesiredInstanceCount"}
-    [(action, resource, context)] = accesses("application-autoscaling", "RegisterScalableTarget",
-                                             **target, MinCapacity=1, MaxCapacity=2)
+    target = {
+        "ServiceNamespace": "sagemaker",
+        "ResourceId": "endpoint/e/variant/AllTraffic",
+        "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
+    }
+    [(action, resource, context)] = accesses(
+        "application-autoscaling", "RegisterScalableTarget", **target, MinCapacity=1, MaxCapacity=2
+    )
     assert action == "application-autoscaling:RegisterScalableTarget"
-    assert re.fullmatch(rf"arn:aws:application-autoscaling:{REGION}:{ACCOUNT}:"
-                        r"scalable-target/[0-9a-f]{32}", resource)
-    assert context == {"application-autoscaling:service-namespace": "sagemaker",
-                       "application-autoscaling:scalable-dimension": target["ScalableDimension"]}
+    assert re.fullmatch(
+        rf"arn:aws:application-autoscaling:{REGION}:{ACCOUNT}:"
+        r"scalable-target/[0-9a-f]{32}",
+        resource,
+    )
+    assert context == {
+        "application-autoscaling:service-namespace": "sagemaker",
+        "application-autoscaling:scalable-dimension": target["ScalableDimension"],
+    }
 
 
 def test_unknown_operation_raises() -> None:
@@ -158,37 +291,42 @@ def test_every_covered_operation_maps_to_real_actions(service: str, operation: s
 # ETL script, the bootstrap), S3 transfers (upload_file/download_file) and paginators included.
 PROJECT_CALLS = {
     "sagemaker": "CreateTrainingJob DescribeTrainingJob CreateProcessingJob DescribeProcessingJob "
-                 "CreateModelPackage DescribeModelPackage UpdateModelPackage ListModelPackages "
-                 "CreateModelPackageGroup DescribeModelPackageGroup DescribeEndpoint DescribeModel "
-                 "CreateModel CreateEndpoint DeleteEndpoint",
+    "CreateModelPackage DescribeModelPackage UpdateModelPackage ListModelPackages "
+    "CreateModelPackageGroup DescribeModelPackageGroup DescribeEndpoint DescribeModel "
+    "CreateModel CreateEndpoint DeleteEndpoint",
     "sagemaker-runtime": "InvokeEndpoint",
     "glue": "CreateJob CreateSecurityConfiguration GetJob StartJobRun GetJobRun",
     "ecr": "DescribeImages PutImage BatchGetImage GetAuthorizationToken "
-           "BatchCheckLayerAvailability InitiateLayerUpload UploadLayerPart CompleteLayerUpload",
+    "BatchCheckLayerAvailability InitiateLayerUpload UploadLayerPart CompleteLayerUpload",
     "cloudformation": "CreateChangeSet DescribeChangeSet ExecuteChangeSet DeleteChangeSet "
-                      "DescribeStacks DescribeStackEvents DeleteStack GetTemplate ValidateTemplate "
-                      "ListExports",
+    "DescribeStacks DescribeStackEvents DeleteStack GetTemplate ValidateTemplate "
+    "ListExports",
     "cloudwatch": "PutMetricAlarm",
     "application-autoscaling": "RegisterScalableTarget PutScalingPolicy",
     "logs": "CreateLogGroup CreateLogStream PutLogEvents FilterLogEvents GetLogEvents "
-            "DescribeLogStreams",
+    "DescribeLogStreams",
     "kms": "Decrypt GenerateDataKey Encrypt DescribeKey CreateGrant",
     "iam": "ListOpenIDConnectProviders CreateOpenIDConnectProvider",
     "sts": "GetCallerIdentity AssumeRole AssumeRoleWithWebIdentity",
     "s3": "GetObject PutObject HeadObject ListObjectsV2 ListBuckets CreateMultipartUpload "
-          "UploadPart CompleteMultipartUpload AbortMultipartUpload",
+    "UploadPart CompleteMultipartUpload AbortMultipartUpload",
 }
 
 
 def test_project_calls_are_covered() -> None:
-    missing = [f"{s}:{op}" for s, ops in PROJECT_CALLS.items() for op in ops.split()
-               if op not in act.COVERED.get(s, ())]
+    missing = [
+        f"{s}:{op}"
+        for s, ops in PROJECT_CALLS.items()
+        for op in ops.split()
+        if op not in act.COVERED.get(s, ())
+    ]
     assert missing == []
 
 
 def change(resource_type: str, action: str = "create", **props: Any) -> list[tuple]:
-    found = cfnp.accesses_for_change(cfnp.ResourceChange("Res", resource_type, action, props),
-                                     region=REGION, account=ACCOUNT)
+    found = cfnp.accesses_for_change(
+        cfnp.ResourceChange("Res", resource_type, action, props), region=REGION, account=ACCOUNT
+    )
     return [(a.action, a.resource, a.context) for a in found]
 
 
@@ -200,30 +338,45 @@ def test_cfn_endpoint_create() -> None:
 
 
 def test_cfn_model_passes_its_role_and_uses_the_package() -> None:
-    found = change("AWS::SageMaker::Model", ExecutionRoleArn=ROLE,
-                   PrimaryContainer={"ModelPackageName": PACKAGE})
-    assert found == [("sagemaker:CreateModel", f"{SM}:model/Res-generated", {}),
-                     ("sagemaker:CreateModel", PACKAGE, {}), ("iam:PassRole", ROLE, TO_SM)]
+    found = change(
+        "AWS::SageMaker::Model",
+        ExecutionRoleArn=ROLE,
+        PrimaryContainer={"ModelPackageName": PACKAGE},
+    )
+    assert found == [
+        ("sagemaker:CreateModel", f"{SM}:model/Res-generated", {}),
+        ("sagemaker:CreateModel", PACKAGE, {}),
+        ("iam:PassRole", ROLE, TO_SM),
+    ]
 
 
 def test_cfn_scalable_target_needs_the_sagemaker_prerequisites() -> None:
-    found = change("AWS::ApplicationAutoScaling::ScalableTarget", ServiceNamespace="sagemaker",
-                   ResourceId="endpoint/abalone-dev/variant/AllTraffic",
-                   ScalableDimension="sagemaker:variant:DesiredInstanceCount")
-    assert ("sagemaker:UpdateEndpointWeightsAndCapacities", f"{SM}:endpoint/abalone-dev",
-            {}) in found
+    found = change(
+        "AWS::ApplicationAutoScaling::ScalableTarget",
+        ServiceNamespace="sagemaker",
+        ResourceId="endpoint/abalone-dev/variant/AllTraffic",
+        ScalableDimension="sagemaker:variant:DesiredInstanceCount",
+    )
+    assert (
+        "sagemaker:UpdateEndpointWeightsAndCapacities",
+        f"{SM}:endpoint/abalone-dev",
+        {},
+    ) in found
     assert ("sagemaker:DescribeEndpoint", f"{SM}:endpoint/abalone-dev", {}) in found
     assert ("application-autoscaling:DescribeScalableTargets", "*", {}) in found
     slr = [a for a in found if a[0] == "iam:CreateServiceLinkedRole"]
-    assert slr and slr[0][2] == {"iam:AWSServiceName":
-                                 "sagemaker.application-autoscaling.amazonaws.com"}
+    assert slr and slr[0][2] == {
+        "iam:AWSServiceName": "sagemaker.application-autoscaling.amazonaws.com"
+    }
     assert all(not a.startswith("lambda:") for a, _, _ in found)
 
 
 def test_cfn_alarm_tags_only_when_tagged() -> None:
     alarm = f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:a"
     assert change("AWS::CloudWatch::Alarm", AlarmName="a") == [
-        ("cloudwatch:PutMetricAlarm", alarm, {}), ("cloudwatch:DescribeAlarms", alarm, {})]
+        ("cloudwatch:PutMetricAlarm", alarm, {}),
+        ("cloudwatch:DescribeAlarms", alarm, {}),
+    ]
     tagged = change("AWS::CloudWatch::Alarm", AlarmName="a", Tags=[{"Key": "k", "Value": "v"}])
     assert ("cloudwatch:TagResource", alarm, {}) in tagged
 
@@ -237,10 +390,19 @@ def test_cfn_unknown_type_raises() -> None:
 def test_cfn_every_type_maps_to_real_actions(resource_type: str) -> None:
     """Every table entry, every property set: real actions, "*" only where the reference has
     no resource types (where it lists some, a concrete ARN)."""
-    props = {"Tags": [{"Key": "k", "Value": "v"}], "ServiceNamespace": "sagemaker",
-             "ResourceId": "endpoint/e/variant/v", "ScalableDimension": "d", "Roles": ["r"],
-             "EndpointConfigName": "c", "AliasName": "alias/a", "TargetKeyId": "k",
-             "Bucket": "b", "Role": "r", "KmsKeyId": "k"}
+    props = {
+        "Tags": [{"Key": "k", "Value": "v"}],
+        "ServiceNamespace": "sagemaker",
+        "ResourceId": "endpoint/e/variant/v",
+        "ScalableDimension": "d",
+        "Roles": ["r"],
+        "EndpointConfigName": "c",
+        "AliasName": "alias/a",
+        "TargetKeyId": "k",
+        "Bucket": "b",
+        "Role": "r",
+        "KmsKeyId": "k",
+    }
     for action in ("create", "update", "delete"):
         for name, resource, _ in change(resource_type, action, **props):
             prefix, short = name.split(":")
@@ -250,6 +412,10 @@ def test_cfn_every_type_maps_to_real_actions(resource_type: str) -> None:
 
 
 def test_cfn_tagging_is_on_the_resource_made() -> None:
-    found = change("AWS::SageMaker::Endpoint", EndpointName="e", EndpointConfigName="c",
-                   Tags=[{"Key": "Stage", "Value": "dev"}])
+    found = change(
+        "AWS::SageMaker::Endpoint",
+        EndpointName="e",
+        EndpointConfigName="c",
+        Tags=[{"Key": "Stage", "Value": "dev"}],
+    )
     assert [r for a, r, _ in found if a == "sagemaker:AddTags"] == [f"{SM}:endpoint/e"]

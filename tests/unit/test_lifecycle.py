@@ -278,6 +278,19 @@ def test_promote_marks_prod_in_service_and_retires_the_previous(ctx):
     assert ctx.manifest.get("promote") == {"model_package_arn": second, "status": "InService"}
 
 
+def test_a_package_serving_prod_keeps_its_prod_record_when_redeployed_to_dev(ctx):
+    """A dev redeploy of what serves prod must not erase the record rollback relies on; a
+    failure in dev still rejects it."""
+    (arn,) = packages(ctx, 1)
+    promote.run(ctx, arn)
+    register.set_stage(ctx, arn, "dev", "Deployed", "redeployed to dev")
+    register.set_stage(ctx, arn, "dev", "Tested", "tests passed")
+    assert stage_of(ctx, arn) == ("prod", "InService")
+    register.set_stage(ctx, arn, "dev", "Failed", "tests failed", reject=True)
+    assert stage_of(ctx, arn) == ("dev", "Failed")
+    assert described(ctx, arn)["ModelApprovalStatus"] == "Rejected"
+
+
 def test_rollback_picks_the_newest_package_that_served_prod_not_the_current(ctx):
     older, newer, current, dev_a, dev_b = packages(ctx, 5)  # oldest first
     for arn in (older, newer, current):

@@ -17,7 +17,10 @@ ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = ROOT / ".github" / "workflows"
 CONTEXTS = {
     "vars": {"ECR_REPOSITORY_URI": "123456789012.dkr.ecr.us-east-1.amazonaws.com/mlops"},
-    "steps": {"existing": {"outputs": {"digest": ""}}, "build": {"outputs": {"digest": "sha256:b"}}},
+    "steps": {
+        "existing": {"outputs": {"digest": ""}},
+        "build": {"outputs": {"digest": "sha256:b"}},
+    },
     "github": {"sha": "abc"},
     "needs": {"train": {"outputs": {"model-package-arn": "arn:p/1"}}},
     "inputs": {},
@@ -27,8 +30,10 @@ CONTEXTS = {
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("${{ vars.ECR_REPOSITORY_URI }}:${{ github.sha }}",
-         "123456789012.dkr.ecr.us-east-1.amazonaws.com/mlops:abc"),
+        (
+            "${{ vars.ECR_REPOSITORY_URI }}:${{ github.sha }}",
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com/mlops:abc",
+        ),
         ("${{ steps.existing.outputs.digest || steps.build.outputs.digest }}", "sha256:b"),
         ("${{ needs.train.outputs.model-package-arn }}", "arn:p/1"),
         ("${{ vars.MISSING }}", ""),
@@ -76,7 +81,7 @@ def test_jobs_run_in_needs_order_and_cycles_are_refused():
 def test_every_step_of_the_aws_workflows_runs_locally(workflow):
     """What the runner cannot run fails the offline run: every action has a stand-in and every
     command is the CLI, with a subcommand the CLI has."""
-    subcommands = set(cli._parser()._subparsers._group_actions[0].choices)  # noqa: SLF001
+    subcommands = set(cli._parser()._subparsers._group_actions[0].choices)
     for name, job in jobs.load(WORKFLOWS / workflow)["jobs"].items():
         for step in job.get("steps", []):
             if "uses" in step:
@@ -90,10 +95,20 @@ def test_every_step_of_the_aws_workflows_runs_locally(workflow):
 
 def test_the_github_stand_in_keeps_what_github_setup_sets():
     github = LocalGitHub(repository="acme/model")
-    outputs = {k: f"<{k}>" for k in ("BuildRoleArn", "EcrRepositoryUri", "DevDeployRoleArn",
-                                     "ProdDeployRoleArn", "DevStackRoleArn", "ProdStackRoleArn")}
-    github_setup.configure(github, "acme/model", [{"type": "User", "id": 1}], outputs,
-                           "eu-west-1", "mlops-bootstrap")
+    outputs = {
+        k: f"<{k}>"
+        for k in (
+            "BuildRoleArn",
+            "EcrRepositoryUri",
+            "DevDeployRoleArn",
+            "ProdDeployRoleArn",
+            "DevStackRoleArn",
+            "ProdStackRoleArn",
+        )
+    }
+    github_setup.configure(
+        github, "acme/model", [{"type": "User", "id": 1}], outputs, "eu-west-1", "mlops-bootstrap"
+    )
     assert github.vars_for()["ECR_REPOSITORY_URI"] == "<EcrRepositoryUri>"
     assert github.vars_for("prod")["DEPLOY_ROLE_ARN"] == "<ProdDeployRoleArn>"
     assert github.vars_for("dev")["STACK_ROLE_ARN"] == "<DevStackRoleArn>"
@@ -116,8 +131,9 @@ def test_a_plan_without_reviewers_stops_the_local_bootstrap_too():
 )
 def test_token_claims_per_job(environment, event, ref, subject):
     service = oidc.TokenService()
-    claims = service.verify(service.issue(
-        oidc.claims("o/r", event=event, ref=ref, environment=environment)))
+    claims = service.verify(
+        service.issue(oidc.claims("o/r", event=event, ref=ref, environment=environment))
+    )
     assert claims["sub"] == subject
     assert claims["aud"] == "sts.amazonaws.com"
     context = oidc.condition_context(claims)

@@ -269,7 +269,7 @@ def test_json_body_errors_are_one_short_line():
     with pytest.raises(FeatureError, match=r'^JSON must be an object \{"instances": \[\.\.\.\]\}'):
         parsing.parse_body(ENC, JSON, b'{"instances": "M,1"}')
     deep = b"[" * 100_000 + b"]" * 100_000
-    with pytest.raises(FeatureError, match="^malformed JSON: "):
+    with pytest.raises(FeatureError, match=r"^malformed JSON: "):
         parsing.parse_body(ENC, JSON, deep)
 
 

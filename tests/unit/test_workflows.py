@@ -320,8 +320,8 @@ class RecordingGh:
 
     def __call__(self, args: list[str], body: dict | None = None, placeholder: str = "") -> str:
         if args[:2] == ["api", "--method"] and args[2] in ("POST", "PATCH") and "-f" in args:
-            base = args[3].removesuffix("/" + args[5].removeprefix("name=")).removesuffix(
-                "/variables"
+            base = (
+                args[3].removesuffix("/" + args[5].removeprefix("name=")).removesuffix("/variables")
             )
             name, value = args[5].removeprefix("name="), args[7].removeprefix("value=")
             self.variables.setdefault(base, {})[name] = value
@@ -422,7 +422,7 @@ CfnLoader.add_multi_constructor("!", _intrinsic)
 
 
 def template(name: str) -> dict[str, Any]:
-    return yaml.load((ROOT / "cloudformation" / name).read_text(), Loader=CfnLoader)  # noqa: S506
+    return yaml.load((ROOT / "cloudformation" / name).read_text(), Loader=CfnLoader)
 
 
 @pytest.fixture(scope="module")

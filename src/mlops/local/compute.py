@@ -9,9 +9,9 @@ from __future__ import annotations
 import contextlib
 import json
 import subprocess
-import threading
 import sys
 import tarfile
+import threading
 import time
 from pathlib import Path
 from typing import Any

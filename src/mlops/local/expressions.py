@@ -1,6 +1,7 @@
 """The part of GitHub Actions' expression language the workflows use, for the local job runner.
 
-Context paths (``vars.X``, ``needs.train.outputs.model-package-arn``, ``steps.build.outputs.digest``,
+Context paths (``vars.X``, ``needs.train.outputs.model-package-arn``,
+``steps.build.outputs.digest``,
 ``github.sha``, ``inputs.stage``), string literals, ``==``, ``!=``, ``&&``, ``||``, ``!``,
 parentheses and the status functions. A missing property is "" as on GitHub ("Contexts",
 GitHub Actions docs); anything else is an error, never a guess.
@@ -119,7 +120,9 @@ def evaluate(text: str, contexts: Mapping[str, Any], status: str = "success") ->
 def render(value: Any, contexts: Mapping[str, Any]) -> Any:
     """Substitute every ``${{ }}`` in a string (recursively in lists and dicts)."""
     if isinstance(value, str):
-        return TEMPLATE.sub(lambda m: _text(_Parser(m.group(1), contexts, "success").parse()), value)
+        return TEMPLATE.sub(
+            lambda m: _text(_Parser(m.group(1), contexts, "success").parse()), value
+        )
     if isinstance(value, list):
         return [render(v, contexts) for v in value]
     if isinstance(value, dict):

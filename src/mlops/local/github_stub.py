@@ -57,7 +57,7 @@ class LocalGitHub:
         raise PipelineError(f"local GitHub: no stand-in for {method} {path}")
 
     def _scope(self, path: str) -> str:
-        """"" for repository variables, else the environment's name."""
+        """ "" for repository variables, else the environment's name."""
         if "/environments/" in path:
             return path.split("/environments/", 1)[1].split("/", 1)[0]
         return ""
@@ -67,5 +67,8 @@ class LocalGitHub:
         return {**self.variables.get("", {}), **self.variables.get(environment, {})}
 
     def dump(self) -> str:
-        return json.dumps({"variables": self.variables, "environments": self.environments},
-                          indent=2, sort_keys=True)
+        return json.dumps(
+            {"variables": self.variables, "environments": self.environments},
+            indent=2,
+            sort_keys=True,
+        )

@@ -69,10 +69,10 @@ def order(jobs: Mapping[str, Any]) -> list[str]:
         if name in done:
             return
         if name in path:
-            raise ConfigError(f"workflow: jobs {' -> '.join(path + (name,))} form a cycle")
+            raise ConfigError(f"workflow: jobs {' -> '.join((*path, name))} form a cycle")
         needs = jobs[name].get("needs", [])
         for need in [needs] if isinstance(needs, str) else needs:
-            visit(need, path + (name,))
+            visit(need, (*path, name))
         done.append(name)
 
     for name in jobs:
@@ -83,9 +83,18 @@ def order(jobs: Mapping[str, Any]) -> list[str]:
 class Runner:
     """One workflow run: ``event`` push/workflow_dispatch on ``ref``, variables from ``github``."""
 
-    def __init__(self, runtime: Any, workflow: Path, github: Any, approve: Approve, *,
-                 sha: str, ref: str = "refs/heads/main", event: str = "push",
-                 inputs: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        runtime: Any,
+        workflow: Path,
+        github: Any,
+        approve: Approve,
+        *,
+        sha: str,
+        ref: str = "refs/heads/main",
+        event: str = "push",
+        inputs: dict[str, str] | None = None,
+    ) -> None:
         self.rt, self.workflow, self.github, self.approve = runtime, workflow, github, approve
         self.sha, self.ref, self.event, self.inputs = sha, ref, event, inputs or {}
         self.spec = load(workflow)
@@ -97,17 +106,27 @@ class Runner:
         needs = [needs] if isinstance(needs, str) else needs
         return {
             "vars": self.github.vars_for(job.environment),
-            "github": {"sha": self.sha, "ref": self.ref, "event_name": self.event,
-                       "repository": self.github.repository, "workspace": str(job.workspace)},
+            "github": {
+                "sha": self.sha,
+                "ref": self.ref,
+                "event_name": self.event,
+                "repository": self.github.repository,
+                "workspace": str(job.workspace),
+            },
             "inputs": self.inputs,
-            "needs": {n: {"outputs": self.jobs[n].outputs, "result": self.jobs[n].status}
-                      for n in needs if n in self.jobs},
+            "needs": {
+                n: {"outputs": self.jobs[n].outputs, "result": self.jobs[n].status}
+                for n in needs
+                if n in self.jobs
+            },
             "steps": job.steps,
             "env": job.env,
             "secrets": {},
         }
 
-    def run(self, only: list[str] | None = None, done: dict[str, Job] | None = None) -> dict[str, Job]:
+    def run(
+        self, only: list[str] | None = None, done: dict[str, Job] | None = None
+    ) -> dict[str, Job]:
         """Every job in order; or ``only`` some, given the jobs they need ``done`` already."""
         self.jobs.update(done or {})
         for name in order(self.spec["jobs"]):
@@ -129,10 +148,15 @@ class Runner:
 
     def run_job(self, job: Job) -> None:
         start = time.monotonic()
-        log(f"\n== job {job.name}" + (f" (environment {job.environment})" if job.environment else ""))
+        log(
+            f"\n== job {job.name}"
+            + (f" (environment {job.environment})" if job.environment else "")
+        )
         if job.environment == "prod" and not self.approve(f"job {job.name} (environment prod)"):
             job.status = "skipped"
-            raise NotApproved(f"environment prod: job {job.name} was not approved; dev keeps serving")
+            raise NotApproved(
+                f"environment prod: job {job.name} was not approved; dev keeps serving"
+            )
         job.workspace.mkdir(parents=True, exist_ok=True)
         base = {**self.spec.get("env", {}), **job.spec.get("env", {})}
         job.env = {k: expr._text(expr.render(v, self.contexts(job))) for k, v in base.items()}
@@ -145,39 +169,53 @@ class Runner:
             if code:
                 job.status, failed_step = "failure", failed_step or name
                 job.failed_code = code  # type: ignore[attr-defined]
-        job.outputs = {k: expr._text(expr.render(v, self.contexts(job)))
-                       for k, v in job.spec.get("outputs", {}).items()}
+        job.outputs = {
+            k: expr._text(expr.render(v, self.contexts(job)))
+            for k, v in job.spec.get("outputs", {}).items()
+        }
         job.seconds = round(time.monotonic() - start, 2)
         if job.status == "failure":
             raise JobFailed(job.name, failed_step, getattr(job, "failed_code", 1))
 
     def run_step(self, job: Job, step: dict[str, Any], index: int) -> int:
         contexts = self.contexts(job)
-        env = {**job.env, **{k: expr._text(expr.render(v, contexts))
-                             for k, v in step.get("env", {}).items()}}
+        env = {
+            **job.env,
+            **{k: expr._text(expr.render(v, contexts)) for k, v in step.get("env", {}).items()},
+        }
         outputs: dict[str, str] = {}
         if "uses" in step:
             action = step["uses"].split("@", 1)[0]
             handler = STAND_INS.get(action)
             if handler is None:
-                raise ConfigError(f"local: no stand-in for uses: {action} (job {job.name}): "
-                                  "add one in src/mlops/local/jobs.py")
-            inputs = {k: expr._text(expr.render(v, contexts)) for k, v in step.get("with", {}).items()}
+                raise ConfigError(
+                    f"local: no stand-in for uses: {action} (job {job.name}): "
+                    "add one in src/mlops/local/jobs.py"
+                )
+            inputs = {
+                k: expr._text(expr.render(v, contexts)) for k, v in step.get("with", {}).items()
+            }
             code = handler(self, job, inputs, outputs)
         else:
             code = self.run_command(job, expr.render(step["run"], contexts), env, outputs, index)
         if step.get("id"):
-            job.steps[step["id"]] = {"outputs": outputs, "outcome": "failure" if code else "success"}
+            job.steps[step["id"]] = {
+                "outputs": outputs,
+                "outcome": "failure" if code else "success",
+            }
         return code
 
-    def run_command(self, job: Job, command: str, env: dict[str, str],
-                    outputs: dict[str, str], index: int) -> int:
+    def run_command(
+        self, job: Job, command: str, env: dict[str, str], outputs: dict[str, str], index: int
+    ) -> int:
         argv = shlex.split(command.strip())
         if argv == ["make", "venv"]:
             return 0  # the CLI is installed already: this process is it
         if not argv or argv[0] != ".venv/bin/mlops":
-            raise ConfigError(f"local: job {job.name} runs {command!r}: only `make venv` and "
-                              "`.venv/bin/mlops ...` steps run locally")
+            raise ConfigError(
+                f"local: job {job.name} runs {command!r}: only `make venv` and "
+                "`.venv/bin/mlops ...` steps run locally"
+            )
         argv = argv[1:]
         from mlops import cli
 
@@ -193,10 +231,16 @@ class Runner:
     def environ(self, job: Job, env: dict[str, str], output_file: Path) -> Iterator[None]:
         """The step's environment, as the runner sets it; restored afterwards."""
         manifest = job.workspace / env.get("MLOPS_MANIFEST", "run.json")
-        values = {**env, **getattr(job, "credentials", {}), "GITHUB_OUTPUT": str(output_file),
-                  "GITHUB_STEP_SUMMARY": str(job.workspace / "summary.md"),
-                  "GITHUB_SHA": self.sha, "GITHUB_REF": self.ref,
-                  "GITHUB_REPOSITORY": self.github.repository, "MLOPS_MANIFEST": str(manifest)}
+        values = {
+            **env,
+            **getattr(job, "credentials", {}),
+            "GITHUB_OUTPUT": str(output_file),
+            "GITHUB_STEP_SUMMARY": str(job.workspace / "summary.md"),
+            "GITHUB_SHA": self.sha,
+            "GITHUB_REF": self.ref,
+            "GITHUB_REPOSITORY": self.github.repository,
+            "MLOPS_MANIFEST": str(manifest),
+        }
         saved = {k: os.environ.get(k) for k in values}
         os.environ.update(values)
         try:
@@ -235,24 +279,35 @@ def _nothing(_runner: Runner, _job: Job, _inputs: dict[str, str], _out: dict[str
 
 def _credentials(runner: Runner, job: Job, inputs: dict[str, str], _out: dict[str, str]) -> int:
     """configure-aws-credentials: a GitHub-shaped OIDC token for this job, exchanged at STS."""
-    claims = oidc.claims(runner.github.repository, event=runner.event, ref=runner.ref,
-                         sha=runner.sha, environment=job.environment,
-                         workflow=runner.workflow.name)
+    claims = oidc.claims(
+        runner.github.repository,
+        event=runner.event,
+        ref=runner.ref,
+        sha=runner.sha,
+        environment=job.environment,
+        workflow=runner.workflow.name,
+    )
     token = runner.rt.tokens.issue(claims)
     sts = runner.rt.anonymous_client("sts")
     try:
         creds = sts.assume_role_with_web_identity(
-            RoleArn=inputs.get("role-to-assume", ""), RoleSessionName="GitHubActions",
+            RoleArn=inputs.get("role-to-assume", ""),
+            RoleSessionName="GitHubActions",
             WebIdentityToken=token,
             DurationSeconds=int(inputs.get("role-duration-seconds") or 3600),
         )["Credentials"]
     except Exception as exc:  # botocore ClientError: AWS's message, as the action prints it
-        log(f"error: configure-aws-credentials: {getattr(exc, 'response', {}).get('Error', {}).get('Message', exc)}")
+        log(
+            "error: configure-aws-credentials: "
+            + str(getattr(exc, "response", {}).get("Error", {}).get("Message", exc))
+        )
         return 1
     region = inputs.get("aws-region", runner.rt.region)
     job.credentials = {  # type: ignore[attr-defined]
-        "AWS_ACCESS_KEY_ID": creds["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": creds["SecretAccessKey"],
-        "AWS_SESSION_TOKEN": creds["SessionToken"], "AWS_REGION": region,
+        "AWS_ACCESS_KEY_ID": creds["AccessKeyId"],
+        "AWS_SECRET_ACCESS_KEY": creds["SecretAccessKey"],
+        "AWS_SESSION_TOKEN": creds["SessionToken"],
+        "AWS_REGION": region,
         "AWS_DEFAULT_REGION": region,
     }
     log(f"  assumed {inputs.get('role-to-assume')} as {claims['sub']}")

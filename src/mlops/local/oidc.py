@@ -100,7 +100,9 @@ class TokenService:
             )
             found = json.loads(_unb64(body))
         except (ValueError, InvalidSignature) as exc:
-            raise TokenError(f"the web identity token is not valid ({type(exc).__name__})") from None
+            raise TokenError(
+                f"the web identity token is not valid ({type(exc).__name__})"
+            ) from None
         if found.get("iss") != ISSUER:
             raise TokenError(f"the token's issuer is {found.get('iss')!r}, not {ISSUER}")
         if found.get("exp", 0) < time.time():
@@ -109,7 +111,17 @@ class TokenService:
 
 
 def condition_context(token_claims: dict[str, Any]) -> dict[str, Any]:
-    """The condition keys IAM offers for a GitHub token: token.actions.githubusercontent.com:<claim>."""
-    keys = ("sub", "aud", "ref", "repository", "repository_owner", "environment", "job_workflow_ref",
-            "event_name", "actor", "workflow")
+    """The condition keys IAM offers for a GitHub token: <host>:<claim>."""
+    keys = (
+        "sub",
+        "aud",
+        "ref",
+        "repository",
+        "repository_owner",
+        "environment",
+        "job_workflow_ref",
+        "event_name",
+        "actor",
+        "workflow",
+    )
     return {f"{HOST}:{k}": token_claims[k] for k in keys if k in token_claims}

@@ -24,8 +24,12 @@ from mlops.local.iam import actions as act
 from mlops.local.iam.enforce import Denied
 
 TAG = re.compile(r"^(?P<host>[^/]+\.[^/]+|[^/]+:\d+)/(?P<repo>[a-z0-9._/-]+):(?P<tag>[\w.-]+)$")
-PUSH_ACTIONS = ("BatchCheckLayerAvailability", "InitiateLayerUpload", "UploadLayerPart",
-                "CompleteLayerUpload")
+PUSH_ACTIONS = (
+    "BatchCheckLayerAvailability",
+    "InitiateLayerUpload",
+    "UploadLayerPart",
+    "CompleteLayerUpload",
+)
 
 
 class LocalRegistry:
@@ -64,35 +68,48 @@ class LocalRegistry:
         expected = f"{self.rt.account}.dkr.ecr.{self.rt.region}.amazonaws.com"
         if not match or host != expected:
             where = host or "docker.io"
-            log(f"error: buildx failed with: ERROR: failed to push {tag}: denied: requested access "
+            log(
+                f"error: buildx failed with: ERROR: failed to push {tag}: denied: requested access "
                 f"to the resource is denied ({where}: a tag without the account's registry host "
-                f"{expected} does not go to ECR; set ECR_REPOSITORY_URI to EcrRepositoryUri)")
+                f"{expected} does not go to ECR; set ECR_REPOSITORY_URI to EcrRepositoryUri)"
+            )
             return ""
         try:
             principal = self.rt.enforcer.principal(
-                {"Authorization": f"Credential={creds.get('AWS_ACCESS_KEY_ID', 'local')}/"})
+                {"Authorization": f"Credential={creds.get('AWS_ACCESS_KEY_ID', 'local')}/"}
+            )
             if principal is not None:
                 arn = f"arn:aws:ecr:{self.rt.region}:{self.rt.account}:repository/{match['repo']}"
                 self.rt.enforcer.check(
-                    principal, [act.Access(f"ecr:{name}", arn, {}) for name in PUSH_ACTIONS])
+                    principal, [act.Access(f"ecr:{name}", arn, {}) for name in PUSH_ACTIONS]
+                )
         except Denied as exc:
             log(f"error: buildx failed with: ERROR: failed to push {tag}: {exc}")
             return ""
-        manifest = json.dumps({
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-            "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
-                       "digest": self.digest_of_code()},
-            "layers": [],
-        })
+        manifest = json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                "config": {
+                    "mediaType": "application/vnd.docker.container.image.v1+json",
+                    "digest": self.digest_of_code(),
+                },
+                "layers": [],
+            }
+        )
         try:
             pushed = self._client(creds).put_image(
-                repositoryName=match["repo"], imageManifest=manifest, imageTag=match["tag"],
-                imageManifestMediaType="application/vnd.docker.distribution.manifest.v2+json")
+                repositoryName=match["repo"],
+                imageManifest=manifest,
+                imageTag=match["tag"],
+                imageManifestMediaType="application/vnd.docker.distribution.manifest.v2+json",
+            )
         except ClientError as exc:
             error = exc.response["Error"]
-            log(f"error: buildx failed with: ERROR: failed to push {tag}: "
-                f"{error.get('Code')}: {error.get('Message')}")
+            log(
+                f"error: buildx failed with: ERROR: failed to push {tag}: "
+                f"{error.get('Code')}: {error.get('Message')}"
+            )
             return ""
         digest = pushed["image"]["imageId"]["imageDigest"]
         log(f"  pushed {tag} ({digest})")

@@ -128,7 +128,9 @@ class LocalRuntime:
         )
         # the administrator's (the bootstrap's) credentials, fixed: job steps set their own in env
         self.session = boto3.Session(
-            aws_access_key_id="local", aws_secret_access_key="local", region_name=REGION
+            aws_access_key_id="local",
+            aws_secret_access_key="local",  # noqa: S106 - moto's, not a secret
+            region_name=REGION,
         )
         log(f"local: moto on http://{host}:{port}, endpoints on {self.endpoints.url}")
         return self
@@ -184,8 +186,11 @@ class LocalRuntime:
             principal = self.enforcer.principal(headers)
             if principal is not None:
                 found = iam_actions.accesses(
-                    "sagemaker-runtime", "InvokeEndpoint", {"EndpointName": endpoint},
-                    region=REGION, account=ACCOUNT,
+                    "sagemaker-runtime",
+                    "InvokeEndpoint",
+                    {"EndpointName": endpoint},
+                    region=REGION,
+                    account=ACCOUNT,
                 )
                 self.enforcer.check(principal, found)
         except Denied as exc:
@@ -194,10 +199,14 @@ class LocalRuntime:
 
     def anonymous_client(self, service: str) -> Any:
         """An unsigned client, as configure-aws-credentials calls AssumeRoleWithWebIdentity."""
-        return boto3.client(service, region_name=REGION, config=BotoConfig(signature_version=UNSIGNED))
+        return boto3.client(
+            service, region_name=REGION, config=BotoConfig(signature_version=UNSIGNED)
+        )
 
     # --- what AWS would already have ------------------------------------------------------------
-    def bootstrap(self, ctx: Any, *, push: bool = True, github: LocalGitHub | None = None) -> LocalGitHub:
+    def bootstrap(
+        self, ctx: Any, *, push: bool = True, github: LocalGitHub | None = None
+    ) -> LocalGitHub:
         """scripts/bootstrap into the local AWS (the same code: both stacks, the GitHub setup
         into a local stand-in for GitHub), and for step-level tests an image in ECR."""
         from mlops import bootstrap as bootstrap_mod
@@ -209,8 +218,16 @@ class LocalRuntime:
         log("\n== bootstrap (local): scripts/bootstrap's code, admin credentials")
         github = github or LocalGitHub()
         args = bootstrap_mod.parse_args(
-            ["--region", REGION, "--repo", github.repository, "--config", str(ctx.root / "pipeline.toml"),
-             "--templates", str(ctx.root / "cloudformation")]
+            [
+                "--region",
+                REGION,
+                "--repo",
+                github.repository,
+                "--config",
+                str(ctx.root / "pipeline.toml"),
+                "--templates",
+                str(ctx.root / "cloudformation"),
+            ]
         )
         clients = {name: self.session.client(name) for name in ("sts", "iam", "cloudformation")}
         bootstrap_mod.bootstrap(args, clients, github)
@@ -270,8 +287,9 @@ class LocalRuntime:
             if job.status != "skipped":
                 timings[f"job {name}"] = job.seconds
         ctx.manifest.update("timings", timings)
-        ctx.manifest.update("jobs", {n: {"status": j.status, "outputs": j.outputs}
-                                     for n, j in runner.jobs.items()})
+        ctx.manifest.update(
+            "jobs", {n: {"status": j.status, "outputs": j.outputs} for n, j in runner.jobs.items()}
+        )
         report = self.enforcer.report()
         (self.run_dir / "iam.txt").write_text("\n".join(report) + "\n")
         log("\n" + "\n".join(report))

@@ -67,8 +67,9 @@ def check_package(ctx: Context, stage: str, arn: str) -> dict[str, Any]:
     where = (life.get("Stage"), life.get("StageStatus"))
     if stage == "prod" and where != ("dev", "Tested") and where[0] != "prod":
         raise ConfigError(
-            f"model package {arn} is {where[0] or 'registered'}/{where[1] or '?'}: prod only takes a "
-            "package that passed the dev system tests (mlops system-test --stage dev) or served prod"
+            f"model package {arn} is {where[0] or 'registered'}/{where[1] or '?'}: prod only "
+            "takes a package that passed the dev system tests (mlops system-test --stage dev) "
+            "or served prod"
         )
     return package
 

@@ -75,7 +75,16 @@ def run(ctx: Context, status: str = "Approved") -> str:
 def set_stage(
     ctx: Context, arn: str, stage: str, status: str, why: str, *, reject: bool = False
 ) -> None:
-    """Record where the package is (ModelLifeCycle); ``reject`` also marks it Rejected."""
+    """Record where the package is (ModelLifeCycle); ``reject`` also marks it Rejected.
+
+    A package that has reached prod keeps its prod record when it is (re)deployed or tested in
+    dev: rollback finds what served prod by that record.
+    """
+    if stage == "dev" and not reject:
+        current = describe(ctx, arn).get("ModelLifeCycle", {})
+        if current.get("Stage") == "prod":
+            log(f"registry: {arn} stays prod/{current.get('StageStatus')} (also in dev now)")
+            return
     extra: dict[str, Any] = {"ModelApprovalStatus": "Rejected", "ApprovalDescription": why[:1000]}
     call(
         f"record {stage} {status} on {arn}",

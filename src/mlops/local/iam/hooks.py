@@ -30,7 +30,9 @@ def _call_action(enforcer: Enforcer) -> Callable[[Any], Any]:
             except Denied as exc:
                 return deny_response(self, str(exc))
             except Exception as exc:  # fail closed, and say why
-                return deny_response(self, f"local IAM could not decide: {type(exc).__name__}: {exc}")
+                return deny_response(
+                    self, f"local IAM could not decide: {type(exc).__name__}: {exc}"
+                )
             return original(self)
 
         return call_action
@@ -40,13 +42,17 @@ def _call_action(enforcer: Enforcer) -> Callable[[Any], Any]:
 
 def _s3(enforcer: Enforcer) -> Callable[[Any], Any]:
     def make(_original: Any) -> Any:
-        def authorize(self: Any, bucket_name: str | None = None, key_name: str | None = None) -> None:
+        def authorize(
+            self: Any, bucket_name: str | None = None, key_name: str | None = None
+        ) -> None:
             try:
                 enforcer.on_s3(self, bucket_name, key_name)
             except Denied as exc:
                 raise s3_denied(str(exc)) from None
             except Exception as exc:  # fail closed, and say why
-                raise s3_denied(f"local IAM could not decide: {type(exc).__name__}: {exc}") from None
+                raise s3_denied(
+                    f"local IAM could not decide: {type(exc).__name__}: {exc}"
+                ) from None
 
         return authorize
 
@@ -67,23 +73,39 @@ def _web_identity(enforcer: Enforcer, tokens: oidc.TokenService) -> Callable[[An
             try:
                 found = prin.role(enforcer.account, role_arn)
             except Exception:
-                raise STSClientError("AccessDenied", f"Not authorized to perform "
-                                     f"sts:AssumeRoleWithWebIdentity: no role {role_arn}") from None
+                raise STSClientError(
+                    "AccessDenied",
+                    f"Not authorized to perform sts:AssumeRoleWithWebIdentity: no role {role_arn}",
+                ) from None
             provider = f"arn:aws:iam::{enforcer.account}:oidc-provider/{oidc.HOST}"
             audiences = prin.oidc_provider_audiences(enforcer.account, provider)
             if audiences is None or claims.get("aud") not in audiences:
-                raise STSClientError("InvalidIdentityToken", f"No OpenIDConnect provider found "
-                                     f"in your account for {oidc.ISSUER} with audience {claims.get('aud')}")
-            decision = prin.trust_decision(found, "sts:AssumeRoleWithWebIdentity", "Federated",
-                                           provider, oidc.condition_context(claims))
+                raise STSClientError(
+                    "InvalidIdentityToken",
+                    f"No OpenIDConnect provider found "
+                    f"in your account for {oidc.ISSUER} with audience {claims.get('aud')}",
+                )
+            decision = prin.trust_decision(
+                found,
+                "sts:AssumeRoleWithWebIdentity",
+                "Federated",
+                provider,
+                oidc.condition_context(claims),
+            )
             if not decision.allowed:
-                raise STSClientError("AccessDenied", "Not authorized to perform "
-                                     f"sts:AssumeRoleWithWebIdentity on {role_arn} for subject "
-                                     f"{claims.get('sub')} ({decision.reason})")
+                raise STSClientError(
+                    "AccessDenied",
+                    "Not authorized to perform "
+                    f"sts:AssumeRoleWithWebIdentity on {role_arn} for subject "
+                    f"{claims.get('sub')} ({decision.reason})",
+                )
             duration = int(self._get_param("DurationSeconds") or 3600)
             if duration > int(found.max_session_duration or 3600):
-                raise STSClientError("ValidationError", "The requested DurationSeconds exceeds the "
-                                     "MaxSessionDuration set for this role.")
+                raise STSClientError(
+                    "ValidationError",
+                    "The requested DurationSeconds exceeds the "
+                    "MaxSessionDuration set for this role.",
+                )
             return original(self)
 
         return assume
@@ -96,15 +118,17 @@ def _resource_change(enforcer: Enforcer, kind: str) -> Callable[[Any], Any]:
     stack's service role); a denial fails that resource, as on AWS."""
     from mlops.local.moto_gaps import ResourceFailed
 
-    def check(logical_id: str, resource_type: str, props: dict[str, Any], physical: str,
-              region: str) -> None:
+    def check(
+        logical_id: str, resource_type: str, props: dict[str, Any], physical: str, region: str
+    ) -> None:
         actor = enforcer.acting
         if actor is None:
             return
         change = cfnp.ResourceChange(logical_id, resource_type, kind, props, physical)
         try:
-            enforcer.check(actor, cfnp.accesses_for_change(change, region=region,
-                                                           account=enforcer.account))
+            enforcer.check(
+                actor, cfnp.accesses_for_change(change, region=region, account=enforcer.account)
+            )
         except (Denied, cfnp.UnmappedOperation) as exc:
             raise ResourceFailed(logical_id, resource_type, str(exc)) from None
 
@@ -116,18 +140,25 @@ def _resource_change(enforcer: Enforcer, kind: str) -> Callable[[Any], Any]:
             resource_json, region = bound["resource_json"], bound["region_name"]
             if kind == "delete":
                 name = bound["resource_name"]
-                check(name, resource_json["Type"], resource_json.get("Properties", {}), name,
-                      region)
+                check(
+                    name, resource_json["Type"], resource_json.get("Properties", {}), name, region
+                )
                 return original(*args, **kwargs)
             logical_id, resources_map = bound["logical_id"], bound["resources_map"]
             condition = resource_json.get("Condition")
             if not (condition and not resources_map.lazy_condition_map[condition]):
                 parsed = cfn_parsing.parse_resource_and_generate_name(
-                    logical_id, resource_json, resources_map)
+                    logical_id, resource_json, resources_map
+                )
                 if parsed:
                     _, resolved, name = parsed
-                    check(logical_id, resource_json["Type"], resolved.get("Properties", {}),
-                          name, region)
+                    check(
+                        logical_id,
+                        resource_json["Type"],
+                        resolved.get("Properties", {}),
+                        name,
+                        region,
+                    )
             return original(*args, **kwargs)
 
         return wrapped
@@ -138,7 +169,11 @@ def _resource_change(enforcer: Enforcer, kind: str) -> Callable[[Any], Any]:
 def install(enforcer: Enforcer, tokens: oidc.TokenService, wrap: Wrap) -> None:
     wrap(BaseResponse, "call_action", _call_action(enforcer))
     wrap(ActionAuthenticatorMixin, "_authenticate_and_authorize_s3_action", _s3(enforcer))
-    wrap(sts_responses.TokenResponse, "assume_role_with_web_identity", _web_identity(enforcer, tokens))
+    wrap(
+        sts_responses.TokenResponse,
+        "assume_role_with_web_identity",
+        _web_identity(enforcer, tokens),
+    )
     wrap(cfn_parsing, "parse_and_create_resource", _resource_change(enforcer, "create"))
     wrap(cfn_parsing, "parse_and_update_resource", _resource_change(enforcer, "update"))
     wrap(cfn_parsing, "parse_and_delete_resource", _resource_change(enforcer, "delete"))

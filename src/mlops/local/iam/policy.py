@@ -23,18 +23,27 @@ from urllib.parse import unquote
 
 VARIABLE = re.compile(r"\$\{([^}]*)\}")
 ACCOUNT = re.compile(r"(\d{12})|arn:aws[\w-]*:iam::(\d{12}):root")
-ELEMENTS = {"Sid", "Effect", "Action", "NotAction", "Resource", "NotResource", "Principal",
-            "NotPrincipal", "Condition"}
-KINDS = {"StringEquals": "str", "StringNotEquals": "str", "StringEqualsIgnoreCase": "istr",
-         "StringNotEqualsIgnoreCase": "istr", "StringLike": "like", "StringNotLike": "like",
-         "ArnEquals": "arn", "ArnLike": "arn", "ArnNotEquals": "arn", "ArnNotLike": "arn",
-         "Bool": "bool", "Null": "null", "IpAddress": "ip", "NotIpAddress": "ip"}
-RELATIONS = {"Equals": operator.eq, "NotEquals": operator.eq, "LessThan": operator.lt,
-             "LessThanEquals": operator.le, "GreaterThan": operator.gt,
-             "GreaterThanEquals": operator.ge}
-KINDS.update({f"{p}{r}": p.lower() for p in ("Numeric", "Date") for r in RELATIONS})
-NEGATED = {"StringNotEquals", "StringNotEqualsIgnoreCase", "StringNotLike", "ArnNotEquals",
-           "ArnNotLike", "NumericNotEquals", "DateNotEquals", "NotIpAddress"}
+ELEMENTS = {"Sid", "Effect", "Condition"} | {
+    f"{n}{e}" for n in ("", "Not") for e in ("Action", "Resource", "Principal")
+}
+RELATIONS = {
+    "Equals": operator.eq,
+    "NotEquals": operator.eq,
+    "LessThan": operator.lt,
+    "LessThanEquals": operator.le,
+    "GreaterThan": operator.gt,
+    "GreaterThanEquals": operator.ge,
+}
+KINDS = {  # the condition operators by how they compare; "Not" in a name negates the comparison
+    **dict.fromkeys(["StringEquals", "StringNotEquals"], "str"),
+    **dict.fromkeys(["StringEqualsIgnoreCase", "StringNotEqualsIgnoreCase"], "istr"),
+    **dict.fromkeys(["StringLike", "StringNotLike"], "like"),
+    **dict.fromkeys(["ArnEquals", "ArnLike", "ArnNotEquals", "ArnNotLike"], "arn"),
+    **dict.fromkeys(["IpAddress", "NotIpAddress"], "ip"),
+    **{f"{p}{r}": p.lower()[:4] for p in ("Numeric", "Date") for r in RELATIONS},
+    "Bool": "bool",
+    "Null": "null",
+}
 MULTI = (list, tuple, set, frozenset)
 
 
@@ -77,7 +86,7 @@ class Decision:
 # --- patterns and variables ---------------------------------------------------------------------
 @lru_cache(maxsize=8192)
 def _wild(text: str) -> str:
-    """IAM wildcards as regex source: * any run (across : and / too), ? one character, else literal."""
+    """IAM wildcards as regex source: * any run (across : and /), ? one character, else literal."""
     return "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in text)
 
 
@@ -101,13 +110,15 @@ def _tokens(text: str) -> tuple[tuple[str, str, str | None], ...] | None:
     out: list[tuple[str, str, str | None]] = []
     pos = 0
     for match in VARIABLE.finditer(text):
-        out.append(("lit", text[pos:match.start()], None))
+        out.append(("lit", text[pos : match.start()], None))
         body = match.group(1).strip()
         key, comma, default = body.partition(",")
         default = default.strip()
         if body in ("*", "?", "$"):
             out.append(("esc", body, None))
-        elif not key.strip() or (comma and not (len(default) > 1 and default[0] == "'" == default[-1])):
+        elif not key.strip() or (
+            comma and not (len(default) > 1 and default[0] == "'" == default[-1])
+        ):
             raise PolicyError(f"cannot read the policy variable {match.group(0)!r}")
         else:
             out.append(("var", key.strip().lower(), default[1:-1] if comma else None))
@@ -121,11 +132,8 @@ def _text(value: Any) -> str:
 
 
 def _fill(text: str, ctx: Mapping[str, Any], variables: bool, wild: bool) -> str | None:
-    """text with its variables filled in (as regex source if wild; values always literal).
-
-    None when a variable's key is absent (or multivalued) and it has no default: AWS's "the policy
-    variable does not match".
-    """
+    """text with its variables filled in (regex source if wild; values literal). None when a key
+    is absent (or multivalued) and there is no default: AWS's "the variable does not match"."""
     tokens = _tokens(text) if variables else None
     if tokens is None:
         return _wild(text) if wild else text
@@ -152,11 +160,11 @@ def _operator(name: str) -> tuple[str, bool, str, bool, Callable[[Any, Any], boo
     """(kind, negated, qualifier ("", ForAnyValue, ForAllValues), IfExists, relation)."""
     qualifier, _, base = name.rpartition(":")
     if_exists = base.endswith("IfExists") and base != "NullIfExists"
-    base = base[:-len("IfExists")] if if_exists else base
+    base = base[: -len("IfExists")] if if_exists else base
     if qualifier not in ("", "ForAnyValue", "ForAllValues") or base not in KINDS:
         raise PolicyError(f"unknown condition operator {name!r}")
     relation = RELATIONS.get(base.removeprefix("Numeric").removeprefix("Date"), operator.eq)
-    return KINDS[base], base in NEGATED, qualifier, if_exists, relation
+    return KINDS[base], "Not" in base, qualifier, if_exists, relation
 
 
 def _parse(kind: str, value: Any) -> Any:
@@ -164,9 +172,10 @@ def _parse(kind: str, value: Any) -> Any:
     try:
         if kind in ("bool", "null"):
             return {"true": True, "false": False}.get(_text(value).lower())
-        if kind in ("ip", "addr"):
-            return (ipaddress.ip_network(value, strict=False) if kind == "ip"
-                    else ipaddress.ip_address(value))
+        if kind == "ip":
+            return ipaddress.ip_network(value, strict=False)
+        if kind == "addr":
+            return ipaddress.ip_address(value)
         if isinstance(value, bool):
             return None
         if kind == "num" or isinstance(value, int | float):
@@ -187,14 +196,17 @@ def _wanted(kind: str, name: str, texts: list[str]) -> list[Any]:
     return wanted
 
 
-def _tester(name: str, values: list[Any], ctx: Mapping[str, Any], variables: bool
-            ) -> Callable[[Any], bool]:
+def _tester(
+    name: str, values: list[Any], ctx: Mapping[str, Any], variables: bool
+) -> Callable[[Any], bool]:
     """The positive test of one request value: does it match any of the condition's values?"""
     kind, relation = _operator(name)[0], _operator(name)[4]
     if kind in ("like", "arn"):  # ARN operators: wildcards as in Resource, on an ARN-shaped value
         patterns = [p for v in values if (p := _like(_text(v), ctx, variables)) is not None]
-        return lambda item: (kind == "like" or _text(item).count(":") >= 5) and any(
-            p.fullmatch(_text(item)) for p in patterns)
+        return lambda item: (
+            (kind == "like" or _text(item).count(":") >= 5)
+            and any(p.fullmatch(_text(item)) for p in patterns)
+        )
     texts = [t for v in values if (t := _fill(_text(v), ctx, variables, False)) is not None]
     if kind in ("str", "istr"):
         fold = str.casefold if kind == "istr" else str
@@ -205,8 +217,9 @@ def _tester(name: str, values: list[Any], ctx: Mapping[str, Any], variables: boo
         return lambda item: _parse("bool", item) in wanted
     if kind == "ip":
         return lambda item: any((a := _parse("addr", item)) is not None and a in n for n in wanted)
-    return lambda item: (got := _parse(kind, item)) is not None and any(
-        relation(got, w) for w in wanted)
+    return lambda item: (
+        (got := _parse(kind, item)) is not None and any(relation(got, w) for w in wanted)
+    )
 
 
 def _condition(name: str, key: str, values: Any, ctx: Mapping[str, Any], variables: bool) -> bool:
@@ -260,10 +273,11 @@ def statements(policy: Policy) -> list[tuple[int, dict[str, Any]]]:
 
 
 def _strings(value: Any, element: str) -> list[str]:
-    found = [value] if isinstance(value, str) else value
-    if not isinstance(found, list) or not all(isinstance(v, str) for v in found):
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise PolicyError(f"{element} must be a string or a list of strings")
-    return found
+    return value
 
 
 def action_patterns(statement: dict[str, Any]) -> list[str]:
@@ -271,34 +285,43 @@ def action_patterns(statement: dict[str, Any]) -> list[str]:
     return _strings(statement["Action"], "Action") if "Action" in statement else []
 
 
+@lru_cache(maxsize=256)
+def _shape(keys: frozenset[str], identity: bool) -> str:
+    """What is wrong with a statement made of these elements, "" if nothing (shapes repeat)."""
+    if keys - ELEMENTS:
+        return f"unknown element(s) {sorted(keys - ELEMENTS)}"
+    for one in ("Action", "Resource", "Principal"):
+        if {one, f"Not{one}"} <= keys:
+            return f"{one} and Not{one} together"
+    if not keys & {"Action", "NotAction"}:
+        return "no Action or NotAction"
+    if identity and keys & {"Principal", "NotPrincipal"}:
+        return "an identity-based policy cannot have Principal or NotPrincipal"
+    if identity and not keys & {"Resource", "NotResource"}:
+        return "no Resource or NotResource"
+    if not identity and not keys & {"Principal", "NotPrincipal"}:
+        return "a resource-based policy statement needs Principal or NotPrincipal"
+    return ""
+
+
 def _check(st: dict[str, Any], identity: bool) -> None:
     """Reject what AWS rejects, and what a typo would silently broaden ("Conditions")."""
-    if set(st) - ELEMENTS:
-        raise PolicyError(f"unknown element(s) {sorted(set(st) - ELEMENTS)}")
+    problem = _shape(frozenset(st), identity)
+    if problem:
+        raise PolicyError(problem)
     if st.get("Effect") not in ("Allow", "Deny"):
         raise PolicyError(f"Effect must be Allow or Deny, not {st.get('Effect')!r}")
-    for one, other in (("Action", "NotAction"), ("Resource", "NotResource"),
-                       ("Principal", "NotPrincipal")):
-        if one in st and other in st:
-            raise PolicyError(f"{one} and {other} together")
-    if "Action" not in st and "NotAction" not in st:
-        raise PolicyError("no Action or NotAction")
-    has_principal = "Principal" in st or "NotPrincipal" in st
-    if identity and has_principal:
-        raise PolicyError("an identity-based policy cannot have Principal or NotPrincipal")
-    if identity and "Resource" not in st and "NotResource" not in st:
-        raise PolicyError("no Resource or NotResource")
-    if not identity and not has_principal:
-        raise PolicyError("a resource-based policy statement needs Principal or NotPrincipal")
-    condition = st.get("Condition", {})
-    if not isinstance(condition, dict) or not all(isinstance(b, dict) for b in condition.values()):
-        raise PolicyError("Condition must map operators to {key: values}")
-    for name in condition:
-        _operator(name)
+    condition = st.get("Condition")
+    if condition is not None:
+        blocks = condition.values() if isinstance(condition, dict) else [None]
+        if not all(isinstance(b, dict) for b in blocks):
+            raise PolicyError("Condition must map operators to {key: values}")
+        for name in condition:
+            _operator(name)
 
 
 def _principal(value: Any, caller: str) -> str:
-    """"direct" if it names the caller, "account" if only the caller's account, else ""."""
+    """ "direct" if it names the caller, "account" if only the caller's account, else ""."""
     if value == "*":
         return "direct"
     if not isinstance(value, dict):
@@ -309,7 +332,7 @@ def _principal(value: Any, caller: str) -> str:
         if kind not in ("AWS", "Service", "Federated", "CanonicalUser"):
             raise PolicyError(f"unknown principal type {kind!r}")
         for name in _strings(names, f"Principal {kind}"):
-            if name in ("*", caller) or (kind == "Service" and name.lower() == caller.lower()):
+            if name in ("*", caller):
                 return "direct"
             match = ACCOUNT.fullmatch(name) if kind == "AWS" else None
             if match and account and account in match.groups():  # the root user is the account
@@ -317,13 +340,15 @@ def _principal(value: Any, caller: str) -> str:
     return best
 
 
-def _applies(st: dict[str, Any], identity: bool, request: Request, ctx: Mapping[str, Any],
-             variables: bool) -> tuple[str, str, str] | None:
+def _applies(
+    st: dict[str, Any], identity: bool, request: Request, ctx: Mapping[str, Any], variables: bool
+) -> tuple[str, str, str] | None:
     """(action pattern, resource pattern, how the principal matched) if the statement applies."""
     _check(st, identity)
     element = "Action" if "Action" in st else "NotAction"
     patterns = _strings(st[element], element)
-    action = next((p for p in patterns if _action_rx(p).fullmatch(request.action)), None)
+    hits = [p for p in patterns if _action_rx(p).fullmatch(request.action)]  # checks them all
+    action = hits[0] if hits else None
     if element == "NotAction":
         action = None if action is not None else "NotAction:" + ",".join(patterns)
     if action is None:
@@ -332,8 +357,8 @@ def _applies(st: dict[str, Any], identity: bool, request: Request, ctx: Mapping[
     element = "Resource" if "Resource" in st else "NotResource" if "NotResource" in st else ""
     if element:  # no Resource in a resource policy: the resource it is attached to
         patterns = _strings(st[element], element)
-        resource = next((p for p in patterns if (rx := _like(p, ctx, variables)) is not None
-                         and rx.fullmatch(request.resource)), None)
+        rxs = [(p, _like(p, ctx, variables)) for p in patterns]
+        resource = next((p for p, rx in rxs if rx and rx.fullmatch(request.resource)), None)
         if element == "NotResource":
             resource = None if resource is not None else "NotResource:" + ",".join(patterns)
     if resource is None:
@@ -353,9 +378,13 @@ def _applies(st: dict[str, Any], identity: bool, request: Request, ctx: Mapping[
     return action, resource, via
 
 
-def evaluate(request: Request, identity: Sequence[Policy] = (),
-             resource_policies: Sequence[Policy] = (), *,
-             resource_policy_required: bool = False) -> Decision:
+def evaluate(
+    request: Request,
+    identity: Sequence[Policy] = (),
+    resource_policies: Sequence[Policy] = (),
+    *,
+    resource_policy_required: bool = False,
+) -> Decision:
     """AWS's decision for one request; ``resource_policy_required`` models a KMS key policy."""
     ctx = {k.lower(): v for k, v in request.context.items()}
     deny = ""
@@ -369,26 +398,24 @@ def evaluate(request: Request, identity: Sequence[Policy] = (),
                 except PolicyError as exc:
                     raise PolicyError(f"policy {policy.name} statement {i}: {exc}") from None
                 sid = str(st.get("Sid", ""))
-                if got is not None and st["Effect"] == "Deny":
-                    deny = deny or f"explicit deny in {policy.name} statement {i}" + (
-                        f" ({sid})" if sid else "")
-                elif got is not None:
+                if got is not None and st["Effect"] == "Deny" and not deny:
+                    deny = f"explicit deny in {policy.name} statement {i}" + f" ({sid})" * bool(sid)
+                elif got is not None and st["Effect"] == "Allow":
                     found[got[2]].append(Grant(policy.name, i, sid, got[0], got[1]))
     if deny:
         return Decision(False, deny, ())
     grants = tuple(found["identity"] + found["direct"] + found["account"])
     what = f"{request.action} on {request.resource}"
     names = ", ".join(p.name for p in resource_policies)
-    if resource_policy_required:
+    if resource_policy_required:  # a KMS key policy: IAM policies count only if it says so
         if found["direct"] or (found["account"] and found["identity"]):
             return Decision(True, "allowed", grants)
-        if not resource_policies:
-            return Decision(False, f"no key policy applies to {request.resource}", ())
+        reason = f"no identity-based policy allows {what} (the key policy {names} delegates to IAM)"
         if not found["account"]:
-            return Decision(False, f"no statement in the key policy {names} allows "
-                                   f"{request.principal} or its account {what}", ())
-        return Decision(False, f"no identity-based policy allows {what} (the key policy "
-                               f"{names} delegates to IAM policies)", ())
+            reason = (
+                f"no statement in the key policy {names} allows the caller or its account {what}"
+            )
+        return Decision(False, reason if names else f"no key policy applies to {what}", ())
     if found["identity"] or found["direct"]:
         return Decision(True, "allowed", grants)
     reason = f"no identity-based policy allows {what}"

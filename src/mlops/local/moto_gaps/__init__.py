@@ -297,8 +297,8 @@ def _oidc_provider(name: str, props: dict[str, Any]) -> tuple[str, dict[str, str
 
 @_gap(
     "AWS::S3::BucketPolicy",
-    note="checked, not applied: its TLS-only rule would refuse the "
-    "local endpoint, which is plain HTTP on 127.0.0.1",
+    note="applied by the local IAM check, as written (aws:SecureTransport is true: every AWS "
+    "call is TLS; the local endpoint's plain HTTP is not what the policy is about)",
 )
 def _bucket_policy(name: str, props: dict[str, Any]) -> tuple[str, dict[str, str]]:
     document = props["PolicyDocument"]
@@ -306,6 +306,7 @@ def _bucket_policy(name: str, props: dict[str, Any]) -> tuple[str, dict[str, str
         document = json.loads(document)
     if not document.get("Statement"):
         raise ValueError(f"bucket policy for {props['Bucket']} has no Statement")
+    _runtime.enforcer.bucket_policies[props["Bucket"]] = document
     return props["Bucket"], {}
 
 

@@ -64,8 +64,15 @@ def _create_model(original: Any) -> Any:
     this parameter must be set to Approved to deploy the model."
     """
 
-    def create_model(self: Any, model_name: str, execution_role_arn: str, primary_container: Any,
-                     vpc_config: Any, containers: Any, tags: Any) -> Any:
+    def create_model(
+        self: Any,
+        model_name: str,
+        execution_role_arn: str,
+        primary_container: Any,
+        vpc_config: Any,
+        containers: Any,
+        tags: Any,
+    ) -> Any:
         for container in [primary_container or {}, *(containers or [])]:
             if container.get("ModelPackageName"):
                 arn, status = _package_approval(self, container["ModelPackageName"])
@@ -76,8 +83,9 @@ def _create_model(original: Any) -> Any:
                     )
             elif container.get("Image"):
                 check_image(container["Image"], f"CreateModel {model_name}")
-        return original(self, model_name, execution_role_arn, primary_container, vpc_config,
-                        containers, tags)
+        return original(
+            self, model_name, execution_role_arn, primary_container, vpc_config, containers, tags
+        )
 
     return create_model
 
@@ -85,7 +93,9 @@ def _create_model(original: Any) -> Any:
 def _create_training_job(original: Any) -> Any:
     def create(self: Any, *args: Any, **kwargs: Any) -> Any:
         spec = kwargs.get("algorithm_specification") or {}
-        check_image(spec.get("TrainingImage", ""), f"CreateTrainingJob {kwargs.get('training_job_name')}")
+        check_image(
+            spec.get("TrainingImage", ""), f"CreateTrainingJob {kwargs.get('training_job_name')}"
+        )
         return original(self, *args, **kwargs)
 
     return create
@@ -94,7 +104,9 @@ def _create_training_job(original: Any) -> Any:
 def _create_processing_job(original: Any) -> Any:
     def create(self: Any, *args: Any, **kwargs: Any) -> Any:
         spec = kwargs.get("app_specification") or {}
-        check_image(spec.get("ImageUri", ""), f"CreateProcessingJob {kwargs.get('processing_job_name')}")
+        check_image(
+            spec.get("ImageUri", ""), f"CreateProcessingJob {kwargs.get('processing_job_name')}"
+        )
         return original(self, *args, **kwargs)
 
     return create
@@ -149,16 +161,83 @@ def _role_from_cfn(original: Any) -> Any:
     """AWS::IAM::Role ManagedPolicyArns are attached (moto drops them: the role would hold none of
     its managed policies, and every grant in them would be missing offline)."""
 
-    def create(cls: Any, resource_name: str, cloudformation_json: Any, account_id: str,
-               region_name: str, **kwargs: Any) -> Any:
-        role = original.__func__(cls, resource_name, cloudformation_json, account_id,
-                                 region_name, **kwargs)
+    def create(
+        cls: Any,
+        resource_name: str,
+        cloudformation_json: Any,
+        account_id: str,
+        region_name: str,
+        **kwargs: Any,
+    ) -> Any:
+        role = original.__func__(
+            cls, resource_name, cloudformation_json, account_id, region_name, **kwargs
+        )
         backend = iam_models.iam_backends[account_id]["aws"]
         for arn in cloudformation_json.get("Properties", {}).get("ManagedPolicyArns", []):
             backend.attach_role_policy(arn, role.name)
         return role
 
     return classmethod(create)
+
+
+def _role_update(original: Any) -> Any:
+    """An AWS::IAM::Role update applies the template: trust policy, MaxSessionDuration, inline and
+    managed policies (moto resets MaxSessionDuration to 3600 and keeps the old policies)."""
+    del original
+
+    def update(
+        cls: Any,
+        original_resource: Any,
+        new_resource_name: str,
+        cloudformation_json: Any,
+        account_id: str,
+        region_name: str,
+    ) -> Any:
+        import json
+
+        backend = iam_models.iam_backends[account_id]["aws"]
+        props = cloudformation_json["Properties"]
+        role = original_resource
+        trust = props["AssumeRolePolicyDocument"]
+        role.assume_role_policy_document = trust if isinstance(trust, str) else json.dumps(trust)
+        role.max_session_duration = int(props.get("MaxSessionDuration", 3600))
+        role.description = props.get("Description", "")
+        role.policies = {p["PolicyName"]: p["PolicyDocument"] for p in props.get("Policies", [])}
+        wanted = set(props.get("ManagedPolicyArns", []))
+        for arn in set(role.managed_policies) - wanted:
+            backend.detach_role_policy(arn, role.name)
+        for arn in wanted - set(role.managed_policies):
+            backend.attach_role_policy(arn, role.name)
+        return role
+
+    return classmethod(update)
+
+
+def _managed_policy_update(original: Any) -> Any:
+    """An AWS::IAM::ManagedPolicy update makes its document the default version (moto keeps the
+    first document forever: a grant taken out of the template would stay granted offline)."""
+    del original
+
+    def update(
+        cls: Any,
+        original_resource: Any,
+        new_resource_name: str,
+        cloudformation_json: Any,
+        account_id: str,
+        region_name: str,
+    ) -> Any:
+        import json
+
+        backend = iam_models.iam_backends[account_id]["aws"]
+        document = cloudformation_json["Properties"]["PolicyDocument"]
+        text = document if isinstance(document, str) else json.dumps(document)
+        policy = original_resource
+        for version in [v for v in policy.versions if not v.is_default]:
+            backend.delete_policy_version(policy.arn, version.version_id)  # AWS keeps at most 5
+        backend.create_policy_version(policy.arn, text, set_as_default=True)
+        return policy
+
+    return classmethod(update)
 
 
 def _described(original: Any) -> Any:
@@ -176,6 +255,8 @@ def _described(original: Any) -> Any:
 def install(wrap: Wrap) -> None:
     wrap(sm_models.ModelPackage, "gen_response_object", _described)
     wrap(iam_models.Role, "create_from_cloudformation_json", _role_from_cfn)
+    wrap(iam_models.Role, "update_from_cloudformation_json", _role_update)
+    wrap(iam_models.ManagedPolicy, "update_from_cloudformation_json", _managed_policy_update)
     backend = sm_models.SageMakerModelBackend
     wrap(backend, "create_model", _create_model)
     wrap(backend, "create_training_job", _create_training_job)

@@ -1,0 +1,40 @@
+"""`mlops run --local`: bootstrap the local account, then run deploy.yml's jobs as GitHub would."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from mlops.config import Config
+from mlops.context import Context
+from mlops.local import jobs
+from mlops.local.runtime import LocalRuntime
+from mlops.manifest import Manifest
+
+DEPLOY_WORKFLOW = ".github/workflows/deploy.yml"
+
+
+@contextmanager
+def workflow_run(
+    root: Path, runs_dir: Path, cfg: Config, approve: Callable[[str], bool]
+) -> Iterator[tuple[LocalRuntime, Context, Any, jobs.Runner]]:
+    """The whole run (the run folder written even when a job fails); the runtime stays up while
+    the caller looks at what it made."""
+    with LocalRuntime(root, runs_dir) as runtime:
+        ctx = Context(
+            cfg, runtime.session, Manifest.load(runtime.run_dir / "manifest.json", create=True),
+            root=root,
+        )
+        github = runtime.bootstrap(ctx, push=False)
+        sha = ctx.manifest.get("run.git_sha") if ctx.run_id else ""
+        runner = jobs.Runner(
+            runtime, root / DEPLOY_WORKFLOW, github, approve,
+            sha=sha if len(sha) == 40 else (sha + "0" * 40)[:40],
+        )
+        try:
+            runner.run()
+        finally:
+            runtime.export_jobs(ctx, runner)
+        yield runtime, ctx, github, runner
