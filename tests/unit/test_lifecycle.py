@@ -403,3 +403,14 @@ def test_describe_model_package_returns_the_model_lifecycle(ctx, image_uri):
     moved = {"Stage": "prod", "StageStatus": "InService", "StageDescription": "serving"}
     sm.update_model_package(ModelPackageArn=arn, ModelLifeCycle=moved)
     assert described(ctx, arn)["ModelLifeCycle"] == moved
+
+
+def test_an_immutable_tag_pushed_again_with_another_image_is_aws_s_error(ctx, image_uri):
+    ecr = ctx.client("ecr")
+    other = MANIFEST.replace("}", ', "annotations": {"build": "2"}}', 1)
+    with pytest.raises(ClientError) as info:
+        ecr.put_image(repositoryName="mlops", imageManifest=other, imageTag="a" * 40)
+    assert info.value.response["Error"]["Code"] == "ImageTagAlreadyExistsException"
+    with pytest.raises(ClientError) as same:  # the very same image: AWS's other error
+        ecr.put_image(repositoryName="mlops", imageManifest=MANIFEST, imageTag="a" * 40)
+    assert same.value.response["Error"]["Code"] == "ImageAlreadyExistsException"

@@ -24,13 +24,18 @@ def workflow_run(
     the caller looks at what it made."""
     with LocalRuntime(root, runs_dir) as runtime:
         ctx = Context(
-            cfg, runtime.session, Manifest.load(runtime.run_dir / "manifest.json", create=True),
+            cfg,
+            runtime.session,
+            Manifest.load(runtime.run_dir / "manifest.json", create=True),
             root=root,
         )
         github = runtime.bootstrap(ctx, push=False)
         sha = ctx.manifest.get("run.git_sha") if ctx.run_id else ""
         runner = jobs.Runner(
-            runtime, root / DEPLOY_WORKFLOW, github, approve,
+            runtime,
+            root / DEPLOY_WORKFLOW,
+            github,
+            approve,
             sha=sha if len(sha) == 40 else (sha + "0" * 40)[:40],
         )
         try:

@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from moto.ecr import exceptions as ecr_exceptions
 from moto.ecr import models as ecr_models
 from moto.iam import models as iam_models
 from moto.sagemaker import models as sm_models
@@ -47,6 +48,37 @@ def check_image(image: str, what: str) -> None:
     raise ValidationError(
         f"{what}: image {image} does not exist in ECR: push it first (the build job's digest)"
     )
+
+
+class ImageTagAlreadyExists(ecr_exceptions.ServiceException):
+    code = "ImageTagAlreadyExistsException"
+
+
+def _put_image(original: Any) -> Any:
+    """A tag an immutable repository already holds, for another image, is refused with AWS's
+    ImageTagAlreadyExistsException ("Image tag mutability", Amazon ECR User Guide; moto answers
+    ImageAlreadyExistsException)."""
+
+    def put_image(
+        self: Any,
+        repository_name: str,
+        image_manifest: str,
+        image_tag: str,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any:
+        try:
+            return original(self, repository_name, image_manifest, image_tag, *args, **kwargs)
+        except ecr_exceptions.ImageAlreadyExistsException as exc:
+            held = self.repositories[repository_name].images
+            if any(i.image_manifest == image_manifest and image_tag in i.image_tags for i in held):
+                raise  # the very same image: AWS answers ImageAlreadyExistsException too
+            raise ImageTagAlreadyExists(
+                f"The image tag '{image_tag}' already exists in the '{repository_name}' "
+                "repository and cannot be overwritten because the repository is immutable."
+            ) from exc
+
+    return put_image
 
 
 def _package_approval(backend: Any, name: str) -> tuple[str, str]:
@@ -254,6 +286,7 @@ def _described(original: Any) -> Any:
 
 def install(wrap: Wrap) -> None:
     wrap(sm_models.ModelPackage, "gen_response_object", _described)
+    wrap(ecr_models.ECRBackend, "put_image", _put_image)
     wrap(iam_models.Role, "create_from_cloudformation_json", _role_from_cfn)
     wrap(iam_models.Role, "update_from_cloudformation_json", _role_update)
     wrap(iam_models.ManagedPolicy, "update_from_cloudformation_json", _managed_policy_update)
