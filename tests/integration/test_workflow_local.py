@@ -206,3 +206,13 @@ def test_taking_one_grant_out_stops_the_step_that_needs_it(
             ModelApprovalStatus="Approved",
             ModelLifeCycle={"Stage": "prod", "StageStatus": "InService"},
         )
+
+
+def test_a_rerun_of_the_build_job_reuses_the_commit_s_image(world):
+    """ECR tags are immutable and the tag is the commit sha: "Re-run jobs" must not push again."""
+    runtime, _, github, runner = world
+    again = jobs.Runner(runtime, WORKFLOW, github, lambda _what: True, sha=runner.sha)
+    rerun = again.run(only=["build-and-push"], done=runner.jobs)["build-and-push"]
+    assert rerun.outputs == runner.jobs["build-and-push"].outputs
+    assert "build" not in rerun.steps  # skipped: steps.existing found the digest
+    assert rerun.steps["existing"]["outputs"]["digest"] == rerun.outputs["image-digest"]
