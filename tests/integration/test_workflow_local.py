@@ -206,6 +206,10 @@ def test_taking_one_grant_out_stops_the_step_that_needs_it(
             ModelApprovalStatus="Approved",
             ModelLifeCycle={"Stage": "prod", "StageStatus": "InService"},
         )
+        if job == "deploy-prod":  # prod back as it was, for the tests after this one
+            jobs.Runner(runtime, WORKFLOW, github, lambda _what: True, sha="b" * 40).run(
+                only=["deploy-prod"], done=runner.jobs
+            )
 
 
 def test_a_rerun_of_the_build_job_reuses_the_commit_s_image(world):
@@ -216,3 +220,109 @@ def test_a_rerun_of_the_build_job_reuses_the_commit_s_image(world):
     assert rerun.outputs == runner.jobs["build-and-push"].outputs
     assert "build" not in rerun.steps  # skipped: steps.existing found the digest
     assert rerun.steps["existing"]["outputs"]["digest"] == rerun.outputs["image-digest"]
+
+
+# --- faults through the whole workflow: the failing step stops it, and nothing after it happens --
+LATER = ["train", "deploy-dev", "deploy-prod"]
+
+
+def _packages(ctx) -> list[dict]:
+    return ctx.client("sagemaker").list_model_packages(
+        ModelPackageGroupName=ctx.account.ModelPackageGroupName
+    )["ModelPackageSummaryList"]
+
+
+def _serving(ctx, stage: str) -> tuple[str, str]:
+    """The package a stage's stack serves and the config its endpoint runs."""
+    cfn, sm = ctx.client("cloudformation"), ctx.client("sagemaker")
+    found = stack_mod.describe(cfn, ctx.config.stack_name(stage)) or {}
+    params = {p["ParameterKey"]: p["ParameterValue"] for p in found.get("Parameters", [])}
+    endpoint = sm.describe_endpoint(EndpointName=ctx.config.endpoint_name(stage))
+    return params.get("ModelPackageArn", ""), endpoint["EndpointConfigName"]
+
+
+@pytest.mark.parametrize(
+    ("fault", "step", "message"),
+    [
+        ("glue", "ETL (Glue)", "Glue run"),
+        ("training", "Train (SageMaker training job)", "injected_fault"),
+        ("evaluation", "Evaluate (SageMaker processing job)", "processing job"),
+    ],
+)
+def test_a_failed_job_step_stops_everything_after_it(world, capfd, fault, step, message):
+    runtime, ctx, github, runner = world
+    before = (len(_packages(ctx)), _serving(ctx, "dev"), _serving(ctx, "prod"))
+    runtime.faults.names.add(fault)
+    try:
+        again = jobs.Runner(runtime, WORKFLOW, github, lambda _what: True, sha="c" * 40)
+        with pytest.raises(jobs.JobFailed, match=re.escape(step)) as failed:
+            again.run(only=LATER, done=runner.jobs)
+    finally:
+        runtime.faults.names.discard(fault)
+    assert failed.value.exit_code != 0
+    assert message in capfd.readouterr().err
+    assert "deploy-dev" not in again.jobs or again.jobs["deploy-dev"] is runner.jobs["deploy-dev"]
+    assert (len(_packages(ctx)), _serving(ctx, "dev"), _serving(ctx, "prod")) == before
+    assert again.jobs["train"].outputs["model-package-arn"] == ""  # nothing to hand on
+
+
+def test_failed_dev_system_tests_reject_the_package_and_prod_never_runs(world, capfd):
+    runtime, ctx, github, runner = world
+    arn = runner.jobs["train"].outputs["model-package-arn"]
+    prod_before = _serving(ctx, "prod")
+    runtime.faults.names.add("system-test")
+    try:
+        again = jobs.Runner(runtime, WORKFLOW, github, lambda _what: True, sha="d" * 40)
+        with pytest.raises(jobs.JobFailed, match="System tests against the dev endpoint"):
+            again.run(only=["deploy-dev", "deploy-prod"], done=runner.jobs)
+        described = ctx.client("sagemaker").describe_model_package(ModelPackageName=arn)
+        assert described["ModelApprovalStatus"] == "Rejected"
+        assert described["ModelLifeCycle"]["StageStatus"] == "Failed"
+        assert again.jobs["deploy-prod"] is runner.jobs["deploy-prod"]  # not run again
+        assert _serving(ctx, "prod") == prod_before
+        with pytest.raises(jobs.JobFailed, match="Deploy the endpoint stack"):
+            again.run(only=["deploy-prod"])  # a Rejected package is refused by prod
+        assert "only an Approved package can be deployed" in capfd.readouterr().err
+    finally:
+        runtime.faults.names.discard("system-test")
+        ctx.client("sagemaker").update_model_package(
+            ModelPackageArn=arn,
+            ModelApprovalStatus="Approved",
+            ModelLifeCycle={"Stage": "prod", "StageStatus": "InService"},
+        )
+
+
+def test_a_failed_prod_deploy_rolls_back_and_promotes_nothing(world, capfd):
+    runtime, ctx, github, runner = world
+    arn = runner.jobs["train"].outputs["model-package-arn"]
+    stack_mod.delete(
+        ctx.client("cloudformation"), ctx.config.stack_name("prod"), region=runtime.region
+    )
+    dev_before = _serving(ctx, "dev")
+    ctx.client("sagemaker").update_model_package(
+        ModelPackageArn=arn, ModelLifeCycle={"Stage": "dev", "StageStatus": "Tested"}
+    )
+    runtime.faults.names.add("prod-deploy")
+    try:
+        again = jobs.Runner(runtime, WORKFLOW, github, lambda _what: True, sha="e" * 40)
+        with pytest.raises(jobs.JobFailed, match="Deploy the endpoint stack"):
+            again.run(only=["deploy-prod"], done=runner.jobs)
+    finally:
+        runtime.faults.names.discard("prod-deploy")
+    assert "CREATE_FAILED: injected prod-deploy" in capfd.readouterr().err
+    stacks = ctx.client("cloudformation").describe_stacks(StackName="mlops-endpoint-prod")
+    assert stacks["Stacks"][0]["StackStatus"] == "ROLLBACK_COMPLETE"
+    life = ctx.client("sagemaker").describe_model_package(ModelPackageName=arn)["ModelLifeCycle"]
+    assert (life["Stage"], life["StageStatus"]) == ("dev", "Tested")  # never promoted
+    assert _serving(ctx, "dev") == dev_before
+    again.run(only=["deploy-prod"])  # the fault gone, prod comes back and is promoted
+    life = ctx.client("sagemaker").describe_model_package(ModelPackageName=arn)["ModelLifeCycle"]
+    assert (life["Stage"], life["StageStatus"]) == ("prod", "InService")
+
+
+def test_the_prod_job_waits_for_its_reviewers(world):
+    runtime, _, github, runner = world
+    again = jobs.Runner(runtime, WORKFLOW, github, lambda _what: False, sha="f" * 40)
+    with pytest.raises(jobs.NotApproved, match="not approved"):
+        again.run(only=["deploy-prod"], done=runner.jobs)
+    assert again.jobs["deploy-prod"].status == "skipped"

@@ -455,3 +455,85 @@ def test_invalid_schema_file_is_named(tmp_path, text, words):
     pattern = rf"^schema file {path} is invalid \(.*{words}.*\): fix it"
     with pytest.raises(etl.EtlError, match=pattern):
         etl.load_schema(str(path))
+
+
+# --- validation details the tests above leave open ------------------------------------------------
+def test_every_row_bad_counts_all_of_them_and_lists_only_problems():
+    cfg = etl.Config.from_strings({"input": "in.csv", "output": "o"})
+    with pytest.raises(etl.EtlError) as info:
+        etl.check_bad_rows({"length: missing": 3, "sex: unknown category": 1}, cfg)
+    assert str(info.value).startswith(
+        "4 of 4 rows (100.0%) are bad, more than --max_bad_fraction 0.05 "
+        "(length: missing: 3; sex: unknown category: 1): "
+    )
+    with pytest.raises(etl.EtlError) as info:
+        etl.check_bad_rows({"ok": 90, "length: missing": 10}, cfg)
+    assert "(length: missing: 10): fix the data" in str(info.value)
+
+
+def test_read_raw_reads_the_header_line_of_the_given_input():
+    class Recording(FakeSpark):
+        def text(self, uri):
+            self.text_uri = uri
+            return super().text(uri)
+
+    fake = Recording(",".join(HEADER))
+    assert etl.read_raw(fake, "s3://bucket/raw.csv", SCHEMA_DICT) == "frame"
+    assert fake.text_uri == "s3://bucket/raw.csv"
+
+
+def test_schema_file_defaults_when_glue_does_not_pass_it():
+    assert etl.Config.from_strings({"input": "i", "output": "o"}).schema_file == "schema.json"
+
+
+def test_glue_names_every_missing_argument(monkeypatch):
+    monkeypatch.setattr(etl, "getResolvedOptions", lambda argv, names: pytest.fail("resolved"))
+    with pytest.raises(etl.EtlError) as info:
+        etl.parse_args(["x.py", "--JOB_NAME", "j"])
+    assert str(info.value) == "missing job argument(s): --input, --output"
+
+
+def test_locally_a_missing_output_is_one_line_naming_it(monkeypatch):
+    monkeypatch.setattr(etl, "getResolvedOptions", None)
+    with pytest.raises(etl.EtlError, match=r"required: --output \(run with --help"):
+        etl.parse_args(["x.py", "--input", "i"])
+
+
+def test_unknown_arguments_are_never_taken_as_abbreviations(monkeypatch):
+    monkeypatch.setattr(etl, "getResolvedOptions", None)
+    cfg = etl.parse_args(["x.py", "--input", "i", "--output", "o", "--train", "0.9"])
+    assert cfg.train_fraction == 0.7
+
+
+def test_train_fraction_one_leaves_no_test_split():
+    with pytest.raises(etl.EtlError) as info:
+        etl.Config.from_strings(
+            {"input": "i", "output": "o", "train_fraction": "1", "validation_fraction": "0"}
+        )
+    assert str(info.value) == (
+        "--train_fraction 1.0 and --validation_fraction 0.0 must be in [0, 1) with train > 0 "
+        "and a sum of at most 1 (test gets the rest)"
+    )
+
+
+def test_max_bad_fraction_message_is_exact():
+    with pytest.raises(etl.EtlError) as info:
+        etl.Config.from_strings({"input": "i", "output": "o", "max_bad_fraction": "2"})
+    assert str(info.value) == "--max_bad_fraction must be between 0 and 1"
+
+
+def test_a_missing_absolute_schema_path_is_named_once(tmp_path):
+    missing = tmp_path / "nope.json"
+    with pytest.raises(etl.EtlError) as info:
+        etl.load_schema(str(missing))
+    assert str(info.value) == f"schema file not found (looked in {missing}): pass --schema_file"
+
+
+def test_a_missing_relative_schema_lists_both_places(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(etl.EtlError) as info:
+        etl.load_schema("nope.json")
+    here = SCRIPT.parent / "nope.json"
+    assert str(info.value) == (
+        f"schema file not found (looked in {tmp_path / 'nope.json'}, {here}): pass --schema_file"
+    )

@@ -205,3 +205,31 @@ def test_a_failed_rule_alone_fails_the_run(exact, tmp_path, monkeypatch):
     checks = Manifest.load(tmp_path / "run.json").require("gate.checks", "gate")
     assert checks[0] == {"metric": "rmse", "limit": 3.0, "value": 3.5, "passed": False}
     assert [c["passed"] for c in checks] == [False, True]
+
+
+# --- what the step shows: the log, the job summary and the failure message -----------------------
+def test_a_pass_is_logged_and_summarised_as_passed(cfg, tmp_path, monkeypatch, capsys):
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    results = gate.run(context(cfg, tmp_path, {"evaluate": {"metrics": evaluation(1.5)}}))
+    table = gate.render(results)
+    assert table in capsys.readouterr().err
+    assert summary.read_text(encoding="utf-8") == f"### Gate: passed\n{table}\n\n"
+
+
+def test_every_failed_rule_is_named_and_the_context_is_registered(exact, tmp_path, monkeypatch):
+    seen: list[object] = []
+
+    def fake_register(ctx, status):
+        seen.append(ctx)
+        return f"arn:{status}"
+
+    monkeypatch.setattr(register, "run", fake_register)
+    candidate, prod = evaluation(3.5, baseline=100.0), evaluation(1.0)
+    ctx = context(exact, tmp_path, {"evaluate": {"metrics": candidate, "prod": {"metrics": prod}}})
+    with pytest.raises(GateFailed) as info:
+        gate.run(ctx)
+    assert str(info.value) == (
+        "gate failed on rmse, rmse vs prod model; candidate recorded as Rejected: arn:Rejected"
+    )
+    assert seen == [ctx]

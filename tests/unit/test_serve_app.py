@@ -455,3 +455,74 @@ def test_the_last_header_of_a_name_wins(app):
     scope = {"type": "http", "method": "POST", "path": "/invocations", "headers": heads}
     asyncio.run(app(scope, receive, send))
     assert sent[0]["status"] == 200
+
+
+# --- the ASGI messages themselves, the log lines and the factory ---------------------------------
+def _messages(app, scope, received: list[dict]) -> list[dict]:
+    """Every message the app sends for one scope, given what ``receive`` hands it in order."""
+    sent: list[dict] = []
+
+    async def receive():
+        return received.pop(0)
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    return sent
+
+
+def test_responses_are_a_start_message_then_a_body_message(app):
+    scope = {"type": "http", "method": "GET", "path": "/ping", "headers": []}
+    start, body = _messages(app, scope, [])
+    assert (start["type"], start["status"]) == ("http.response.start", 200)
+    assert body == {"type": "http.response.body", "body": b""}
+
+
+def test_loading_answers_name_the_reason(model_dir):
+    loading = InferenceApp(model_dir=model_dir)
+    expected = {"error": "the model is still loading"}
+    assert error_of(call(loading, "GET", "/ping")) == expected
+    assert error_of(call(loading, body=ROW.encode(), headers=CSV_H)) == expected
+
+
+def test_a_failed_startup_reports_and_logs_the_reason(tmp_path, caplog):
+    app = InferenceApp(model_dir=tmp_path / "absent")
+    with pytest.raises(ModelError) as direct:
+        app.load()
+    sent = _messages(app, {"type": "lifespan"}, [{"type": "lifespan.startup"}])
+    assert sent == [{"type": "lifespan.startup.failed", "message": str(direct.value)}]
+    assert f"cannot load the model: {direct.value}" in caplog.text
+
+
+def test_an_unexpected_error_is_logged_with_method_and_path(app, caplog):
+    class Broken:
+        schema = SCHEMA
+
+        def predict(self, matrix):
+            raise RuntimeError("boom")
+
+    response = call(InferenceApp(model=Broken()), body=ROW.encode(), headers=CSV_H)
+    assert error_of(response) == {"error": "internal server error; see the server log"}
+    assert "unexpected error serving POST /invocations" in caplog.text
+
+
+def test_body_and_more_body_are_optional_in_request_messages(app):
+    scope = {"type": "http", "method": "POST", "path": "/invocations"}
+    scope["headers"] = [(b"content-type", b"text/csv")]
+    received = [
+        {"type": "http.request", "body": ROW.encode(), "more_body": True},
+        {"type": "http.request"},
+    ]
+    start, body = _messages(app, scope, received)
+    assert start["status"] == 200 and len(body["body"].split()) == 1
+
+
+def test_create_app_takes_the_model_directory_from_the_environment(monkeypatch, tmp_path):
+    from abalone_model.serve.app import DEFAULT_MODEL_DIR, create_app
+
+    monkeypatch.setenv("SM_MODEL_DIR", str(tmp_path))
+    made = create_app()
+    assert (made.model_dir, made.model) == (str(tmp_path), None)
+    monkeypatch.delenv("SM_MODEL_DIR")
+    assert create_app().model_dir == DEFAULT_MODEL_DIR == "/opt/ml/model"

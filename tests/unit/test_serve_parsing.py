@@ -285,3 +285,60 @@ def test_format_predictions_exact_bodies():
     assert parsing.format_predictions(preds, JSON) == b'{"predictions": [1.5, 10.25]}'
     odd = parsing.format_predictions(np.array([1.0, np.nan, np.inf]), JSON)
     assert json.loads(odd) == {"predictions": [1.0, None, None]}
+
+
+# --- details the tests above leave open (each pins one line of parsing.py) -----------------------
+def test_client_error_reads_as_its_message():
+    error = ClientError(415, "unsupported Content-Type 'x'")
+    assert str(error) == "unsupported Content-Type 'x'"
+    assert (error.status, error.message) == (415, "unsupported Content-Type 'x'")
+
+
+def test_quoted_q_values_are_weighed_like_bare_ones():
+    accept = 'text/csv; q="0.2", application/json; q="0.9"'
+    assert parsing.response_family(accept, CSV) == JSON
+
+
+@pytest.mark.parametrize("accept", ["tex/*", "t/*", "applicatio/*"])
+def test_a_wildcard_needs_the_whole_type_before_the_slash(accept):
+    with pytest.raises(ClientError) as info:
+        parsing.response_family(accept, CSV)
+    assert info.value.status == 406
+
+
+def test_cells_padded_with_spaces_parse_like_bare_cells():
+    padded = b"M, 0.455, 0.365, 0.095, 0.514, 0.2245, 0.101, 0.15\n"
+    bare = parsing.parse_csv_exact(ENC, ROW.encode())
+    np.testing.assert_array_equal(parsing.parse_csv_exact(ENC, padded), bare)
+
+
+def test_exact_route_honours_a_reordered_header():
+    order = [*NAMES[1:], NAMES[0]]
+    values = ROW.split(",")
+    body = (",".join(order) + "\n" + ",".join([*values[1:], values[0]]) + "\n").encode()
+    expected = parsing.parse_csv_exact(ENC, ROW.encode())
+    np.testing.assert_array_equal(parsing.parse_csv_exact(ENC, body), expected)
+
+
+def test_a_large_body_with_a_blank_line_is_left_to_the_exact_route():
+    row = ROW.encode() + b"\n"
+    body = row * 30 + b"\n" + row * 30
+    assert len(body) >= parsing.VECTOR_MIN_BYTES
+    assert parsing.parse_csv_vector(ENC, body) is None
+    matrix = parsing.parse_csv(ENC, body)
+    np.testing.assert_array_equal(matrix, parsing.parse_csv_exact(ENC, row * 60))
+
+
+def test_malformed_json_quotes_the_decoder_error_cut_at_80_characters():
+    body = b"{" + b" " * 100_000 + b"1}"
+    with pytest.raises(json.JSONDecodeError) as decoder:
+        json.loads(body)
+    assert len(str(decoder.value)) > 80
+    with pytest.raises(FeatureError) as info:
+        parsing.parse_body(ENC, JSON, body)
+    assert info.value.message == f"malformed JSON: {str(decoder.value)[:80]}"
+
+
+def test_csv_predictions_in_exponent_form_are_lower_case():
+    body = parsing.format_predictions(np.array([1e-05, 1.5e10]), CSV)
+    assert body == b"1e-05\n1.5e+10\n"

@@ -133,7 +133,7 @@ class Enforcer:
         except act.UnmappedOperation as exc:
             raise Denied(f"local IAM: {exc}") from None
         self.check(principal, accesses)
-        if operation == "ExecuteChangeSet":
+        if operation in ("ExecuteChangeSet", "DeleteStack"):
             self.act_as(self._stack_actor(principal, params))
 
     def _stack_actor(self, caller: prin.Principal, params: dict[str, Any]) -> prin.Principal:
@@ -141,11 +141,33 @@ class Enforcer:
         from moto.cloudformation.models import cloudformation_backends
 
         backend = cloudformation_backends[self.account][self.region]
-        name = params.get("ChangeSetName", "")
-        change_set = next(
-            (c for k, c in backend.change_sets.items() if name in (k, c.change_set_name)), None
-        )
-        role_arn = getattr(change_set, "role_arn", None) if change_set else None
+        if "ChangeSetName" in params:
+            name = params["ChangeSetName"]
+            found = next(
+                (c for k, c in backend.change_sets.items() if name in (k, c.change_set_name)),
+                None,
+            )
+        else:  # DeleteStack: the stack's own service role, as AWS uses it
+            name = params.get("StackName", "")
+            found = next(
+                (
+                    st
+                    for st in backend.stacks.values()
+                    if name in (st.name, st.stack_id) and st.status != "DELETE_COMPLETE"
+                ),
+                None,
+            )
+        role_arn = getattr(found, "role_arn", None) if found else None
+        if found is not None and not role_arn and "ChangeSetName" not in params:
+            # moto keeps RoleARN on the change set, not on the stack it created
+            role_arn = next(
+                (
+                    c.role_arn
+                    for c in backend.change_sets.values()
+                    if c.stack_id == found.stack_id and c.role_arn
+                ),
+                None,
+            )
         if not role_arn:
             return caller
         return self.service_principal(role_arn, "cloudformation")

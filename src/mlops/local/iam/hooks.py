@@ -139,10 +139,8 @@ def _resource_change(enforcer: Enforcer, kind: str) -> Callable[[Any], Any]:
             bound = signature.bind(*args, **kwargs).arguments
             resource_json, region = bound["resource_json"], bound["region_name"]
             if kind == "delete":
-                name = bound["resource_name"]
-                check(
-                    name, resource_json["Type"], resource_json.get("Properties", {}), name, region
-                )
+                name = bound["resource_name"]  # its properties are unresolved: use the name
+                check(name, resource_json["Type"], {}, name, region)
                 return original(*args, **kwargs)
             logical_id, resources_map = bound["logical_id"], bound["resources_map"]
             condition = resource_json.get("Condition")
