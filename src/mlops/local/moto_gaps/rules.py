@@ -122,26 +122,18 @@ def _create_model(original: Any) -> Any:
     return create_model
 
 
-def _create_training_job(original: Any) -> Any:
-    def create(self: Any, *args: Any, **kwargs: Any) -> Any:
-        spec = kwargs.get("algorithm_specification") or {}
-        check_image(
-            spec.get("TrainingImage", ""), f"CreateTrainingJob {kwargs.get('training_job_name')}"
-        )
-        return original(self, *args, **kwargs)
+def _job_image(operation: str, spec_key: str, image_key: str, name_key: str) -> Any:
+    """A job whose image (``kwargs[spec_key][image_key]``) must exist in ECR."""
 
-    return create
+    def make(original: Any) -> Any:
+        def create(self: Any, *args: Any, **kwargs: Any) -> Any:
+            image = (kwargs.get(spec_key) or {}).get(image_key, "")
+            check_image(image, f"{operation} {kwargs.get(name_key)}")
+            return original(self, *args, **kwargs)
 
+        return create
 
-def _create_processing_job(original: Any) -> Any:
-    def create(self: Any, *args: Any, **kwargs: Any) -> Any:
-        spec = kwargs.get("app_specification") or {}
-        check_image(
-            spec.get("ImageUri", ""), f"CreateProcessingJob {kwargs.get('processing_job_name')}"
-        )
-        return original(self, *args, **kwargs)
-
-    return create
+    return make
 
 
 def _create_model_package(original: Any) -> Any:
@@ -292,8 +284,18 @@ def install(wrap: Wrap) -> None:
     wrap(iam_models.ManagedPolicy, "update_from_cloudformation_json", _managed_policy_update)
     backend = sm_models.SageMakerModelBackend
     wrap(backend, "create_model", _create_model)
-    wrap(backend, "create_training_job", _create_training_job)
-    wrap(backend, "create_processing_job", _create_processing_job)
+    wrap(
+        backend,
+        "create_training_job",
+        _job_image(
+            "CreateTrainingJob", "algorithm_specification", "TrainingImage", "training_job_name"
+        ),
+    )
+    wrap(
+        backend,
+        "create_processing_job",
+        _job_image("CreateProcessingJob", "app_specification", "ImageUri", "processing_job_name"),
+    )
     wrap(backend, "create_model_package", _create_model_package)
     wrap(backend, "update_model_package", _update_model_package)
     response = sm_responses.SageMakerResponse
