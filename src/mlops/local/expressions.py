@@ -130,6 +130,11 @@ def render(value: Any, contexts: Mapping[str, Any]) -> Any:
     return value
 
 
+def render_map(values: Mapping[str, Any], contexts: Mapping[str, Any]) -> dict[str, str]:
+    """``env`` / ``with`` / ``outputs``: every value rendered to the text a step sees."""
+    return {k: _text(render(v, contexts)) for k, v in values.items()}
+
+
 def _text(value: Any) -> str:
     if isinstance(value, bool):
         return str(value).lower()

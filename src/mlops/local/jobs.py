@@ -50,6 +50,8 @@ class Job:
     status: str = "success"
     outputs: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
+    credentials: dict[str, str] = field(default_factory=dict)  # from configure-aws-credentials
+    failed_code: int = 0
 
     @property
     def environment(self) -> str:
@@ -159,7 +161,7 @@ class Runner:
             )
         job.workspace.mkdir(parents=True, exist_ok=True)
         base = {**self.spec.get("env", {}), **job.spec.get("env", {})}
-        job.env = {k: expr._text(expr.render(v, self.contexts(job))) for k, v in base.items()}
+        job.env = expr.render_map(base, self.contexts(job))
         failed_step = ""
         for index, step in enumerate(job.spec.get("steps", [])):
             name = step.get("name") or step.get("uses") or step.get("run", "")[:40]
@@ -168,20 +170,17 @@ class Runner:
             code = self.run_step(job, step, index)
             if code:
                 job.status, failed_step = "failure", failed_step or name
-                job.failed_code = code  # type: ignore[attr-defined]
-        job.outputs = {
-            k: expr._text(expr.render(v, self.contexts(job)))
-            for k, v in job.spec.get("outputs", {}).items()
-        }
+                job.failed_code = code
+        job.outputs = expr.render_map(job.spec.get("outputs", {}), self.contexts(job))
         job.seconds = round(time.monotonic() - start, 2)
         if job.status == "failure":
-            raise JobFailed(job.name, failed_step, getattr(job, "failed_code", 1))
+            raise JobFailed(job.name, failed_step, job.failed_code or 1)
 
     def run_step(self, job: Job, step: dict[str, Any], index: int) -> int:
         contexts = self.contexts(job)
         env = {
             **job.env,
-            **{k: expr._text(expr.render(v, contexts)) for k, v in step.get("env", {}).items()},
+            **expr.render_map(step.get("env", {}), contexts),
         }
         outputs: dict[str, str] = {}
         if "uses" in step:
@@ -192,9 +191,7 @@ class Runner:
                     f"local: no stand-in for uses: {action} (job {job.name}): "
                     "add one in src/mlops/local/jobs.py"
                 )
-            inputs = {
-                k: expr._text(expr.render(v, contexts)) for k, v in step.get("with", {}).items()
-            }
+            inputs = expr.render_map(step.get("with", {}), contexts)
             code = handler(self, job, inputs, outputs)
         else:
             code = self.run_command(job, expr.render(step["run"], contexts), env, outputs, index)
@@ -233,7 +230,7 @@ class Runner:
         manifest = job.workspace / env.get("MLOPS_MANIFEST", "run.json")
         values = {
             **env,
-            **getattr(job, "credentials", {}),
+            **job.credentials,
             "GITHUB_OUTPUT": str(output_file),
             "GITHUB_STEP_SUMMARY": str(job.workspace / "summary.md"),
             "GITHUB_SHA": self.sha,
@@ -303,7 +300,7 @@ def _credentials(runner: Runner, job: Job, inputs: dict[str, str], _out: dict[st
         )
         return 1
     region = inputs.get("aws-region", runner.rt.region)
-    job.credentials = {  # type: ignore[attr-defined]
+    job.credentials = {
         "AWS_ACCESS_KEY_ID": creds["AccessKeyId"],
         "AWS_SECRET_ACCESS_KEY": creds["SecretAccessKey"],
         "AWS_SESSION_TOKEN": creds["SessionToken"],
@@ -315,11 +312,11 @@ def _credentials(runner: Runner, job: Job, inputs: dict[str, str], _out: dict[st
 
 
 def _ecr_login(runner: Runner, job: Job, _inputs: dict[str, str], _out: dict[str, str]) -> int:
-    return runner.rt.registry.login(getattr(job, "credentials", {}))
+    return runner.rt.registry.login(job.credentials)
 
 
 def _build_push(runner: Runner, job: Job, inputs: dict[str, str], out: dict[str, str]) -> int:
-    digest = runner.rt.registry.build_and_push(getattr(job, "credentials", {}), inputs)
+    digest = runner.rt.registry.build_and_push(job.credentials, inputs)
     if not digest:
         return 1
     out.update({"digest": digest, "imageid": digest})

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from mlops.config import Config
-from mlops.context import Context
+from mlops.context import Context, git_sha
 from mlops.local import jobs
 from mlops.local.runtime import LocalRuntime
 from mlops.manifest import Manifest
@@ -30,7 +30,7 @@ def workflow_run(
             root=root,
         )
         github = runtime.bootstrap(ctx, push=False)
-        sha = ctx.manifest.get("run.git_sha") if ctx.run_id else ""
+        sha = git_sha(root)  # GITHUB_SHA, or the checkout's HEAD; "unknown" outside git
         runner = jobs.Runner(
             runtime,
             root / DEPLOY_WORKFLOW,

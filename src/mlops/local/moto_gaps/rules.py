@@ -6,6 +6,7 @@ step stops offline exactly where the first real run would.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from typing import Any
@@ -196,12 +197,24 @@ def _role_from_cfn(original: Any) -> Any:
         role = original.__func__(
             cls, resource_name, cloudformation_json, account_id, region_name, **kwargs
         )
-        backend = iam_models.iam_backends[account_id]["aws"]
-        for arn in cloudformation_json.get("Properties", {}).get("ManagedPolicyArns", []):
-            backend.attach_role_policy(arn, role.name)
+        _sync_managed(role, cloudformation_json.get("Properties", {}), account_id)
         return role
 
     return classmethod(create)
+
+
+def _text(document: Any) -> str:
+    return document if isinstance(document, str) else json.dumps(document)
+
+
+def _sync_managed(role: Any, props: dict[str, Any], account_id: str) -> None:
+    """The role holds exactly the template's ManagedPolicyArns."""
+    backend = iam_models.iam_backends[account_id]["aws"]
+    wanted = set(props.get("ManagedPolicyArns", []))
+    for arn in set(role.managed_policies) - wanted:
+        backend.detach_role_policy(arn, role.name)
+    for arn in wanted - set(role.managed_policies):
+        backend.attach_role_policy(arn, role.name)
 
 
 def _role_update(original: Any) -> Any:
@@ -217,21 +230,13 @@ def _role_update(original: Any) -> Any:
         account_id: str,
         region_name: str,
     ) -> Any:
-        import json
-
-        backend = iam_models.iam_backends[account_id]["aws"]
         props = cloudformation_json["Properties"]
         role = original_resource
-        trust = props["AssumeRolePolicyDocument"]
-        role.assume_role_policy_document = trust if isinstance(trust, str) else json.dumps(trust)
+        role.assume_role_policy_document = _text(props["AssumeRolePolicyDocument"])
         role.max_session_duration = int(props.get("MaxSessionDuration", 3600))
         role.description = props.get("Description", "")
         role.policies = {p["PolicyName"]: p["PolicyDocument"] for p in props.get("Policies", [])}
-        wanted = set(props.get("ManagedPolicyArns", []))
-        for arn in set(role.managed_policies) - wanted:
-            backend.detach_role_policy(arn, role.name)
-        for arn in wanted - set(role.managed_policies):
-            backend.attach_role_policy(arn, role.name)
+        _sync_managed(role, props, account_id)
         return role
 
     return classmethod(update)
@@ -250,11 +255,8 @@ def _managed_policy_update(original: Any) -> Any:
         account_id: str,
         region_name: str,
     ) -> Any:
-        import json
-
         backend = iam_models.iam_backends[account_id]["aws"]
-        document = cloudformation_json["Properties"]["PolicyDocument"]
-        text = document if isinstance(document, str) else json.dumps(document)
+        text = _text(cloudformation_json["Properties"]["PolicyDocument"])
         policy = original_resource
         for version in [v for v in policy.versions if not v.is_default]:
             backend.delete_policy_version(policy.arn, version.version_id)  # AWS keeps at most 5
