@@ -61,7 +61,9 @@ def _s3(enforcer: Enforcer) -> Callable[[Any], Any]:
 
 def _web_identity(enforcer: Enforcer, tokens: oidc.TokenService) -> Callable[[Any], Any]:
     """AssumeRoleWithWebIdentity: a valid token, a provider the account has, the role's trust
-    policy on the token's claims, and DurationSeconds within the role's MaxSessionDuration."""
+    policy on the token's claims, and DurationSeconds within the role's MaxSessionDuration
+    (AWS STS API Reference, AssumeRoleWithWebIdentity: DurationSeconds; "Create a role for OpenID
+    Connect federation", IAM User Guide)."""
 
     def make(original: Any) -> Any:
         def assume(self: Any) -> Any:
