@@ -1,8 +1,9 @@
-"""Container entrypoint: ``python -m abalone_model train|evaluate|serve [args]``.
+"""Container entrypoint: ``python -m abalone_model train|evaluate|serve|monitor|explain [args]``.
 
 SageMaker runs the image as ``docker run IMAGE train`` (training) or ``docker run IMAGE serve``
-(hosting); processing jobs name ``evaluate``. Each subcommand lives in its own module with a
-``main(argv) -> int``; domain errors are printed as one line and mapped to an exit code here.
+(hosting); processing jobs name ``evaluate``, ``monitor`` or ``explain``. Each subcommand lives in
+its own module with a ``main(argv) -> int``; domain errors are printed as one line and mapped to an
+exit code here.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ COMMANDS = {
     "train": "abalone_model.train",
     "evaluate": "abalone_model.evaluate",
     "serve": "abalone_model.serve.server",
+    "monitor": "abalone_model.monitor",
+    "explain": "abalone_model.explain",
 }
-USAGE = "usage: python -m abalone_model {train|evaluate|serve} [options]"
+USAGE = "usage: python -m abalone_model {train|evaluate|serve|monitor|explain} [options]"
 
 
 def main(argv: list[str] | None = None) -> int:

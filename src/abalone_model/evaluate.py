@@ -2,7 +2,8 @@
 
 Reads ``model.tar.gz`` and the test split, writes ``evaluation.json`` in SageMaker's model-quality
 format (``regression_metrics``: mse, rmse, mae, r2, each with value and standard_deviation), the
-mean predictor's RMSE as a baseline, a predicted-vs-actual/residual plot and ``report.md``.
+mean predictor's RMSE as a baseline, a predicted-vs-actual/residual plot, the global feature
+importance chart (mean |TreeSHAP contribution| on the test split, ``explain.py``) and ``report.md``.
 Standard deviations come from a seeded bootstrap, so re-running gives identical numbers.
 """
 
@@ -17,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from abalone_model import explain, report
 from abalone_model import model as artefact
-from abalone_model import report
 from abalone_model.errors import ModelError
 from abalone_model.train import read_split
 
@@ -26,6 +27,7 @@ PROCESSING = Path("/opt/ml/processing")
 BOOTSTRAP_RESAMPLES = 200
 BOOTSTRAP_SEED = 20240601
 PLOT_FILE = "prediction_plot.png"
+IMPORTANCE_FILE = explain.PLOT_FILE
 MAX_BOOTSTRAP_CELLS = 4_000_000  # rows x resamples per chunk: bounds memory on big test sets
 
 
@@ -80,10 +82,11 @@ def regression_metrics(
 
 
 def evaluate(model_path: Path, test_dir: Path, output_dir: Path) -> dict[str, Any]:
-    """Score the model on the test split and write evaluation.json, the plot and report.md."""
+    """Score the model on the test split; write evaluation.json, the two plots and report.md."""
     model = load_model(model_path)
     y, X = read_split(test_dir, model.schema, channel="test")
     pred = model.predict(X)
+    importance = explain.global_importance(explain.contributions(model, X)[0], model.schema)
     train_mean = model.metadata.get("train_target_mean")
     mean, source = (
         (float(train_mean), "train target mean from the model metadata")
@@ -107,7 +110,9 @@ def evaluate(model_path: Path, test_dir: Path, output_dir: Path) -> dict[str, An
         text = json.dumps(evaluation, indent=2, sort_keys=True) + "\n"
         (output_dir / "evaluation.json").write_text(text, encoding="utf-8")
         report.plot(y, pred, output_dir / PLOT_FILE, target=model.schema.target.name)
-        markdown = report.markdown(evaluation, PLOT_FILE)
+        title = f"Global feature importance ({len(y)} test rows)"
+        explain.plot_importance(importance, output_dir / IMPORTANCE_FILE, title)
+        markdown = report.markdown(evaluation, PLOT_FILE, importance, IMPORTANCE_FILE)
         (output_dir / "report.md").write_text(markdown, encoding="utf-8")
     except OSError as exc:
         raise ModelError(f"cannot write the evaluation to {output_dir}: {exc}") from exc

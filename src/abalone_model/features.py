@@ -5,6 +5,11 @@ copy that travels with the model) decides the columns, their order, ranges and o
 nothing here names an abalone column. Every rejection is a ``FeatureError`` naming the 1-based data
 row and the field, so a client can fix its request.
 
+Only malformed input is rejected: a non-number, NaN/inf (or a number float32 cannot hold), a
+fraction in an int column, an unknown category, a wrong column count. A value outside the schema's
+training range (gt/ge/lt/le) is a monitoring signal, not a client error: it is encoded and
+predicted like any other, and ``Encoder.out_of_range`` counts such values per feature afterwards.
+
 Two routes give bit-identical matrices: ``Encoder.encode_rows``/``encode_records`` (pure Python,
 exact error messages) and ``Encoder.encode_lines`` (numpy's C text reader, for large CSV bodies),
 which only accepts input it can vouch for and otherwise returns None so the caller re-runs the
@@ -22,6 +27,8 @@ import numpy as np
 
 from abalone_model.errors import ModelError
 from abalone_model.schema import Column, Schema
+
+F32_MAX = float(np.finfo(np.float32).max)  # the model sees float32: anything larger becomes inf
 
 
 class FeatureError(ModelError):
@@ -111,7 +118,7 @@ class Encoder:
                 number = float(value)
             except OverflowError:
                 number = math.inf
-        problem = col.problem(number)
+        problem = _malformed(col, number)
         if problem:
             raise FeatureError(
                 f"{_where(row)}{col.name} {problem}, got {value!r:.40}", row, col.name
@@ -189,7 +196,7 @@ class Encoder:
     def encode_lines(self, lines: Sequence[bytes], order: Sequence[int]) -> np.ndarray | None:
         """Vectorised route for many CSV lines (LF-split, printable ASCII, no quotes/underscores).
 
-        Returns the encoded matrix, or None when anything is off (bad value, blank line, odd
+        Returns the encoded matrix, or None when anything is off (malformed value, blank line, odd
         spacing around a category); the caller then runs ``encode_rows`` for the exact error, so
         both routes accept the same input with the same values and reject it with the same message.
         """
@@ -224,6 +231,21 @@ class Encoder:
                     return None
         return out
 
+    def out_of_range(self, matrix: np.ndarray) -> dict[str, int]:
+        """Values outside the schema's training ranges, per numeric feature (those with any).
+
+        Judged on the encoded float32 matrix, bounds cast to float32 too: the values the model
+        sees, and one answer whichever route (exact, vectorised, JSON) built the matrix.
+        """
+        counts = {}
+        for col, pos in zip(self.schema.features, self.offsets, strict=True):
+            if col.is_category:
+                continue
+            outside = len(matrix) - int(np.count_nonzero(_inside(col, matrix[:, pos])))
+            if outside:
+                counts[col.name] = outside
+        return counts
+
     @lru_cache(maxsize=16)  # noqa: B019 - one encoder per schema, few column orders
     def _line_dtype(self, order: tuple[int, ...]) -> np.dtype:
         """Structured row type: a category field is one byte longer than its longest category,
@@ -239,11 +261,28 @@ class Encoder:
         return np.dtype(fields)
 
 
+def _malformed(col: Column, number: float) -> str | None:
+    """Why a numeric value cannot be encoded at all, or None (range is not checked here)."""
+    if not math.isfinite(number):
+        return "must be a finite number"
+    if abs(number) > F32_MAX:
+        return f"must be at most {F32_MAX:.4g} in size (float32)"
+    if col.type == "int" and number != int(number):
+        return "must be a whole number"
+    return None
+
+
 def _all_valid(col: Column, values: np.ndarray) -> bool:
-    """The vectorised twin of ``Column.problem``: True when every value is acceptable."""
-    ok = np.isfinite(values)
+    """The vectorised twin of ``_malformed``: True when every value can be encoded."""
+    ok = np.abs(values) <= F32_MAX  # False for NaN and inf too
     if col.type == "int":
         ok &= np.floor(values) == values
+    return bool(ok.all())
+
+
+def _inside(col: Column, values: np.ndarray) -> np.ndarray:
+    """Per value: within the column's training range (the bounds as float32, like the values)."""
+    ok = np.ones(len(values), dtype=bool)
     for bound, test in (
         (col.gt, np.greater),
         (col.ge, np.greater_equal),
@@ -251,8 +290,8 @@ def _all_valid(col: Column, values: np.ndarray) -> bool:
         (col.le, np.less_equal),
     ):
         if bound is not None:
-            ok &= test(values, bound)
-    return bool(ok.all())
+            ok &= test(values, np.float32(bound))
+    return ok
 
 
 @lru_cache(maxsize=8)

@@ -38,8 +38,13 @@ def plot(
     return out
 
 
-def markdown(evaluation: dict[str, Any], plot_name: str) -> str:
-    """A short human-readable summary of ``evaluation.json``."""
+def markdown(
+    evaluation: dict[str, Any],
+    plot_name: str,
+    importance: dict[str, float] | None = None,
+    importance_plot: str | None = None,
+) -> str:
+    """A short human-readable summary of ``evaluation.json`` (and the global importance)."""
     metrics = evaluation["regression_metrics"]
     baseline = evaluation["baseline"]
     model_metrics = evaluation.get("model", {}).get("metrics", {})
@@ -72,4 +77,18 @@ def markdown(evaluation: dict[str, Any], plot_name: str) -> str:
             f"validation rmse {cell(model_metrics.get('validation_rmse'))}.",
         ]
     lines += ["", f"![Predicted vs actual and residuals]({plot_name})", ""]
+    if importance:
+        lines += [
+            "## Global feature importance",
+            "",
+            "Mean |TreeSHAP contribution| per raw feature on the test set, in predicted units "
+            "(one-hot columns summed back to their feature).",
+            "",
+            "| feature | mean abs. contribution |",
+            "|---|---:|",
+            *(f"| {name} | {value:.4f} |" for name, value in importance.items()),
+            "",
+        ]
+        if importance_plot:
+            lines += [f"![Global feature importance]({importance_plot})", ""]
     return "\n".join(lines)

@@ -19,8 +19,19 @@ STAGES = ("dev", "prod")
 CREATES_MANIFEST = {"image", "etl", "deploy", "system-test", "promote", "rollback", "teardown"}
 
 
+HELP = {
+    "etl": "validate, split and encode the data (Glue job), unless a package can be reused",
+    "evaluate": "score the candidate and prod's model on the test set (processing job)",
+    "gate": "fail when the candidate is worse than the thresholds or prod",
+    "register": "register the candidate as an Approved model package",
+}
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="mlops", description=__doc__)
+    p = argparse.ArgumentParser(
+        prog="mlops",
+        description="The pipeline's steps, as the workflows run them (offline: mlops run --local).",
+    )
     p.add_argument("--config", default="pipeline.toml", help="pipeline configuration file")
     p.add_argument(
         "--manifest",
@@ -28,24 +39,35 @@ def _parser() -> argparse.ArgumentParser:
         help="the run manifest each step reads and extends",
     )
     p.add_argument("--region", default=None, help="AWS region (default: AWS_REGION)")
-    sub = p.add_subparsers(dest="command", required=True)
-    for name in ("etl", "evaluate", "gate", "register"):
-        sub.add_parser(name)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, text in HELP.items():
+        sub.add_parser(name, help=text)
+    sub.choices["etl"].add_argument(
+        "--retrain",
+        action="store_true",
+        default=os.environ.get("MLOPS_RETRAIN", "").lower() == "true",
+        help="run ETL and training even when a package was trained on the same inputs",
+    )
     s = sub.add_parser("image", help="find this commit's image in ECR; pin it by digest")
     s.add_argument("--repository-uri", required=True, help="the ECR repository URI")
     s.add_argument("--tag", required=True, help="the image tag (the commit sha)")
     s.add_argument("--digest", default="", help="check this digest and print the image URI")
-    sub.add_parser("train").add_argument("--image-uri", default=os.environ.get("MLOPS_IMAGE_URI"))
+    s = sub.add_parser("train", help="train the model (SageMaker training job)")
+    s.add_argument("--image-uri", default=os.environ.get("MLOPS_IMAGE_URI"))
     arn = {"default": os.environ.get("MLOPS_MODEL_PACKAGE_ARN"), "help": "exact model package ARN"}
-    for name in ("deploy", "system-test"):
-        s = sub.add_parser(name)
+    for name, text in (
+        ("deploy", "deploy the endpoint stack of a stage with an Approved package"),
+        ("system-test", "run tests/system against a stage's endpoint"),
+    ):
+        s = sub.add_parser(name, help=text)
         s.add_argument("--stage", choices=STAGES, required=True)
         s.add_argument("--model-package-arn", **arn)
-    sub.add_parser("promote").add_argument("--model-package-arn", **arn)
-    s = sub.add_parser("rollback")
+    s = sub.add_parser("promote", help="mark the package InService in prod, retire the previous")
+    s.add_argument("--model-package-arn", **arn)
+    s = sub.add_parser("rollback", help="redeploy the package that served prod before")
     s.add_argument("--stage", choices=STAGES, default="prod")
     s.add_argument("--model-package-arn", **arn)
-    s = sub.add_parser("teardown")
+    s = sub.add_parser("teardown", help="delete a stage's endpoint stack")
     s.add_argument("--stage", choices=STAGES, required=True)
     s.add_argument("--confirm", default="", help="must be 'prod' to delete prod")
     s = sub.add_parser("run", help="every step in order")
@@ -97,7 +119,7 @@ def dispatch(args: argparse.Namespace, ctx: Context) -> Any:
         case "image":
             return image.run(ctx, args.repository_uri, args.tag, args.digest)
         case "etl":
-            return etl.run(ctx)
+            return etl.run(ctx, args.retrain)
         case "train":
             return train.run(ctx, _require(args.image_uri, "--image-uri"))
         case "evaluate":

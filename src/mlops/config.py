@@ -45,6 +45,7 @@ class Config:
     glue_script: str
     glue_extra_files: tuple[str, ...]
     data: str
+    training_code: tuple[str, ...]
     local_entrypoint: tuple[str, ...]
     content_type: str
     etl: dict[str, str]
@@ -201,7 +202,15 @@ def parse(raw: dict[str, Any], source: str = "pipeline.toml") -> Config:
     fraction = {"check": lambda v: 0 <= v < 1, "why": "must be a fraction in [0, 1)"}
     project.reject_unknown({"name", "bootstrap_stack"})
     model.reject_unknown(
-        {"package", "glue_script", "glue_extra_files", "data", "local_entrypoint", "content_type"}
+        {
+            "package",
+            "glue_script",
+            "glue_extra_files",
+            "data",
+            "training_code",
+            "local_entrypoint",
+            "content_type",
+        }
     )
     gate.reject_unknown({"max_rmse", "min_improvement_over_baseline", "max_regression_vs_prod"})
     return Config(
@@ -211,6 +220,7 @@ def parse(raw: dict[str, Any], source: str = "pipeline.toml") -> Config:
         glue_script=model.get("glue_script", str),
         glue_extra_files=tuple(model.get("glue_extra_files", list, [])),
         data=model.get("data", str),
+        training_code=tuple(model.get("training_code", list, [])),
         local_entrypoint=tuple(model.get("local_entrypoint", list)),
         content_type=model.get("content_type", str, "text/csv"),
         etl={k: str(v) for k, v in top.sub("etl").table.items()},

@@ -1,25 +1,29 @@
-"""The whole pipeline against moto with real compute, and every fault it must stop at.
+"""Each step against the local AWS with real compute, and every fault it must stop at.
 
-One local runtime serves the scenario; each test adds one step (or one injected fault) to the shared
-state, in order, and asserts that a failing step stops with the AWS reason and changes nothing
-downstream. The happy path end to end goes through the CLI in test_cli_run_local.
+Independent of order: module fixtures build the state a test needs (bootstrap, ETL, training, a
+registered package, dev, prod, a second package that replaced the first) once, on first use, so any
+test runs alone (``-k``, ``--lf``) or shuffled. A fault test leaves what it touched as it found it
+and asserts that the failing step changed nothing downstream. The whole orchestrator with faults is
+in test_workflow_local.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from mlops import config as config_mod
 from mlops import stack as stack_mod
+from mlops.account import Account
 from mlops.context import Context
 from mlops.errors import GateFailed, PipelineError
 from mlops.local.runtime import LocalRuntime
 from mlops.manifest import Manifest
 from mlops.steps import deploy, etl, evaluate, gate, promote, register, rollback, system_test, train
-from mlops.steps import run as run_step
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,164 +38,260 @@ def local(tmp_path_factory):
         yield runtime, ctx
 
 
+@pytest.fixture(scope="module")
+def etl_done(local) -> dict:
+    return etl.run(local[1])
+
+
+@pytest.fixture(scope="module")
+def trained(local, etl_done) -> dict:
+    runtime, ctx = local
+    return train.run(ctx, runtime.image_uri)
+
+
+@pytest.fixture(scope="module")
+def registered(local, trained) -> str:
+    """The first package: evaluated, through the gate, registered Approved."""
+    _, ctx = local
+    evaluate.run(ctx)
+    gate.run(ctx)
+    return register.run(ctx)
+
+
+@pytest.fixture(scope="module")
+def in_dev(local, registered) -> str:
+    _, ctx = local
+    deploy.run(ctx, "dev", registered)
+    system_test.run(ctx, "dev", registered)
+    return registered
+
+
+@pytest.fixture(scope="module")
+def in_prod(local, in_dev) -> str:
+    _, ctx = local
+    deploy.run(ctx, "prod", in_dev)
+    system_test.run(ctx, "prod", in_dev)
+    promote.run(ctx, in_dev)
+    return in_dev
+
+
+@pytest.fixture(scope="module")
+def replaced(local, in_prod) -> tuple[str, str]:
+    """A second package (the same model data, as a re-run of this commit makes) through dev into
+    prod: the first now Retired, so rollback has somewhere to go."""
+    _, ctx = local
+    evaluate.run(ctx)
+    gate.run(ctx)
+    second = register.run(ctx)
+    for stage in ("dev", "prod"):
+        deploy.run(ctx, stage, second)
+        system_test.run(ctx, stage, second)
+    promote.run(ctx, second)
+    return in_prod, second
+
+
+@pytest.fixture(scope="module")
+def candidate(local, registered) -> str:
+    """Another Approved package of the same model: deploying it is a real stack update."""
+    return register.run(local[1])
+
+
+@contextlib.contextmanager
+def fault(runtime: LocalRuntime, name: str) -> Iterator[None]:
+    """An injected fault that never outlives its test, taken or not."""
+    runtime.faults.names.add(name)
+    try:
+        yield
+    finally:
+        runtime.faults.names.discard(name)
+
+
 def packages(ctx: Context) -> list[dict]:
     return ctx.client("sagemaker").list_model_packages(
         ModelPackageGroupName=ctx.account.ModelPackageGroupName
     )["ModelPackageSummaryList"]
 
 
+def serving(ctx: Context, stage: str) -> tuple[str, str]:
+    """The package a stage's stack serves and the config its endpoint runs."""
+    found = stack_mod.describe(ctx.client("cloudformation"), ctx.config.stack_name(stage)) or {}
+    params = {p["ParameterKey"]: p["ParameterValue"] for p in found.get("Parameters", [])}
+    endpoint = ctx.client("sagemaker").describe_endpoint(
+        EndpointName=ctx.config.endpoint_name(stage)
+    )
+    return params.get("ModelPackageArn", ""), endpoint["EndpointConfigName"]
+
+
+def life(ctx: Context, arn: str) -> tuple[str, str, str]:
+    described = register.describe(ctx, arn)
+    stage = described.get("ModelLifeCycle", {})
+    return described["ModelApprovalStatus"], stage.get("Stage", ""), stage.get("StageStatus", "")
+
+
 def test_glue_failure_stops_at_etl(local):
     runtime, ctx = local
-    runtime.faults.names.add("glue")
-    with pytest.raises(PipelineError, match=r"Glue run .* FAILED: .*bad"):
-        etl.run(ctx)
-    assert ctx.manifest.get("etl") is None
+    before = ctx.manifest.get("etl")
+    with fault(runtime, "glue"), pytest.raises(PipelineError, match=r"Glue run .* FAILED: .*bad"):
+        etl.run(ctx, retrain=True)
+    assert ctx.manifest.get("etl") == before
 
 
-def test_etl_writes_splits_and_lineage(local):
-    _, ctx = local
-    result = etl.run(ctx)
-    assert set(result["splits"]) == {"train", "validation", "test"}
-    assert len(result["data_sha256"]) == 64
-    assert sum(result["row_counts"].values()) == 4175
+def test_etl_writes_splits_and_lineage(etl_done):
+    assert set(etl_done["splits"]) == {"train", "validation", "test"}
+    assert len(etl_done["data_sha256"]) == 64
+    assert sum(etl_done["row_counts"].values()) == 4175
 
 
-def test_training_failure_surfaces_failure_reason(local):
+def test_training_failure_surfaces_failure_reason(local, etl_done):
     runtime, ctx = local
-    runtime.faults.names.add("training")
-    with pytest.raises(PipelineError, match="injected_fault"):
+    before = ctx.manifest.get("train")
+    with fault(runtime, "training"), pytest.raises(PipelineError, match="injected_fault"):
         train.run(ctx, runtime.image_uri)
-    assert ctx.manifest.get("train") is None
+    assert ctx.manifest.get("train") == before
 
 
-def test_train_refuses_an_image_without_digest(local):
+def test_train_refuses_an_image_without_digest(local, etl_done):
     _, ctx = local
     with pytest.raises(PipelineError, match="not pinned by digest"):
         train.run(ctx, ctx.account.EcrRepositoryUri + ":latest")
 
 
-def test_training_writes_model_data(local):
-    runtime, ctx = local
-    result = train.run(ctx, runtime.image_uri)
-    bucket, _, key = result["model_data"].removeprefix("s3://").partition("/")
+def test_training_writes_model_data(local, trained):
+    _, ctx = local
+    bucket, _, key = trained["model_data"].removeprefix("s3://").partition("/")
     assert ctx.client("s3").head_object(Bucket=bucket, Key=key)["ContentLength"] > 1000
 
 
-def test_evaluation_failure_stops_at_evaluate(local):
+def test_evaluation_failure_stops_at_evaluate(local, trained):
     runtime, ctx = local
-    runtime.faults.names.add("evaluation")
-    with pytest.raises(PipelineError, match=r"processing job .* Failed"):
+    before = ctx.manifest.get("evaluate")
+    with (
+        fault(runtime, "evaluation"),
+        pytest.raises(PipelineError, match=r"processing job .* Failed"),
+    ):
         evaluate.run(ctx)
-    assert ctx.manifest.get("evaluate") is None
+    assert ctx.manifest.get("evaluate") == before
 
 
-def test_evaluation_and_gate_pass(local):
+def test_evaluation_and_gate_pass(local, trained):
     _, ctx = local
     metrics = evaluate.run(ctx)["metrics"]
     assert metrics["regression_metrics"]["rmse"]["value"] <= 2.15
     assert all(c.passed for c in gate.run(ctx))
 
 
-def test_gate_failure_records_rejected_candidate(local):
+def test_gate_failure_records_rejected_candidate(local, trained):
     _, ctx = local
-    strict = dataclasses.replace(ctx.config, max_rmse=0.5)
-    strict_ctx = dataclasses.replace(ctx, config=strict)
+    evaluate.run(ctx)
+    before = {p["ModelPackageArn"] for p in packages(ctx)}
+    strict = dataclasses.replace(ctx, config=dataclasses.replace(ctx.config, max_rmse=0.5))
     with pytest.raises(GateFailed, match="rmse"):
-        gate.run(strict_ctx)
-    assert [p["ModelApprovalStatus"] for p in packages(ctx)] == ["Rejected"]
-    gate.run(ctx)  # the real thresholds pass again for the next steps
+        gate.run(strict)
+    new = [p for p in packages(ctx) if p["ModelPackageArn"] not in before]
+    assert [p["ModelApprovalStatus"] for p in new] == ["Rejected"]
+    gate.run(ctx)  # the manifest's verdict is the real thresholds' again
 
 
-def test_register_approves_what_passed_the_gate(local):
+def test_register_approves_what_passed_the_gate(local, registered):
     _, ctx = local
-    arn = register.run(ctx)
-    described = register.describe(ctx, arn)
+    described = register.describe(ctx, registered)
     assert described["ModelApprovalStatus"] == "Approved"  # AWS deploys nothing else
-    assert described["ModelLifeCycle"]["Stage"] == "registered"
     assert described["CustomerMetadataProperties"]["image_digest"].startswith("sha256:")
 
 
-def test_stack_create_failure_rolls_back(local):
+def test_stack_create_failure_rolls_back(local, registered):
     runtime, ctx = local
-    runtime.faults.names.add("stack-create")
-    with pytest.raises(PipelineError, match=r"Endpoint .*CREATE_FAILED: injected"):
-        deploy.run(ctx, "dev", ctx.manifest.require("register.model_package_arn", "register"))
-    assert ctx.manifest.get("deploy_dev") is None
+    fresh = dataclasses.replace(ctx, config=dataclasses.replace(ctx.config, project="fresh"))
+    with (
+        fault(runtime, "stack-create"),
+        pytest.raises(PipelineError, match=r"Endpoint .*CREATE_FAILED: injected"),
+    ):
+        deploy.run(fresh, "dev", registered)
+    stacks = ctx.client("cloudformation").describe_stacks(StackName="fresh-endpoint-dev")
+    assert stacks["Stacks"][0]["StackStatus"] == "ROLLBACK_COMPLETE"
+    assert ctx.manifest.get("deploy_dev.stack") != "fresh-endpoint-dev"
 
 
-def test_deploy_dev_serves_the_package(local):
+def test_deploy_dev_serves_the_package(local, in_dev):
     _, ctx = local
-    arn = ctx.manifest.require("register.model_package_arn", "register")
-    result = deploy.run(ctx, "dev", arn)
     sm = ctx.client("sagemaker")
-    assert sm.describe_endpoint(EndpointName=result["endpoint"])["EndpointStatus"] == "InService"
+    assert sm.describe_endpoint(EndpointName="mlops-dev")["EndpointStatus"] == "InService"
 
 
-def test_system_test_failure_is_reported(local):
+def test_system_test_failure_rejects_the_package_and_prod_refuses_it(local, in_dev):
     runtime, ctx = local
-    runtime.faults.names.add("system-test")
-    arn = ctx.manifest.require("register.model_package_arn", "")
+    arn = serving(ctx, "dev")[0]
+    record = register.describe(ctx, arn)
     try:
-        with pytest.raises(PipelineError, match="system tests failed"):
+        with (
+            fault(runtime, "system-test"),
+            pytest.raises(PipelineError, match="system tests failed"),
+        ):
             system_test.run(ctx, "dev", arn)
-        described = register.describe(ctx, arn)
-        assert described["ModelApprovalStatus"] == "Rejected"
-        assert described["ModelLifeCycle"]["StageStatus"] == "Failed"
+        assert life(ctx, arn)[0] == "Rejected"
+        assert life(ctx, arn)[2] == "Failed"
         with pytest.raises(PipelineError, match="only an Approved package"):
             deploy.run(ctx, "prod", arn)  # what failed dev never reaches prod
-    finally:
-        runtime.faults.names.discard("system-test")
-        ctx.client("sagemaker").update_model_package(  # the fixed model, for the next tests
+    finally:  # the fixed model, for the other tests
+        ctx.client("sagemaker").update_model_package(
             ModelPackageArn=arn,
-            ModelApprovalStatus="Approved",
-            ModelLifeCycle={"Stage": "dev", "StageStatus": "Deployed"},
+            ModelApprovalStatus=record["ModelApprovalStatus"],
+            ModelLifeCycle=record["ModelLifeCycle"],
         )
 
 
-def test_system_tests_pass_on_dev(local):
+def test_system_tests_pass_on_dev(local, in_dev):
     _, ctx = local
-    system_test.run(ctx, "dev", ctx.manifest.require("register.model_package_arn", ""))
+    system_test.run(ctx, "dev", serving(ctx, "dev")[0])
     assert ctx.manifest.get("system_test_dev.passed") is True
 
 
-def test_prod_deploy_failure_leaves_dev_serving(local):
+def test_prod_deploy_failure_leaves_dev_serving(local, in_dev):
     runtime, ctx = local
-    runtime.faults.names.add("prod-deploy")
-    with pytest.raises(PipelineError, match="CREATE_FAILED: injected prod-deploy"):
-        deploy.run(ctx, "prod", ctx.manifest.require("register.model_package_arn", ""))
-    dev = ctx.manifest.require("deploy_dev.endpoint", "deploy")
+    fresh = dataclasses.replace(ctx, config=dataclasses.replace(ctx.config, project="fresh"))
+    dev = serving(ctx, "dev")
+    with (
+        fault(runtime, "prod-deploy"),
+        pytest.raises(PipelineError, match="CREATE_FAILED: injected prod-deploy"),
+    ):
+        deploy.run(fresh, "prod", in_dev)
+    assert serving(ctx, "dev") == dev
     sm = ctx.client("sagemaker")
-    assert sm.describe_endpoint(EndpointName=dev)["EndpointStatus"] == "InService"
-    assert ctx.manifest.get("deploy_prod") is None
+    assert sm.describe_endpoint(EndpointName="mlops-dev")["EndpointStatus"] == "InService"
+    assert life(ctx, in_dev)[1:] != ("prod", "Deployed")
 
 
-def test_prod_deploy_with_capture_and_autoscaling_then_promote(local):
+def test_prod_deploy_with_capture_and_autoscaling_then_promote(local, in_prod):
     _, ctx = local
-    arn = ctx.manifest.require("register.model_package_arn", "")
-    endpoint = deploy.run(ctx, "prod", arn)["endpoint"]
-    system_test.run(ctx, "prod", arn)
-    promote.run(ctx, arn)
-    described = register.describe(ctx, arn)
-    assert described["ModelApprovalStatus"] == "Approved"
-    assert described["ModelLifeCycle"]["Stage"] == "prod"
-    assert described["ModelLifeCycle"]["StageStatus"] == "InService"
+    assert serving(ctx, "prod")[0] in {in_prod, ctx.manifest.get("register.model_package_arn")}
     targets = ctx.client("application-autoscaling").describe_scalable_targets(
         ServiceNamespace="sagemaker"
     )["ScalableTargets"]
-    assert any(endpoint in t["ResourceId"] for t in targets)
+    assert any("endpoint/mlops-prod/" in t["ResourceId"] for t in targets)
+    described = ctx.client("sagemaker").describe_endpoint_config(
+        EndpointConfigName=serving(ctx, "prod")[1]
+    )
+    assert described["DataCaptureConfig"]["EnableCapture"] is True
 
 
-def test_rollback_without_an_earlier_approved_package_says_what_to_do(local):
+def test_promote_marks_prod_in_service(local, in_prod):
     _, ctx = local
+    assert life(ctx, serving(ctx, "prod")[0]) == ("Approved", "prod", "InService")
+
+
+def test_rollback_without_an_earlier_package_says_what_to_do(local, in_prod):
+    _, ctx = local
+    outputs = {**ctx.account.outputs, "ModelPackageGroupName": "mlops-lonely"}
+    lonely = dataclasses.replace(ctx, _account=Account(ctx.region, outputs))
+    ctx.client("sagemaker").create_model_package_group(ModelPackageGroupName="mlops-lonely")
     with pytest.raises(PipelineError, match="no earlier package that served prod"):
-        rollback.run(ctx, "prod")
+        rollback.run(lonely, "prod")
 
 
-def test_next_candidate_is_compared_with_prod_on_the_same_test_set(local):
+def test_next_candidate_is_compared_with_prod_on_the_same_test_set(local, in_prod):
     _, ctx = local
-    serving = ctx.manifest.require("register.model_package_arn", "")
     values = evaluate.run(ctx)
-    assert values["prod"]["model_package_arn"] == serving
+    assert values["prod"]["model_package_arn"] == serving(ctx, "prod")[0]
     assert values["prod"]["metrics"]["regression_metrics"]["rmse"]["value"] == pytest.approx(
         values["metrics"]["regression_metrics"]["rmse"]["value"]
     )  # the same model on the same rows
@@ -199,56 +299,71 @@ def test_next_candidate_is_compared_with_prod_on_the_same_test_set(local):
     assert checks["rmse vs prod model"].passed
 
 
-def test_redeploy_updates_in_place_without_duplicates(local):
+def test_a_new_package_replaces_the_old_in_place(local, replaced):
     _, ctx = local
-    sm, cfn = ctx.client("sagemaker"), ctx.client("cloudformation")
-    before = {s["StackName"] for s in cfn.describe_stacks()["Stacks"]}
-    deploy.run(ctx, "dev", ctx.manifest.require("register.model_package_arn", ""))
-    after = {s["StackName"] for s in cfn.describe_stacks()["Stacks"]}
-    endpoints = [e["EndpointName"] for e in sm.list_endpoints()["Endpoints"]]
-    assert before == after
-    assert len(endpoints) == len(set(endpoints)) == 2
-
-
-def test_rerun_of_the_whole_pipeline_updates_in_place(local, tmp_path):
-    runtime, ctx = local
+    first, second = replaced
     cfn, sm = ctx.client("cloudformation"), ctx.client("sagemaker")
-    stacks = {s["StackName"] for s in cfn.describe_stacks()["Stacks"]}
-    rerun = dataclasses.replace(ctx, manifest=Manifest(tmp_path / "manifest.json"))
-    run_step.run(rerun, runtime.image_uri, approve=lambda _arn: True)
-    arn = rerun.manifest.require("register.model_package_arn", "register")
-    assert {s["StackName"] for s in cfn.describe_stacks()["Stacks"]} == stacks
+    names = {s["StackName"] for s in cfn.describe_stacks()["Stacks"]}
+    assert {"mlops-endpoint-dev", "mlops-endpoint-prod"} <= names
+    assert not any(n.startswith("mlops-endpoint-") and n[15:] not in {"dev", "prod"} for n in names)
     endpoints = sorted(e["EndpointName"] for e in sm.list_endpoints()["Endpoints"])
-    assert endpoints == ["mlops-dev", "mlops-prod"]
-    prod = stack_mod.describe(cfn, "mlops-endpoint-prod")
-    assert {p["ParameterKey"]: p["ParameterValue"] for p in prod["Parameters"]}[
-        "ModelPackageArn"
-    ] == arn
-    versions = [p["ModelPackageArn"].rsplit("/", 1)[-1] for p in packages(ctx)]
-    assert len(versions) == len(set(versions)) == 3  # rejected, first run, this run
+    assert endpoints.count("mlops-dev") == endpoints.count("mlops-prod") == 1
+    assert serving(ctx, "prod")[0] == serving(ctx, "dev")[0] == second != first
+    assert life(ctx, first) == ("Approved", "prod", "Retired")
 
 
-def test_stack_update_failure_rolls_back(local):
+def test_redeploy_of_the_same_package_changes_nothing(local, in_dev):
+    _, ctx = local
+    cfn = ctx.client("cloudformation")
+    before = {s["StackName"] for s in cfn.describe_stacks()["Stacks"]}
+    dev = serving(ctx, "dev")
+    deploy.run(ctx, "dev", dev[0])
+    assert {s["StackName"] for s in cfn.describe_stacks()["Stacks"]} == before
+    assert serving(ctx, "dev") == dev
+
+
+def test_stack_update_failure_rolls_back_and_dev_keeps_its_config(local, in_dev, candidate):
     runtime, ctx = local
-    runtime.faults.names.add("stack-update")
-    dev = dataclasses.replace(ctx.config.stage("dev"), capture_sampling_percent=50)
-    changed = dataclasses.replace(ctx.config, stages={**ctx.config.stages, "dev": dev})
-    with pytest.raises(PipelineError, match="UPDATE_FAILED: injected"):
-        deploy.run(
-            dataclasses.replace(ctx, config=changed),
-            "dev",
-            ctx.manifest.require("register.model_package_arn", ""),
-        )
+    before = serving(ctx, "dev")
+    with (
+        fault(runtime, "stack-update"),
+        pytest.raises(PipelineError, match="UPDATE_FAILED: injected"),
+    ):
+        deploy.run(ctx, "dev", candidate)
     stack = ctx.client("cloudformation").describe_stacks(StackName="mlops-endpoint-dev")
     assert stack["Stacks"][0]["StackStatus"] == "UPDATE_ROLLBACK_COMPLETE"
-
-
-def test_rollback_redeploys_the_previous_approved_package(local):
-    _, ctx = local
-    first = ctx.manifest.require("register.model_package_arn", "register")
-    result = rollback.run(ctx, "prod")
-    assert result["model_package_arn"] == first
-    assert (
-        ctx.client("sagemaker").describe_endpoint(EndpointName="mlops-prod")["EndpointStatus"]
-        == "InService"
+    assert serving(ctx, "dev") == before
+    ping = ctx.client("sagemaker-runtime").invoke_endpoint(
+        EndpointName="mlops-dev", ContentType="text/csv", Body=b"M,0.5,0.4,0.1,0.5,0.2,0.1,0.15\n"
     )
+    assert float(ping["Body"].read()) > 0  # still answering, on the previous config
+
+
+def test_a_silent_sagemaker_rollback_fails_the_deploy(local, in_dev, candidate):
+    runtime, ctx = local
+    before = serving(ctx, "dev")
+    with (
+        fault(runtime, "sagemaker-rollback"),
+        pytest.raises(
+            PipelineError, match=f"serves config {before[1]}, not .*rolled the update back"
+        ),
+    ):
+        deploy.run(ctx, "dev", candidate)
+    assert serving(ctx, "dev")[1] == before[1]
+    assert life(ctx, candidate)[1:] != ("dev", "Deployed")
+    deploy.run(ctx, "dev", before[0])  # dev back on what it served, for the other tests
+
+
+def test_rollback_redeploys_the_previous_package_that_served_prod(local, replaced):
+    _, ctx = local
+    first, second = replaced
+    try:
+        assert rollback.run(ctx, "prod")["model_package_arn"] == first
+        assert serving(ctx, "prod")[0] == first
+        assert life(ctx, second)[2] == "RolledBack"
+        sm = ctx.client("sagemaker")
+        assert sm.describe_endpoint(EndpointName="mlops-prod")["EndpointStatus"] == "InService"
+    finally:  # prod back on the second package, as `replaced` left it
+        deploy.run(ctx, "prod", second)
+        promote.run(ctx, second)
+        register.set_stage(ctx, first, "prod", "Retired", "replaced by the second package")

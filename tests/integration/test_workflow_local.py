@@ -8,6 +8,7 @@ folder written; each negative check then changes one grant and re-runs only the 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -241,28 +242,136 @@ def _serving(ctx, stage: str) -> tuple[str, str]:
     return params.get("ModelPackageArn", ""), endpoint["EndpointConfigName"]
 
 
+class Asked(list):
+    """The prod approval as a record: a test asserts nobody was asked."""
+
+    def __call__(self, what: str) -> bool:
+        self.append(what)
+        return True
+
+
+def _statuses(ctx) -> dict[str, tuple[str, str, str]]:
+    sm = ctx.client("sagemaker")
+    found = {}
+    for p in _packages(ctx):
+        d = sm.describe_model_package(ModelPackageName=p["ModelPackageArn"])
+        life = d.get("ModelLifeCycle", {})
+        found[p["ModelPackageArn"]] = (
+            d["ModelApprovalStatus"],
+            life.get("Stage", ""),
+            life.get("StageStatus", ""),
+        )
+    return found
+
+
 @pytest.mark.parametrize(
-    ("fault", "step", "message"),
-    [  # Glue and evaluation faults stop their own step in test_pipeline_local; each costs a
-        # Spark start here, so the whole-workflow aftermath is checked on the training fault
-        ("training", "Train (SageMaker training job)", "injected_fault"),
+    ("fault", "step", "message", "rejected", "retrain"),
+    [  # the same data, code and hyperparameters: evaluation and gate run on the reused model
+        ("glue", "ETL (Glue)", "--max_bad_fraction must be between 0 and 1", 0, True),
+        ("training", "Train (SageMaker training job)", "injected_fault", 0, True),
+        ("evaluation", "Evaluate (SageMaker processing job)", "processing job", 0, False),
+        ("gate", "Gate (fail when the model is worse", "rmse", 1, False),
     ],
 )
-def test_a_failed_job_step_stops_everything_after_it(world, capfd, fault, step, message):
+def test_a_failed_train_job_step_stops_everything_after_it(
+    world, capfd, fault, step, message, rejected, retrain
+):
     runtime, ctx, github, runner = world
-    before = (len(_packages(ctx)), _serving(ctx, "dev"), _serving(ctx, "prod"))
+    before = (_statuses(ctx), _serving(ctx, "dev"), _serving(ctx, "prod"))
+    asked = Asked()
     runtime.faults.names.add(fault)
+    dispatch = {"event": "workflow_dispatch", "inputs": {"retrain": "true"}} if retrain else {}
     try:
-        again = jobs.Runner(runtime, WORKFLOW, github, lambda _what: True, sha="c" * 40)
+        again = jobs.Runner(runtime, WORKFLOW, github, asked, sha="c" * 40, **dispatch)
         with pytest.raises(jobs.JobFailed, match=re.escape(step)) as failed:
             again.run(only=LATER, done=runner.jobs)
     finally:
         runtime.faults.names.discard(fault)
     assert failed.value.exit_code != 0
     assert message in capfd.readouterr().err
-    assert "deploy-dev" not in again.jobs or again.jobs["deploy-dev"] is runner.jobs["deploy-dev"]
-    assert (len(_packages(ctx)), _serving(ctx, "dev"), _serving(ctx, "prod")) == before
+    assert set(again.jobs) - set(runner.jobs) == set()  # no job of its own after train
+    assert again.jobs["deploy-dev"] is runner.jobs["deploy-dev"]
     assert again.jobs["train"].outputs["model-package-arn"] == ""  # nothing to hand on
+    statuses = _statuses(ctx)
+    new = {arn: s for arn, s in statuses.items() if arn not in before[0]}
+    assert [s[0] for s in new.values()] == ["Rejected"] * rejected  # the gate records its verdict
+    assert {arn: statuses[arn] for arn in before[0]} == before[0]  # nobody else changed
+    assert (_serving(ctx, "dev"), _serving(ctx, "prod")) == before[1:]
+    assert asked == []
+
+
+def _candidate(ctx, runner) -> dict[str, jobs.Job]:
+    """The jobs of a new run whose train job handed on another Approved package of the model."""
+    sm = ctx.client("sagemaker")
+    arn = runner.jobs["train"].outputs["model-package-arn"]
+    first = sm.describe_model_package(ModelPackageName=arn)
+    created = sm.create_model_package(
+        ModelPackageGroupName=ctx.account.ModelPackageGroupName,
+        InferenceSpecification=first["InferenceSpecification"],
+        CustomerMetadataProperties=first["CustomerMetadataProperties"],
+        ModelApprovalStatus="Approved",
+    )["ModelPackageArn"]
+    outputs = {**runner.jobs["train"].outputs, "model-package-arn": created}
+    return {**runner.jobs, "train": dataclasses.replace(runner.jobs["train"], outputs=outputs)}
+
+
+@pytest.mark.parametrize(
+    ("fault", "message", "stack_status"),
+    [
+        ("stack-update", "UPDATE_FAILED: injected stack-update", "UPDATE_ROLLBACK_COMPLETE"),
+        ("sagemaker-rollback", "SageMaker rolled the update back", "UPDATE_COMPLETE"),
+    ],
+)
+def test_a_failed_dev_update_keeps_dev_on_its_config_and_prod_untouched(
+    world, capfd, fault, message, stack_status
+):
+    runtime, ctx, github, runner = world
+    done = _candidate(ctx, runner)
+    candidate = done["train"].outputs["model-package-arn"]
+    before = (_statuses(ctx), _serving(ctx, "dev"), _serving(ctx, "prod"))
+    asked = Asked()
+    runtime.faults.names.add(fault)
+    try:
+        again = jobs.Runner(runtime, WORKFLOW, github, asked, sha="b" * 40)
+        with pytest.raises(jobs.JobFailed, match="Deploy the endpoint stack"):
+            again.run(only=["deploy-dev", "deploy-prod"], done=done)
+    finally:
+        runtime.faults.names.discard(fault)
+    assert message in capfd.readouterr().err
+    stack = ctx.client("cloudformation").describe_stacks(StackName="mlops-endpoint-dev")
+    if fault == "stack-update":
+        assert stack["Stacks"][0]["StackStatus"] == stack_status
+    assert _serving(ctx, "dev")[1] == before[1][1]  # the endpoint kept its previous config
+    assert _serving(ctx, "prod") == before[2]
+    assert _statuses(ctx)[candidate] == ("Approved", "", "")  # never Deployed anywhere
+    assert {arn: s for arn, s in _statuses(ctx).items() if arn in before[0]} == before[0]
+    assert again.jobs["deploy-prod"] is runner.jobs["deploy-prod"]
+    assert asked == []
+    if fault == "sagemaker-rollback":  # the stack names the candidate: dev back on the first
+        again.run(only=["deploy-dev"], done=runner.jobs)
+
+
+def test_a_failed_dev_stack_create_rolls_back_and_prod_never_runs(world, capfd):
+    runtime, ctx, github, runner = world
+    cfn = ctx.client("cloudformation")
+    stack_mod.delete(cfn, ctx.config.stack_name("dev"), region=runtime.region)
+    before = (_statuses(ctx), _serving(ctx, "prod"))
+    asked = Asked()
+    runtime.faults.names.add("stack-create")
+    try:
+        again = jobs.Runner(runtime, WORKFLOW, github, asked, sha="a" * 40)
+        with pytest.raises(jobs.JobFailed, match="Deploy the endpoint stack"):
+            again.run(only=["deploy-dev", "deploy-prod"], done=runner.jobs)
+        assert "CREATE_FAILED: injected stack-create" in capfd.readouterr().err
+        status = cfn.describe_stacks(StackName="mlops-endpoint-dev")["Stacks"][0]["StackStatus"]
+        assert status == "ROLLBACK_COMPLETE"
+        assert (_statuses(ctx), _serving(ctx, "prod")) == before
+        assert again.jobs["deploy-prod"] is runner.jobs["deploy-prod"]
+        assert asked == []
+    finally:
+        runtime.faults.names.discard("stack-create")
+        again.run(only=["deploy-dev"], done=runner.jobs)  # dev back, for the other tests
+    assert _serving(ctx, "dev")[0] == runner.jobs["train"].outputs["model-package-arn"]
 
 
 def test_failed_dev_system_tests_reject_the_package_and_prod_never_runs(world, capfd):

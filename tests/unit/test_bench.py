@@ -20,6 +20,7 @@ import xgboost as xgb
 BENCH_DIR = Path(__file__).resolve().parents[2] / "scripts" / "bench"
 sys.path.insert(0, str(BENCH_DIR))
 
+import batch_transform  # noqa: E402
 import bench_model  # noqa: E402
 import bench_report  # noqa: E402
 import bench_servers  # noqa: E402
@@ -275,3 +276,40 @@ def test_parse_args_rejects_nonsense_durations(capsys):
     with pytest.raises(SystemExit):
         serving.parse_args(["--seconds", "0"])
     assert "--seconds" in capsys.readouterr().err
+
+
+# --- batch transform: mini-batches through the real server against raw predict ----------------
+def test_write_input_fills_the_size_with_a_header_and_repeated_rows(tmp_path):
+    path = tmp_path / "input.csv"
+    header, rows = batch_transform.write_input(path, Schema.load(), 500_000)
+    lines = path.read_bytes().splitlines()
+    assert lines[0].decode().split(",") == list(Schema.load().raw_names)
+    assert len(lines) == len(rows) + 1 and len(rows) > len(bench_model.read_data()[1])
+    assert 500_000 - 100 < path.stat().st_size <= 500_000
+    assert lines[1].decode() == ",".join(rows[0][:8]) and header[8] == "rings"
+
+
+def test_summary_and_report_of_the_batch_benchmark():
+    result = batch_transform.summary(batch_s=3.0, rows=1_000_000, raw_s=0.2, raw_rows=100_000)
+    assert result["batch_per_row_us"] == pytest.approx(3.0)
+    assert result["raw_per_row_us"] == pytest.approx(2.0)
+    assert (result["ratio"], result["met"]) == (pytest.approx(1.5), True)
+    assert result["batch_rows_per_s"] == pytest.approx(333_333.3, rel=1e-6)
+    text = batch_transform.report(result, 1_000_000, 2, 0.5)
+    assert "1.50x (target <= 2x) MET" in text and "333,333" in text
+    slow = batch_transform.summary(batch_s=5.0, rows=1_000_000, raw_s=0.2, raw_rows=100_000)
+    assert slow["met"] is False and "MISSED" in batch_transform.report(slow, 1, 1, 0.0)
+
+
+def test_batch_benchmark_runs_end_to_end_on_a_small_input(model_dir, capsys):
+    args = ["--model-dir", str(model_dir), "--input-mib", "0.5", "--rounds", "1"]
+    assert batch_transform.main(args) == 0
+    out = capsys.readouterr().out
+    assert "batch / raw predict:" in out and "in 1 mini-batches" in out
+    assert "max |server - in-process prediction|, first mini-batch: " in out
+
+
+def test_batch_benchmark_rejects_nonsense_arguments(capsys):
+    with pytest.raises(SystemExit):
+        batch_transform.parse_args(["--rounds", "0"])
+    assert "--rounds" in capsys.readouterr().err

@@ -265,3 +265,13 @@ def test_run_local_runs_the_workflow_with_the_approval_flag(workdir, monkeypatch
     (workdir / "pipeline.toml").write_text((ROOT / "pipeline.toml").read_text())
     assert cli.main(["run", "--local", "--approve", "--runs-dir", "r"]) == 0
     assert seen == {"root": workdir, "runs": Path("r"), "project": "mlops", "approved": True}
+
+
+def test_help_gives_every_subcommand_a_line(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    text = capsys.readouterr().out
+    commands = cli._parser()._subparsers._group_actions[0].choices
+    for name in commands:
+        line = next(line for line in text.splitlines() if line.strip().startswith(name + " "))
+        assert len(line.split(None, 1)) == 2, f"{name} has no help line"

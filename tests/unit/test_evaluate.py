@@ -210,3 +210,23 @@ def test_unwritable_output_is_one_line_error(world, tmp_path, capsys):
         str(blocker / "out"),
     )
     assert code != 0 and err.count("\n") == 1 and "cannot write the evaluation" in err
+
+
+def test_report_gains_the_global_importance_chart_of_the_test_split(world):
+    from abalone_model import explain
+
+    png = world["out"] / evaluate.IMPORTANCE_FILE
+    assert evaluate.IMPORTANCE_FILE == "importance.png" and png.parent == world["out"]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    _, X = train.read_split(world["splits"]["test"], SCHEMA)
+    model = artefact.load_from_tarball(world["tarball"])
+    importance = explain.global_importance(explain.contributions(model, X)[0], SCHEMA)
+    md = (world["out"] / "report.md").read_text()
+    assert f"![Global feature importance]({evaluate.IMPORTANCE_FILE})" in md
+    rows = [line for line in md.splitlines() if line.startswith("| ") and "|---" not in line]
+    table = [r.split("|")[1].strip() for r in rows if r.split("|")[1].strip() in SCHEMA.raw_names]
+    assert table == list(importance) and len(table) == len(SCHEMA.raw_names)
+    top = next(iter(importance))
+    assert f"| {top} | {importance[top]:.4f} |" in md
+    unchanged = {"regression_metrics", "baseline", "n_rows", "bootstrap", "plot", "model"}
+    assert set(json.loads((world["out"] / "evaluation.json").read_text())) == unchanged

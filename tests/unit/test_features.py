@@ -62,9 +62,8 @@ def test_whitespace_around_cells_is_tolerated():
         (1, "1_0", "length", "not a number"),
         (2, "nan", "diameter", "finite"),
         (3, "inf", "height", "finite"),
-        (4, "-0.1", "whole_weight", "> 0"),
-        (4, "0", "whole_weight", "> 0"),
-        (7, "5.01", "shell_weight", "<= 5"),
+        (4, "1e39", "whole_weight", "at most 3.403e+38 in size (float32)"),
+        (7, "-1e300", "shell_weight", "float32"),
     ],
 )
 def test_bad_cell_names_row_and_field(index, value, field, words):
@@ -152,11 +151,13 @@ def test_int_columns_and_other_schemas_are_driven_by_the_schema():
     np.testing.assert_array_equal(x, [[3, 0, 1], [0, 1, 0]])
     with pytest.raises(FeatureError, match="whole number"):
         encode_rows(schema, [["3.5", "red"]])
-    with pytest.raises(FeatureError, match="< 10"):
-        encode_rows(schema, [["10", "red"]])
+    enc = encoder_for(schema)
+    assert enc.out_of_range(encode_rows(schema, [["10", "red"], ["-1", "red"]])) == {"n": 2}
+    assert enc.out_of_range(encode_rows(schema, [["0", "red"], ["9", "red"]])) == {}
     lines = [b"3,blue", b"0,red"]
-    np.testing.assert_array_equal(encoder_for(schema).encode_lines(lines, [0, 1]), x)
-    assert encoder_for(schema).encode_lines([b"3.5,red"], [0, 1]) is None
+    np.testing.assert_array_equal(enc.encode_lines(lines, [0, 1]), x)
+    assert enc.encode_lines([b"3.5,red"], [0, 1]) is None
+    np.testing.assert_array_equal(enc.encode_lines([b"10,red"], [0, 1]), [[10, 1, 0]])
 
 
 def test_vector_route_matches_and_declines():
@@ -166,5 +167,59 @@ def test_vector_route_matches_and_declines():
     np.testing.assert_array_equal(
         enc.encode_lines(lines, order), enc.encode_rows([r.decode().split(",") for r in lines])
     )
-    for bad in (b"M,1,2", b"Mx,0.4,0.3,0.1,0.5,0.2,0.1,0.1", b"M,0.4,0.3,0.1,0.5,0.2,0.1,nan", b""):
+    for bad in (
+        b"M,1,2",
+        b"Mx,0.4,0.3,0.1,0.5,0.2,0.1,0.1",
+        b"M,0.4,0.3,0.1,0.5,0.2,0.1,nan",
+        b"M,0.4,0.3,0.1,0.5,0.2,0.1,-inf",
+        b"M,0.4,0.3,0.1,0.5,0.2,0.1,1e39",
+        b"M,0.4,0.3,0.1,0.5,0.2,,0.1",
+        b"",
+    ):
         assert enc.encode_lines([lines[0], bad], order) is None
+
+
+# --- out-of-range values are encoded as given, and counted per feature -------------------------
+OUTSIDE = [
+    (1, "0", "length"),  # gt 0: the bound itself is outside
+    (3, "-0.1", "height"),
+    (4, "5.01", "whole_weight"),  # le 5
+    (7, "1e30", "shell_weight"),
+]
+
+
+@pytest.mark.parametrize(("index", "value", "field"), OUTSIDE)
+def test_out_of_range_values_are_encoded_and_counted(index, value, field):
+    row = [*ROW[:index], value, *ROW[index + 1 :]]
+    enc = encoder_for(SCHEMA)
+    x = encode_rows(SCHEMA, [ROW, row, row])
+    assert x[1, SCHEMA.encoded_names.index(field)] == np.float32(float(value))
+    assert enc.out_of_range(x) == {field: 2}
+    lines = [",".join(r).encode() for r in (ROW, row, row)]
+    np.testing.assert_array_equal(enc.encode_lines(lines, list(range(8))), x)
+    record = {**RECORD, field: float(value)}
+    assert enc.out_of_range(encode_records(SCHEMA, [record])) == {field: 1}
+
+
+def test_out_of_range_counts_each_feature_and_the_bounds_themselves():
+    enc = encoder_for(SCHEMA)
+    edge = ["I", "2.0", "2.0", "2.0", "5.0", "5.0", "5.0", "5.0"]  # le: the bound is inside
+    assert enc.out_of_range(encode_rows(SCHEMA, [ROW, edge])) == {}
+    both = ["F", "0", "0.3", "0", "5.5", "0.2", "0.1", "0.1"]
+    counts = enc.out_of_range(encode_rows(SCHEMA, [both, both, edge]))
+    assert counts == {"length": 2, "height": 2, "whole_weight": 2}
+    assert list(counts) == ["length", "height", "whole_weight"]  # schema order
+
+
+def test_out_of_range_judges_the_float32_values_the_model_sees():
+    schema = Schema.from_dict(
+        {
+            "name": "toy",
+            "target": {"name": "y", "type": "float"},
+            "features": [{"name": "p", "type": "float", "ge": 0.1, "le": 0.3}],
+        }
+    )
+    enc = encoder_for(schema)
+    at_bounds = encode_rows(schema, [["0.1"], ["0.3"]])  # float32(0.1) > 0.1 as float64
+    assert enc.out_of_range(at_bounds) == {}
+    assert enc.out_of_range(encode_rows(schema, [["0.0999999"], ["0.3000001"]])) == {"p": 2}

@@ -20,7 +20,7 @@ from moto import mock_aws
 from mlops import config
 from mlops.account import Account
 from mlops.context import Context
-from mlops.errors import ConfigError
+from mlops.errors import ConfigError, PipelineError
 from mlops.local.moto_gaps import rules
 from mlops.manifest import Manifest
 from mlops.steps import deploy, promote, register, rollback
@@ -414,3 +414,32 @@ def test_an_immutable_tag_pushed_again_with_another_image_is_aws_s_error(ctx, im
     with pytest.raises(ClientError) as same:  # the very same image: AWS's other error
         ecr.put_image(repositoryName="mlops", imageManifest=MANIFEST, imageTag="a" * 40)
     assert same.value.response["Error"]["Code"] == "ImageAlreadyExistsException"
+
+
+# --- deploy's last check: the endpoint runs the config its stack created ----------------------
+
+
+def _endpoint(ctx: Context, config_name: str, status: str = "InService") -> str:
+    sm = ctx.client("sagemaker")
+    sm.create_model(
+        ModelName="m",
+        ExecutionRoleArn=ROLE,
+        PrimaryContainer={"Image": "i", "ModelDataUrl": "s3://b/m"},
+    )
+    variants = [{"VariantName": "AllTraffic", "ModelName": "m", "InitialInstanceCount": 1,
+                 "InstanceType": "ml.m5.large"}]  # fmt: skip
+    for name in ("config-old", "config-new"):
+        sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=variants)
+    sm.create_endpoint(EndpointName="mlops-dev", EndpointConfigName=config_name)
+    return "mlops-dev"
+
+
+def test_deploy_accepts_the_endpoint_on_the_config_its_stack_created(ctx):
+    name = _endpoint(ctx, "config-new")
+    assert deploy.verify_endpoint(ctx, name, "config-new")["EndpointConfigName"] == "config-new"
+
+
+def test_deploy_fails_when_sagemaker_rolled_the_update_back(ctx):
+    name = _endpoint(ctx, "config-old")  # the stack created config-new; SageMaker serves old
+    with pytest.raises(PipelineError, match="serves config config-old, not config-new: SageMaker"):
+        deploy.verify_endpoint(ctx, name, "config-new")

@@ -154,7 +154,9 @@ def test_json_in_json_out_and_accept_negotiation(app):
         (ROW.replace("0.15", "abc"), 1, "shell_weight"),
         (ROW.replace("0.455", "nan"), 1, "length"),
         (ROW.replace("0.365", "inf"), 1, "diameter"),
-        (ROW.replace("0.514", "9"), 1, "whole_weight"),
+        (ROW.replace("0.514", "1e39"), 1, "whole_weight"),  # inf once float32
+        (ROW.replace(",0.514,", ",,"), 1, "whole_weight"),  # a missing value
+        (f"{ROW}\n{ROW.replace(',0.15', ',-inf')}", 2, "shell_weight"),
         ("", None, None),
     ],
 )
@@ -380,7 +382,7 @@ def test_a_client_disconnect_mid_body_is_400(app):
 def test_json_errors_name_the_record_and_field(app):
     sex, *numbers = ROW.split(",")
     good = dict(zip(NAMES, [sex, *map(float, numbers)], strict=True))
-    bad = {**good, "height": -1.0}
+    bad = {**good, "height": None}
     body = json.dumps({"instances": [good, good, bad]}).encode()
     response = call(app, body=body, headers={"content-type": "application/json"})
     assert response[0] == 400
@@ -403,7 +405,11 @@ def test_csv_errors_count_rows_after_a_header_and_name_reordered_fields(app):
 def test_response_headers_describe_the_body(app):
     status, headers, out = call(app, body=ROW.encode(), headers=CSV_H)
     assert status == 200
-    assert headers == {"content-type": "text/csv", "content-length": str(len(out))}
+    assert headers == {
+        "content-type": "text/csv",
+        "content-length": str(len(out)),
+        "x-out-of-range": "0",
+    }
     status, headers, out = call(app, "GET", "/ping")
     assert (status, out) == (200, b"")
     assert headers == {"content-type": "text/plain", "content-length": "0"}
@@ -526,3 +532,210 @@ def test_create_app_takes_the_model_directory_from_the_environment(monkeypatch, 
     assert (made.model_dir, made.model) == (str(tmp_path), None)
     monkeypatch.delenv("SM_MODEL_DIR")
     assert create_app().model_dir == DEFAULT_MODEL_DIR == "/opt/ml/model"
+
+
+# --- out-of-range values are predicted and counted, malformed ones are still 400 -----------------
+def _data_lines() -> list[str]:
+    """The example data's feature columns, header dropped (two rows have height 0)."""
+    with DATA_FILE.open(newline="") as fh:
+        return [",".join(r[n] for n in NAMES) for r in csv.DictReader(fh)]
+
+
+def test_out_of_range_rows_are_predicted_and_counted(model_dir):
+    app = InferenceApp(model=artefact.load(model_dir))
+    rows = [ROW.replace("0.095", "0"), ROW.replace("0.514", "9"), ROW]
+    status, headers, out = call(app, body="\n".join(rows).encode(), headers=CSV_H)
+    assert status == 200
+    expected = app.model.predict(encode_rows(SCHEMA, [r.split(",") for r in rows]))
+    np.testing.assert_array_equal(np.array(out.split(), dtype=np.float32), expected)
+    assert headers["x-out-of-range"] == "2"
+    assert headers["x-out-of-range-features"] == "height=1,whole_weight=1"
+    assert (dict(app.out_of_range), app.rows_predicted) == ({"height": 1, "whole_weight": 1}, 3)
+    call(app, body=rows[0].encode(), headers=CSV_H)
+    assert (dict(app.out_of_range), app.rows_predicted) == ({"height": 2, "whole_weight": 1}, 4)
+
+
+def test_the_example_data_as_a_10000_row_csv_is_served(app):
+    lines = (_data_lines() * 3)[:10_000]
+    zero_height = sum(line.split(",")[3] == "0" for line in lines)
+    assert zero_height >= 2  # the data's own rows outside gt 0
+    body = (",".join(NAMES) + "\n" + "\n".join(lines) + "\n").encode()
+    status, headers, out = call(app, body=body, headers=CSV_H)
+    assert status == 200 and len(out.splitlines()) == 10_000
+    assert headers["x-out-of-range"] == str(zero_height)
+    assert headers["x-out-of-range-features"] == f"height={zero_height}"
+
+
+def test_out_of_range_json_is_predicted_and_counted(model_dir):
+    app = InferenceApp(model=artefact.load(model_dir))
+    sex, *numbers = ROW.split(",")
+    record = {**dict(zip(NAMES, [sex, *map(float, numbers)], strict=True)), "length": 7.5}
+    body = json.dumps({"instances": [record]}).encode()
+    status, headers, out = call(app, body=body, headers={"content-type": "application/json"})
+    assert status == 200 and len(json.loads(out)["predictions"]) == 1
+    assert (headers["x-out-of-range"], headers["x-out-of-range-features"]) == ("1", "length=1")
+    assert app.out_of_range == {"length": 1}
+
+
+def test_a_refused_request_counts_nothing(model_dir):
+    app = InferenceApp(model=artefact.load(model_dir))
+    body = f"{ROW.replace('0.095', '0')}\nX{ROW[1:]}".encode()
+    assert call(app, body=body, headers=CSV_H)[0] == 400
+    assert (dict(app.out_of_range), app.rows_predicted) == ({}, 0)
+
+
+def test_shutdown_logs_the_out_of_range_totals_only_when_there_are_any(model_dir, caplog):
+    app = InferenceApp(model=artefact.load(model_dir))
+    call(app, body=f"{ROW}\n{ROW}".encode(), headers=CSV_H)
+    _lifespan(app)
+    assert "outside the training ranges" not in caplog.text
+    call(app, body=ROW.replace("0.095", "0").replace("0.15", "6").encode(), headers=CSV_H)
+    _lifespan(app)
+    assert caplog.records[-1].levelname == "WARNING"
+    assert caplog.records[-1].getMessage() == (
+        "values outside the training ranges in 3 rows predicted: height=1,shell_weight=1"
+    )
+
+
+# --- batch transform: GET /execution-parameters and full 6 MiB mini-batches ---------------------
+BATCH_ENV = (
+    "SAGEMAKER_MODEL_SERVER_WORKERS",
+    "SAGEMAKER_MAX_CONCURRENT_TRANSFORMS",
+    "SAGEMAKER_BATCH_STRATEGY",
+    "SAGEMAKER_MAX_PAYLOAD_IN_MB",
+)
+
+
+@pytest.fixture
+def batch_env(monkeypatch):
+    for name in BATCH_ENV:
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def _parameters(app) -> dict:
+    status, headers, body = call(app, "GET", "/execution-parameters")
+    assert status == 200 and headers["content-type"] == "application/json"
+    return json.loads(body)
+
+
+def test_execution_parameters_defaults_answer_even_while_loading(batch_env, model_dir):
+    loading = InferenceApp(model_dir=model_dir)
+    assert _parameters(loading) == {
+        "MaxConcurrentTransforms": 1,
+        "BatchStrategy": "MULTI_RECORD",
+        "MaxPayloadInMB": 6,
+    }
+    assert loading.max_body == 6 * 1024 * 1024
+
+
+def test_execution_parameters_follow_the_environment(batch_env, model_dir):
+    batch_env.setenv("SAGEMAKER_MODEL_SERVER_WORKERS", "3")
+    batch_env.setenv("SAGEMAKER_BATCH_STRATEGY", " single_record ")
+    batch_env.setenv("SAGEMAKER_MAX_PAYLOAD_IN_MB", "10")
+    app = InferenceApp(model_dir=model_dir)
+    assert _parameters(app) == {
+        "MaxConcurrentTransforms": 3,
+        "BatchStrategy": "SINGLE_RECORD",
+        "MaxPayloadInMB": 10,
+    }
+    assert app.max_body == 10 * 1024 * 1024  # a payload of MaxPayloadInMB MiB must fit
+    assert InferenceApp(model_dir=model_dir, max_body=100).max_body == 100
+    batch_env.setenv("SAGEMAKER_MAX_CONCURRENT_TRANSFORMS", "5")
+    batch_env.setenv("SAGEMAKER_MAX_PAYLOAD_IN_MB", "1")
+    small = InferenceApp(model_dir=model_dir)
+    assert _parameters(small)["MaxConcurrentTransforms"] == 5
+    assert small.max_body == 6 * 1024 * 1024  # never below the real-time limit
+    batch_env.setenv("SAGEMAKER_BATCH_STRATEGY", "MultiRecord")  # the API's spelling
+    assert _parameters(InferenceApp(model_dir=model_dir))["BatchStrategy"] == "MULTI_RECORD"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "words"),
+    [
+        ("SAGEMAKER_MAX_PAYLOAD_IN_MB", "0", "from 1 to 100"),
+        ("SAGEMAKER_MAX_PAYLOAD_IN_MB", "101", "from 1 to 100"),
+        ("SAGEMAKER_MAX_CONCURRENT_TRANSFORMS", "many", "from 1 to 1024"),
+        ("SAGEMAKER_MODEL_SERVER_WORKERS", "-2", "from 1 to 512"),
+        ("SAGEMAKER_BATCH_STRATEGY", "batch", "'batch' is not one of"),
+    ],
+)
+def test_bad_batch_settings_stop_the_app_naming_the_variable(batch_env, name, value, words):
+    batch_env.setenv(name, value)
+    with pytest.raises(ModelError, match=f"{name}=.*{words}"):
+        InferenceApp()
+
+
+def test_execution_parameters_is_get_only(app):
+    response = call(app, "POST", "/execution-parameters")
+    assert response[0] == 405 and response[1]["allow"] == "GET"
+
+
+def test_server_main_answers_the_worker_count_as_max_concurrent_transforms(batch_env, model_dir):
+    import uvicorn
+
+    from abalone_model.serve.app import create_app
+
+    batch_env.setenv("SM_MODEL_DIR", str(model_dir))
+    batch_env.setenv("SAGEMAKER_MODEL_SERVER_WORKERS", "1")
+    ran: list = []
+    batch_env.setattr(uvicorn, "run", lambda app, **options: ran.append(options["workers"]))
+    assert server.main(["--workers", "3", "--model-dir", str(model_dir)]) == 0
+    assert ran == [3] and os.environ["SAGEMAKER_MODEL_SERVER_WORKERS"] == "3"
+    assert _parameters(create_app())["MaxConcurrentTransforms"] == 3
+    batch_env.setenv("SAGEMAKER_BATCH_STRATEGY", "nope")
+    with pytest.raises(ModelError, match="SAGEMAKER_BATCH_STRATEGY"):
+        server.main(["--workers", "3", "--model-dir", str(model_dir)])
+    assert ran == [3]
+
+
+def _full_payload(size: int = 6 * 1024 * 1024) -> tuple[bytes, int]:
+    """A header, then data rows, exactly ``size`` bytes (the last number zero-padded to fit)."""
+    head = (",".join(NAMES) + "\n").encode()
+    lines, total = [], len(head)
+    for line in _data_lines() * 40:
+        if total + len(line) + 1 > size - 64:
+            break
+        lines.append(line)
+        total += len(line) + 1
+    lines.append(ROW + "0" * (size - total - len(ROW) - 1))
+    body = head + ("\n".join(lines) + "\n").encode()
+    assert len(body) == size
+    return body, len(lines)
+
+
+def test_a_full_6_mib_mini_batch_answers_one_line_per_row(app):
+    body, rows = _full_payload()
+    declared = {**CSV_H, "content-length": str(len(body))}
+    status, _, out = call(app, body=body, headers=declared)
+    assert status == 200 and len(out.splitlines()) == rows
+    assert out.endswith(b"\n") and b"\n\n" not in out
+    assert out.splitlines()[-1] == call(app, body=ROW.encode(), headers=CSV_H)[2].strip()
+    over = call(app, headers=CSV_H, chunks=[body, b"\n"])
+    assert over[0] == 413
+
+
+def test_mini_batches_of_a_big_file_join_back_to_every_input_row(app, tmp_path):
+    from abalone_model.serve import batch
+
+    source = tmp_path / "input.csv"
+    source.write_text(",".join(NAMES) + "\n" + "\n".join(_data_lines() * 4) + "\n\n\n")
+    outputs = []
+    for part in batch.split_lines(source, 256 * 1024):
+        status, _, out = call(app, body=part, headers=CSV_H)
+        assert status == 200
+        outputs.append(out)
+    joined = batch.join_input(source.read_bytes(), b"".join(outputs), header=True).splitlines()
+    assert len(outputs) > 2 and len(joined) == 1 + 4 * len(_data_lines())
+    assert joined[0].endswith(b",prediction") and joined[1].startswith(_data_lines()[0].encode())
+
+
+def test_live_server_answers_execution_parameters_and_a_full_payload(live):
+    url, _ = live
+    with urllib.request.urlopen(f"{url}/execution-parameters", timeout=10) as resp:
+        assert json.loads(resp.read())["MaxConcurrentTransforms"] == 1
+    body, rows = _full_payload()
+    request = urllib.request.Request(f"{url}/invocations", data=body, headers=CSV_H)
+    with urllib.request.urlopen(request, timeout=60) as resp:
+        assert resp.status == 200 and len(resp.read().splitlines()) == rows
+        assert resp.headers["X-Out-Of-Range"].isdigit()

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from abalone_model.features import FeatureError, encoder_for
-from abalone_model.schema import Schema
-from abalone_model.serve import parsing
+from abalone_model.features import F32_MAX, FeatureError, encoder_for
+from abalone_model.schema import DATA_FILE, Schema
+from abalone_model.serve import batch, parsing
 from abalone_model.serve.parsing import CSV, JSON, ClientError
 
 SCHEMA = Schema.load()
@@ -22,9 +22,11 @@ FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCh
 
 
 def _value(col):
+    """Valid values: in the training range mostly, anywhere float32 can hold sometimes."""
     if col.is_category:
         return st.sampled_from(col.categories)
-    return st.floats(min_value=col.gt, max_value=col.le, exclude_min=True, allow_nan=False)
+    inside = st.floats(min_value=col.gt, max_value=col.le, exclude_min=True, allow_nan=False)
+    return st.one_of(inside, st.floats(min_value=-F32_MAX, max_value=F32_MAX))
 
 
 records = st.lists(
@@ -342,3 +344,128 @@ def test_malformed_json_quotes_the_decoder_error_cut_at_80_characters():
 def test_csv_predictions_in_exponent_form_are_lower_case():
     body = parsing.format_predictions(np.array([1e-05, 1.5e10]), CSV)
     assert body == b"1e-05\n1.5e+10\n"
+
+
+# --- out-of-range values take the fast route; trailing newlines end a body -----------------------
+def _data_lines() -> list[bytes]:
+    """The example data's feature columns (it has rows with height 0, outside gt 0)."""
+    lines = DATA_FILE.read_bytes().splitlines()[1:]
+    return [line.rsplit(b",", 1)[0] for line in lines if line.strip()]
+
+
+def test_the_example_data_with_out_of_range_rows_takes_the_vector_route(monkeypatch):
+    lines = _data_lines()
+    body = b"\n".join(lines) + b"\n"
+    expected = parsing.parse_csv_exact(ENC, body)
+    assert ENC.out_of_range(expected) == {"height": 2}
+    monkeypatch.setattr(parsing, "parse_csv_exact", lambda *_: pytest.fail("exact route used"))
+    np.testing.assert_array_equal(parsing.parse_csv(ENC, body), expected)
+
+
+@pytest.mark.parametrize("ending", [b"\n\n", b"\n\n\n\n", b"\r\n\r\n\r\n"])
+def test_trailing_blank_lines_stay_on_the_vector_route_and_add_no_rows(monkeypatch, ending):
+    body = b"\n".join([ROW.encode()] * 100) + ending
+    expected = parsing.parse_csv_exact(ENC, body)
+    monkeypatch.setattr(parsing, "parse_csv_exact", lambda *_: pytest.fail("exact route used"))
+    assert parsing.parse_csv(ENC, body).shape == expected.shape == (100, ENC.width)
+
+
+def test_a_header_with_only_blank_lines_after_it_has_no_data_rows():
+    body = (",".join(NAMES) + "\n" + "\n" * 3000).encode()
+    assert parsing.parse_csv_vector(ENC, body) is None
+    with pytest.raises(FeatureError, match="no data rows"):
+        parsing.parse_body(ENC, CSV, body)
+
+
+@pytest.mark.parametrize(
+    ("cell", "field", "words"),
+    [("1e39", "height", "float32"), ("", "height", "not a number"), ("x", "height", "number")],
+)
+def test_malformed_values_in_a_large_body_are_still_400(cell, field, words):
+    bad = ROW.replace("0.095", cell).encode()
+    body = b"\n".join([ROW.encode()] * 100 + [bad])
+    with pytest.raises(FeatureError, match=words) as info:
+        parsing.parse_body(ENC, CSV, body)
+    assert (info.value.row, info.value.field) == (101, field)
+
+
+@pytest.mark.parametrize("ending", [b"X", b"X\n", b"X\n\n"])
+def test_a_bad_last_cell_before_trailing_newlines_is_still_400(ending):
+    body = b"\n".join([ROW.encode()] * 100) + ending
+    with pytest.raises(FeatureError, match=r"not a number: '0\.15X'") as info:
+        parsing.parse_body(ENC, CSV, body)
+    assert (info.value.row, info.value.field) == (100, "shell_weight")
+
+
+# --- batch transform: split like SageMaker, parse each mini-batch, join with the input -----------
+@FAST
+@given(records, st.booleans(), st.integers(0, 900), st.sampled_from(["\n", "\r\n"]))
+def test_split_parse_join_gives_one_prediction_per_input_row(recs, header, extra, eol):
+    body = _csv(recs, header=header, eol=eol)
+    # room for two lines: a header alone in a mini-batch would be a body without data rows
+    limit = 2 * max(len(line) for line in body.splitlines(keepends=True)) + extra
+    batches = list(batch.split_lines(body, limit))
+    assert b"".join(batches) == body and all(len(b) <= limit for b in batches)
+    assert all(b.endswith(eol.encode()) for b in batches)
+    names = ",".join(NAMES).encode()
+    assert [b.startswith(names) for b in batches] == [header] + [False] * (len(batches) - 1)
+    rows = [len(parsing.parse_body(ENC, CSV, b)) for b in batches]
+    assert sum(rows) == len(recs)
+    outputs = b"".join(parsing.format_predictions(np.arange(n, dtype=float), CSV) for n in rows)
+    joined = batch.join_input(body, outputs, header=header).split(b"\n")
+    assert joined.pop() == b"" and len(joined) == len(recs) + header
+    assert not header or joined.pop(0) == names + b",prediction"
+    assert [j.rsplit(b",", 1)[0] for j in joined] == _csv(recs).split(b"\n")[:-1]
+
+
+def test_split_lines_fills_each_payload_to_the_byte_and_reads_files(tmp_path):
+    line = ROW.encode() + b"\n"  # 44 bytes
+    body = line * 10
+    assert [len(b) for b in batch.split_lines(body, 3 * 44)] == [132, 132, 132, 44]
+    assert [len(b) for b in batch.split_lines(body, 3 * 44 - 1)] == [88] * 5
+    path = tmp_path / "input.csv"
+    path.write_bytes(body)
+    assert list(batch.split_lines(path, 200)) == list(batch.split_lines(str(path), 200))
+    assert b"".join(batch.split_lines(path)) == body  # 6 MiB by default: one mini-batch
+    assert len(list(batch.split_lines(path))) == 1
+
+
+def test_split_lines_keeps_a_last_line_without_newline_and_skips_blank_batches():
+    line = ROW.encode() + b"\n"
+    assert list(batch.split_lines(line + ROW.encode(), 50)) == [line, ROW.encode()]
+    blanks = list(batch.split_lines(line + b"\n" * 60 + line, 50))  # 50 blank bytes: not sent
+    assert blanks == [line + b"\n" * 6, b"\n" * 4 + line]
+    assert list(batch.split_lines(b" \n\n", 50)) == []
+    assert list(batch.split_lines(b"", 50)) == []
+
+
+def test_split_lines_refuses_a_line_longer_than_the_payload():
+    line = ROW.encode() + b"\n"
+    with pytest.raises(ValueError, match="the line at byte 44 is longer than 43 bytes"):
+        list(batch.split_lines(b"M,1\n" * 11 + line, 43))
+    with pytest.raises(ValueError, match="must be positive, got 0"):
+        list(batch.split_lines(line, 0))
+    assert list(batch.split_lines(line, len(line))) == [line]  # exactly at the limit fits
+
+
+def test_join_input_appends_each_prediction_to_its_row():
+    inputs = b"M,0.4\r\nF,0.5\n\n  \nI,0.6"
+    assert batch.join_input(inputs, b"9.5\n10\n11\n\n") == b"M,0.4,9.5\nF,0.5,10\nI,0.6,11\n"
+    as_lists = batch.join_input([b"M,0.4\n", b"\n", b"F,0.5\n"], [b"1\n", b"2"])
+    assert as_lists == b"M,0.4,1\nF,0.5,2\n"
+    with_header = batch.join_input(b"sex,length\nM,0.4\n", b"7\n", header=True)
+    assert with_header == b"sex,length,prediction\nM,0.4,7\n"
+    assert batch.join_input(b"\n", b"", header=True) == b""
+
+
+@pytest.mark.parametrize(
+    ("inputs", "outputs", "header", "message"),
+    [
+        (b"M,0.4\nF,0.5\n", b"1\n", False, "2 input rows but 1 predictions"),
+        (b"sex\nM,0.4\n", b"1\n2\n", True, "1 input rows but 2 predictions"),
+        (b"sex\nM,0.4\n", b"1\n", False, "2 input rows but 1 predictions"),
+    ],
+)
+def test_join_input_refuses_mismatched_rows(inputs, outputs, header, message):
+    with pytest.raises(ValueError, match=message):
+        batch.join_input(inputs, outputs, header=header)

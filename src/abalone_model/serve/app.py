@@ -1,9 +1,18 @@
-"""The SageMaker hosting contract as a raw ASGI app: GET /ping and POST /invocations.
+"""The SageMaker hosting contract as a raw ASGI app: GET /ping, POST /invocations, and batch
+transform's GET /execution-parameters (see ``serve.batch`` for its values and environment).
 
 No web framework: the hot path is a few header lookups, the parser and one ``predict`` call, so the
 server's own overhead stays small next to the model. Every client mistake gets a 4xx with a JSON
 body naming the problem (and row/field where it applies); anything unexpected is logged and answered
 with a generic 500 while the worker keeps serving.
+
+Values outside the schema's training ranges are predicted, not refused: they are a drift signal.
+Every prediction answers ``X-Out-Of-Range: <n>`` (values outside their range in this request, 0
+when none) and, when n > 0, ``X-Out-Of-Range-Features: height=2,length=1`` (per feature). The app
+keeps the running totals in ``InferenceApp.out_of_range`` (a Counter by feature) next to
+``rows_predicted``, and logs them as a warning at shutdown when any were seen. (Behind a real
+SageMaker endpoint only ``X-Amzn-SageMaker-Custom-Attributes`` is passed back to the caller, so
+these headers serve direct callers: the local runtime, batch tooling, the container tests.)
 """
 
 from __future__ import annotations
@@ -11,15 +20,19 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from abalone_model.features import Encoder, FeatureError, encoder_for
-from abalone_model.serve import parsing
+from abalone_model.serve import batch, parsing
 from abalone_model.serve.parsing import ClientError
 
-MAX_BODY = 6 * 1024 * 1024  # SageMaker's real-time payload limit
+# SageMaker's real-time payload limit and batch transform's default MaxPayloadInMB (6). Its MB is
+# read as 1024 * 1024 bytes, the larger reading, so a payload of exactly MaxPayloadInMB always fits:
+# https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateTransformJob.html
+MAX_BODY = batch.DEFAULT_PAYLOAD_MB * batch.MIB
 DEFAULT_MODEL_DIR = "/opt/ml/model"
 LOG = logging.getLogger("abalone_model.serve")
 
@@ -28,19 +41,30 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 _TYPES = {parsing.CSV: b"text/csv", parsing.JSON: b"application/json"}
-_ALLOW = {"/ping": (("GET", "HEAD"), b"GET, HEAD"), "/invocations": (("POST",), b"POST")}
+_ALLOW = {
+    "/ping": (("GET", "HEAD"), b"GET, HEAD"),
+    "/invocations": (("POST",), b"POST"),
+    "/execution-parameters": (("GET",), b"GET"),
+}
 
 
 class InferenceApp:
-    """ASGI callable; the model is passed in or loaded from ``model_dir`` at lifespan startup."""
+    """ASGI callable; the model is passed in or loaded from ``model_dir`` at lifespan startup.
+
+    The body limit defaults to 6 MiB, or more when batch transform's MaxPayloadInMB asks for it.
+    """
 
     def __init__(
-        self, model_dir: str | Path | None = None, model: Any = None, max_body: int = MAX_BODY
+        self, model_dir: str | Path | None = None, model: Any = None, max_body: int | None = None
     ) -> None:
         self.model_dir = model_dir
-        self.max_body = max_body
+        self.execution = batch.execution_parameters(os.environ)
+        payload = int(self.execution["MaxPayloadInMB"]) * batch.MIB
+        self.max_body = max(MAX_BODY, payload) if max_body is None else max_body
         self.model: Any = None
         self.encoder: Encoder | None = None
+        self.out_of_range: Counter[str] = Counter()
+        self.rows_predicted = 0
         if model is not None:
             self.use(model)
 
@@ -74,8 +98,18 @@ class InferenceApp:
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                self._report()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    def _report(self) -> None:
+        """The worker's out-of-range totals, for the logs a drift check reads."""
+        if self.out_of_range:
+            LOG.warning(
+                "values outside the training ranges in %d rows predicted: %s",
+                self.rows_predicted,
+                _per_feature(self.out_of_range),
+            )
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         path, method = scope["path"], scope["method"]
@@ -91,6 +125,9 @@ class InferenceApp:
         try:
             if path == "/ping":
                 await self._ping(send)
+            elif path == "/execution-parameters":
+                body = json.dumps(self.execution).encode()
+                await _respond(send, 200, body, b"application/json")
             else:
                 await self._invoke(scope, receive, send)
         except Exception:
@@ -121,7 +158,23 @@ class InferenceApp:
             await _respond(send, 400, json.dumps(exc.to_dict()).encode(), b"application/json")
             return
         predictions = self.model.predict(matrix)
-        await _respond(send, 200, parsing.format_predictions(predictions, answer), _TYPES[answer])
+        outside = self.encoder.out_of_range(matrix)
+        self.rows_predicted += len(matrix)
+        self.out_of_range.update(outside)
+        body = parsing.format_predictions(predictions, answer)
+        await _respond(send, 200, body, _TYPES[answer], _range_headers(outside))
+
+
+def _per_feature(counts: dict[str, int]) -> str:
+    return ",".join(f"{name}={n}" for name, n in counts.items())
+
+
+def _range_headers(outside: dict[str, int]) -> list[tuple[bytes, bytes]]:
+    """``X-Out-Of-Range`` always (a monitor can rely on it), the per-feature split when any."""
+    headers = [(b"x-out-of-range", str(sum(outside.values())).encode())]
+    if outside:
+        headers.append((b"x-out-of-range-features", _per_feature(outside).encode()))
+    return headers
 
 
 def _headers(scope: Scope) -> dict[bytes, bytes]:

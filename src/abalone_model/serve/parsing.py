@@ -138,10 +138,8 @@ def parse_csv_vector(encoder: Encoder, body: bytes) -> np.ndarray | None:
         rest = body
     if rest.translate(None, _VECTOR_SAFE):
         return None  # a byte outside the safe set (incl. a lone CR): not ours to judge
-    lines = rest.split(b"\n")
-    if not lines[-1]:
-        lines.pop()
-    if not lines or not all(lines):
+    lines = rest.rstrip(b"\n").split(b"\n")  # trailing newlines end the body, not rows
+    if not all(lines):
         return None  # blank lines: the exact route skips them and numbers the rows
     return encoder.encode_lines(lines, list(order))
 

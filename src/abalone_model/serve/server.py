@@ -1,9 +1,10 @@
 """``python -m abalone_model serve``: the inference server on uvicorn (httptools + uvloop).
 
 SageMaker starts the container with ``serve`` and expects port 8080 (``SAGEMAKER_BIND_TO_PORT``
-may override). The model is loaded here first, so a missing or broken model stops the process with
-one clear line before anything listens; then each worker (one per core unless
-``SAGEMAKER_MODEL_SERVER_WORKERS`` says otherwise) loads its own copy before it accepts requests.
+may override). The model is loaded here first, so a missing or broken model (or a bad batch
+setting, see ``serve.batch``) stops the process with one clear line before anything listens; then
+each worker (one per core unless ``SAGEMAKER_MODEL_SERVER_WORKERS`` says otherwise) loads its own
+copy before it accepts requests.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 
 from abalone_model.errors import ModelError
 from abalone_model.serve.app import DEFAULT_MODEL_DIR, InferenceApp
+from abalone_model.serve.batch import env_int
 
 KEEP_ALIVE_S = 75  # longer than common load-balancer idle timeouts (60 s)
 
@@ -22,15 +24,6 @@ def _cores() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - not on Linux
         return max(1, os.cpu_count() or 1)
-
-
-def _env_int(name: str, default: int, low: int, high: int) -> int:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        raise ModelError(f"{name}={raw!r} is not a whole number from {low} to {high}")
-    return int(raw)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -43,9 +36,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=None, help="default: one per core")
     args = parser.parse_args(argv)
     if args.port is None:
-        args.port = _env_int("SAGEMAKER_BIND_TO_PORT", 8080, 1, 65535)
+        args.port = env_int(os.environ, "SAGEMAKER_BIND_TO_PORT", 8080, 65535)
     if args.workers is None:
-        args.workers = _env_int("SAGEMAKER_MODEL_SERVER_WORKERS", _cores(), 1, 512)
+        args.workers = env_int(os.environ, "SAGEMAKER_MODEL_SERVER_WORKERS", _cores(), 512)
     if not 1 <= args.port <= 65535 or args.workers < 1:
         raise ModelError(f"bad --port {args.port} or --workers {args.workers}")
     return args
@@ -67,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     import uvicorn  # the server only; keeps `train`/`evaluate` imports light
 
     args = parse_args(list(argv or []))
+    # the app (and each spawned worker's) answers MaxConcurrentTransforms = the worker count
+    os.environ["SAGEMAKER_MODEL_SERVER_WORKERS"] = str(args.workers)
     app = load_or_explain(args.model_dir)
     options: dict = {
         "host": args.host,

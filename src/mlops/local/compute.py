@@ -195,6 +195,7 @@ class Compute:
         root = self.rt.work_dir / f"processing-{job.processing_job_name}"
         local = lambda path: root / str(path).removeprefix("/opt/ml/").lstrip("/")  # noqa: E731
         drop = "test" if self.rt.faults.take("evaluation") else None
+        worse = "test" if self.rt.faults.take("gate") else None
         for item in job.processing_inputs:
             s3_input = item["S3Input"]
             target = local(s3_input["LocalPath"])
@@ -202,6 +203,8 @@ class Compute:
                 target.mkdir(parents=True, exist_ok=True)
                 continue
             self.download(s3_input["S3Uri"], target)
+            if item.get("InputName") == worse:
+                _shift_labels(target)
         outputs = job.processing_output_config.get("Outputs", [])
         for item in outputs:
             local(item["S3Output"]["LocalPath"]).mkdir(parents=True, exist_ok=True)
@@ -218,3 +221,11 @@ class Compute:
         else:
             job.failure_reason = self.reason(out, code)
             job.processing_job_status = "Failed"
+
+
+def _shift_labels(folder: Path, by: int = 10) -> None:
+    """The gate fault: every test label moves by ``by`` rings, so the model scores far worse."""
+    for path in folder.rglob("*.csv"):
+        header, *rows = path.read_text().splitlines()
+        shifted = [f"{float(r.split(',', 1)[0]) + by:g},{r.split(',', 1)[1]}" for r in rows if r]
+        path.write_text("\n".join([header, *shifted]) + "\n")

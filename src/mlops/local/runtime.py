@@ -39,10 +39,12 @@ FAULTS = (
     "glue",
     "training",
     "evaluation",
+    "gate",
     "stack-create",
     "stack-update",
     "system-test",
     "prod-deploy",
+    "sagemaker-rollback",
 )
 
 

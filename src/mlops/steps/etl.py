@@ -9,6 +9,7 @@ from mlops import github
 from mlops.aws import call, console, log, read_json_object, s3_uri, sha256_file, split_s3, wait_for
 from mlops.context import Context
 from mlops.errors import ConfigError
+from mlops.steps import reuse
 
 GLUE_FAILED = {"FAILED", "ERROR", "TIMEOUT", "STOPPED", "EXPIRED"}
 
@@ -36,7 +37,14 @@ def upload_if_changed(s3: Any, path: Path, uri: str) -> str:
     return digest
 
 
-def run(ctx: Context) -> dict[str, Any]:
+def run(ctx: Context, retrain: bool = False) -> dict[str, Any]:
+    """The Glue run; or, when a registered package was trained on the same inputs (and no
+    ``retrain``), that package's ETL outputs (see steps/reuse.py)."""
+    found = reuse.plan(ctx, retrain)
+    if found:
+        result = reuse.etl_outputs(found)
+        ctx.manifest.update("etl", result)
+        return result
     cfg, acct, s3, glue = ctx.config, ctx.account, ctx.client("s3"), ctx.client("glue")
     job = call("read the Glue job", glue.get_job, JobName=acct.GlueJobName)["Job"]
     script_uri = job["Command"]["ScriptLocation"]

@@ -35,7 +35,12 @@ def run(ctx: Context, status: str = "Approved") -> str:
         "test_data_uri": etl["test_raw"],
         "evaluation_uri": evaluation_uri,
         "rmse": f"{rmse:.6f}",
+        "etl_output": etl.get("output"),
+        "training_key": m.get("reuse.training_key"),  # what a later run may reuse it by
+        "code_sha256": m.get("reuse.code_sha256"),
+        "reused_from": train.get("reused_from"),  # its model data and ETL came from that package
     }
+    lineage = {k: v for k, v in lineage.items() if v}  # AWS refuses empty metadata values
     response = call(
         "create the model package",
         ctx.client("sagemaker").create_model_package,

@@ -9,6 +9,7 @@ from mlops import github
 from mlops.aws import call, console, log, s3_uri, wait_for
 from mlops.context import Context
 from mlops.errors import ConfigError
+from mlops.steps import reuse
 
 DIGEST_URI = re.compile(r"^(?P<repo>[^@\s:]+(?::\d+)?/[^@\s:]+)@(?P<digest>sha256:[0-9a-f]{64})$")
 METRICS = [
@@ -67,6 +68,11 @@ def run(ctx: Context, image_uri: str) -> dict[str, Any]:
     cfg, acct, sm = ctx.config, ctx.account, ctx.client("sagemaker")
     digest = check_image(ctx.client("ecr"), image_uri)
     splits = ctx.manifest.require("etl.splits", "etl")
+    reused = reuse.model_outputs(ctx, image_uri, digest)
+    if reused:
+        ctx.manifest.update("train", {**reused, "hyperparameters": cfg.hyperparameters})
+        github.summary(f"### Training\nReused the model of `{reused['reused_from']}`")
+        return reused
     name = ctx.job_name("train")
     output = s3_uri(acct.ArtifactBucket, "runs", ctx.run_id, "training")
     train = cfg.train

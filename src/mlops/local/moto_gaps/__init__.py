@@ -19,9 +19,11 @@ from moto.moto_api import state_manager
 from moto.sagemaker import models as sm_models
 
 from mlops.aws import log
+from mlops.local import pipelines, transform
 from mlops.local.moto_gaps import rules
 
 _patches: list[tuple[Any, str, Any]] = []
+_restarts: list[Any] = []  # endpoints a failed stack update must serve again
 _runtime: Any = None  # the LocalRuntime that performs compute and owns the API session
 
 
@@ -83,6 +85,11 @@ def _processing_created(_backend: Any, job: Any, *_: Any, **__: Any) -> None:
     _runtime.submit(lambda: _runtime.compute.processing(job))
 
 
+def _transform_created(_backend: Any, job: Any, *_: Any, **__: Any) -> None:
+    job.transform_job_status = "InProgress"
+    _runtime.submit(lambda: transform.run(_runtime, job))
+
+
 def _endpoint_created(backend: Any, endpoint: Any, *_: Any, **__: Any) -> None:
     endpoint.endpoint_status = "Creating"
     config = backend.endpoint_configs[endpoint.endpoint_config_name]
@@ -107,8 +114,23 @@ def _execute_change_set(original: Any) -> Any:
         ResourceFailed.last = None
         # a change set's stack sees no exports in moto: Fn::ImportValue must resolve, as on AWS
         stack.cross_stack_resources = stack.resource_map.cross_stack_resources = self.exports
+        resources = stack.resource_map
+        before = dict(resources.input_parameters), dict(resources.resolved_parameters)
+        sagemaker = sm_models.sagemaker_backends[self.account_id][self.region_name]
+        kept = dict(sagemaker._models), dict(sagemaker.endpoint_configs)
+        configs = {name: e.endpoint_config_name for name, e in sagemaker.endpoints.items()}
+        _restarts.clear()
+
+        def restore() -> None:  # what a rolled-back update leaves: the previous resources
+            for live, previous in zip(
+                (sagemaker._models, sagemaker.endpoint_configs), kept, strict=True
+            ):
+                for name, resource in previous.items():
+                    live.setdefault(name, resource)
+
         try:
             original(self, change_set_name, stack_name)
+            _silent_rollback(sagemaker, configs, restore)
             # moto applies the resources but keeps the old template, outputs and parameters
             stack.template, stack.parameters = change_set.template, change_set.parameters
             stack._parse_template()
@@ -121,6 +143,13 @@ def _execute_change_set(original: Any) -> Any:
             )
             kind = change_set.change_set_type
             status = "ROLLBACK_COMPLETE" if kind == "CREATE" else "UPDATE_ROLLBACK_COMPLETE"
+            # a rolled-back update keeps the stack's previous parameters and resources, as on AWS
+            resources.input_parameters, resources.resolved_parameters = before
+            restore()
+            for endpoint in _restarts:
+                _runtime.endpoints.serve(
+                    endpoint, sagemaker.endpoint_configs[endpoint.endpoint_config_name]
+                )
             event = cfn_models.Event(
                 stack_id=stack.stack_id,
                 stack_name=stack.name,
@@ -138,6 +167,20 @@ def _execute_change_set(original: Any) -> Any:
             log(f"  local: {exc.logical_id} failed: {exc.reason}; stack {stack.name} {status}")
 
     return execute
+
+
+def _silent_rollback(sagemaker: Any, configs: dict[str, str], restore: Callable[[], None]) -> None:
+    """The sagemaker-rollback fault: CloudFormation reports the update done, yet SageMaker's
+    deployment guardrails rolled the endpoint back to its previous config (the deploy step must
+    notice: it compares the served config with the one its stack created)."""
+    for name, endpoint in sagemaker.endpoints.items():
+        previous = configs.get(name)
+        changed = previous and previous != endpoint.endpoint_config_name
+        if changed and _runtime.faults.take("sagemaker-rollback"):
+            restore()
+            _runtime.endpoints.serve(endpoint, sagemaker.endpoint_configs[previous])
+            endpoint.endpoint_config_name = previous
+            log(f"  local: injected sagemaker-rollback fault: {name} rolled back to {previous}")
 
 
 def _endpoint_from_cfn(original: Any) -> Any:
@@ -173,6 +216,25 @@ def _endpoint_from_cfn(original: Any) -> Any:
         return endpoint
 
     return classmethod(create)
+
+
+def _endpoint_update_from_cfn(original: Any) -> Any:
+    """An endpoint update as AWS does it (UpdateEndpoint): moto deletes the endpoint and creates
+    it again, so a failed update would leave no endpoint at all; on AWS the endpoint keeps serving
+    its previous config."""
+
+    def update(cls: Any, original_resource: Any, **kwargs: Any) -> Any:
+        if ResourceFailed.last is not None:  # moto retries a failed update: it failed, for good
+            raise ResourceFailed.last
+        backend = sm_models.sagemaker_backends[kwargs["account_id"]][kwargs["region_name"]]
+        try:
+            return original.__func__(cls, original_resource=original_resource, **kwargs)
+        except ResourceFailed:  # the rollback serves the previous config again
+            backend.endpoints[original_resource.endpoint_name] = original_resource
+            _restarts.append(original_resource)
+            raise
+
+    return classmethod(update)
 
 
 # --- resource types moto's CloudFormation ignores: applied through the API -----------------------
@@ -372,16 +434,20 @@ def install(runtime: Any) -> None:
     _wrap(glue_models.FakeJobRun, "as_dict", _glue_as_dict)
     _after(sm_models.SageMakerModelBackend, "create_training_job", _training_created)
     _after(sm_models.SageMakerModelBackend, "create_processing_job", _processing_created)
+    _after(sm_models.SageMakerModelBackend, "create_transform_job", _transform_created)
+    pipelines.install(runtime, _wrap)  # executions run their steps for real
     _after(sm_models.SageMakerModelBackend, "create_endpoint", _endpoint_created)
     _wrap(sm_models.SageMakerModelBackend, "delete_endpoint", _endpoint_deleting)
     _wrap(cfn_models.CloudFormationBackend, "execute_change_set", _execute_change_set)
     _wrap(sm_models.FakeEndpoint, "create_from_cloudformation_json", _endpoint_from_cfn)
+    _wrap(sm_models.FakeEndpoint, "update_from_cloudformation_json", _endpoint_update_from_cfn)
     _wrap(cfn_parsing, "get_model_map", lambda original: lambda: {**original(), **GAPS})
     rules.install(_wrap)
 
 
 def uninstall() -> None:
     global _runtime
+    pipelines.uninstall()
     while _patches:
         cls, name, original = _patches.pop()
         setattr(cls, name, original)

@@ -1,0 +1,128 @@
+"""Reuse: skip ETL and training when a registered package was trained on the same inputs.
+
+The training key is the data's sha256, the content hash of the training code ([model]
+training_code in pipeline.toml) and the hyperparameters. When an Approved package carries the
+same key, this run takes its ETL outputs and model data instead of an hour of Glue and training:
+a serving-only change then reaches dev in minutes. The run still evaluates the reused model with
+its own image (serving code may change predictions), gates, and registers a new package version
+with this run's image digest and a lineage naming what was reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from mlops import github
+from mlops.aws import call, log, sha256_file
+from mlops.context import Context
+from mlops.errors import ConfigError
+
+SCAN = 50  # newest packages searched for one with the same training key
+
+
+def code_sha256(root: Path, paths: tuple[str, ...]) -> str:
+    """One hash over the files (by path and content) that training depends on."""
+    digest = hashlib.sha256()
+    for rel in sorted(paths):
+        path = root / rel
+        if not path.is_file():
+            raise ConfigError(f"[model] training_code: {rel} not found: fix pipeline.toml")
+        digest.update(f"{rel}\0{sha256_file(path)}\n".encode())
+    return digest.hexdigest()
+
+
+def training_key(ctx: Context) -> dict[str, str]:
+    """What decides the model: data, training code, hyperparameters; and one key over them."""
+    cfg = ctx.config
+    parts = {
+        "data_sha256": sha256_file(ctx.root / cfg.data),
+        "code_sha256": code_sha256(ctx.root, cfg.training_code),
+        "hyperparameters_sha256": hashlib.sha256(
+            json.dumps(cfg.hyperparameters, sort_keys=True).encode()
+        ).hexdigest(),
+    }
+    parts["training_key"] = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+    return parts
+
+
+def find(ctx: Context, key: str) -> dict[str, Any] | None:
+    """The newest Approved package trained with ``key`` (described), if any."""
+    sm = ctx.client("sagemaker")
+    packages = call(
+        "list approved model packages",
+        sm.list_model_packages,
+        ModelPackageGroupName=ctx.account.ModelPackageGroupName,
+        ModelApprovalStatus="Approved",
+        SortBy="CreationTime",
+        SortOrder="Descending",
+        MaxResults=SCAN,
+    )["ModelPackageSummaryList"]
+    for summary in packages:
+        arn = summary["ModelPackageArn"]
+        described = call(f"describe {arn}", sm.describe_model_package, ModelPackageName=arn)
+        meta = described.get("CustomerMetadataProperties", {})
+        if meta.get("training_key") == key and meta.get("etl_output"):
+            return described
+    return None
+
+
+def plan(ctx: Context, retrain: bool = False) -> dict[str, Any] | None:
+    """Decide, print why, and record the decision; the reused package when there is one."""
+    key = training_key(ctx)
+    ctx.manifest.update("reuse", {**key, "from": "", "reason": ""})
+    if retrain:
+        return _decided(ctx, None, "retraining was asked for (--retrain)")
+    found = find(ctx, key["training_key"])
+    if found is None:
+        return _decided(
+            ctx, None, "no Approved package was trained on this data, code and hyperparameters"
+        )
+    arn = found["ModelPackageArn"]
+    return _decided(ctx, found, f"{arn} was trained on the same data, code and hyperparameters")
+
+
+def _decided(ctx: Context, found: dict[str, Any] | None, reason: str) -> dict[str, Any] | None:
+    arn = found["ModelPackageArn"] if found else ""
+    ctx.manifest.update("reuse", {"from": arn, "reason": reason})
+    verdict = f"reuse its ETL and model: {reason}" if found else f"run ETL and training: {reason}"
+    log(f"reuse: {verdict}")
+    github.summary(f"### Training\n{verdict[0].upper()}{verdict[1:]}")
+    return found
+
+
+def etl_outputs(found: dict[str, Any]) -> dict[str, Any]:
+    """The reused package's ETL record, as the etl step would have written it."""
+    meta = found["CustomerMetadataProperties"]
+    output = meta["etl_output"]
+    return {
+        "reused_from": found["ModelPackageArn"],
+        "data_uri": meta["data_uri"],
+        "data_sha256": meta["data_sha256"],
+        "output": output,
+        "splits": {name: output + name + "/" for name in ("train", "validation", "test")},
+        "test_raw": meta["test_data_uri"],
+        "statistics": output + "baseline/statistics.json",
+        "row_counts": {},
+    }
+
+
+def model_outputs(ctx: Context, image_uri: str, digest: str) -> dict[str, Any] | None:
+    """This run's training record from the reused package (its model data, this run's image)."""
+    arn = ctx.manifest.get("etl.reused_from")
+    if not arn:
+        return None
+    found = call(f"describe {arn}", ctx.client("sagemaker").describe_model_package,
+                 ModelPackageName=arn)  # fmt: skip
+    container = found["InferenceSpecification"]["Containers"][0]
+    meta = found["CustomerMetadataProperties"]
+    log(f"train: reusing the model of {arn} ({meta.get('training_job', '?')})")
+    return {
+        "reused_from": arn,
+        "job_name": meta.get("training_job", ""),
+        "model_data": container["ModelDataUrl"],
+        "image_uri": image_uri,
+        "image_digest": digest,
+    }
