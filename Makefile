@@ -54,7 +54,8 @@ venv: $(VENV)/.pipeline ## create .venv with the pipeline only (the mlops CLI), 
 inference-venv: $(INFERENCE_VENV)/.inference ## create .venv-inference: the SageMaker SDK for the inference pipeline
 
 # --- the two README commands --------------------------------------------------------------------
-test: $(VENV)/.dev $(INFERENCE_VENV)/.inference ## run the whole test suite (unit, integration, system against local endpoints)
+test: ## run the whole test suite (unit, integration, system against local endpoints)
+	@$(MAKE) --no-print-directory -j2 $(VENV)/.dev $(INFERENCE_VENV)/.inference  # both venvs at once
 	$(BIN)/python -m pytest -n auto --dist loadfile $(PYTEST_ARGS)
 
 pipeline: $(VENV)/.pipeline ## run the whole pipeline offline (moto control plane, real compute)
@@ -64,8 +65,9 @@ pipeline: $(VENV)/.pipeline ## run the whole pipeline offline (moto control plan
 lint: $(LINT_VENV)/.lint ## every linter, as pre-commit runs them
 	$(LINT_VENV)/bin/pre-commit run --all-files
 
-bench: $(VENV)/.dev ## serving benchmark: this server vs the seeds' Flask/gunicorn design
+bench: $(VENV)/.dev ## serving benchmark (this server vs the seeds' design) and batch transform cost
 	$(BIN)/python scripts/bench/serving.py
+	cd scripts/bench && ../../$(BIN)/python batch_transform.py
 
 container-test: $(VENV)/.dev ## build the image and run train, evaluate and serve in it for real
 	IMAGE=$(IMAGE) bash scripts/container-test

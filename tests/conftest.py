@@ -8,7 +8,9 @@ an ``MLOPS_*`` variable, sets it itself with ``monkeypatch.setenv``.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import socket
 
 import pytest
 
@@ -23,4 +25,44 @@ def hermetic_environment():
     with pytest.MonkeyPatch.context() as mp:
         for name in [*GITHUB_FILES, *(n for n in os.environ if n.startswith(MLOPS_PREFIX))]:
             mp.delenv(name, raising=False)
+        yield
+
+
+LOOPBACK_NAMES = {"localhost", "localhost.localdomain"}
+_connect = socket.socket.connect
+_connect_ex = socket.socket.connect_ex
+
+
+class OffMachine(OSError):
+    """A test tried to reach a host other than this machine: the suite must run offline."""
+
+
+def _check(address: object) -> None:
+    if not isinstance(address, tuple):  # AF_UNIX paths (the Docker socket) stay on the machine
+        return
+    host = str(address[0])
+    try:
+        local = ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
+    except ValueError:
+        local = host.lower() in LOOPBACK_NAMES
+    if not local:
+        raise OffMachine(f"test suite: connection to {host}:{address[1]} refused (offline only)")
+
+
+def guarded_connect(sock: socket.socket, address: object) -> None:
+    _check(address)
+    return _connect(sock, address)
+
+
+def guarded_connect_ex(sock: socket.socket, address: object) -> int:
+    _check(address)
+    return _connect_ex(sock, address)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def loopback_only():
+    """No socket of the test processes leaves 127.0.0.1 (AWS, GitHub, telemetry, metadata)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(socket.socket, "connect", guarded_connect)
+        mp.setattr(socket.socket, "connect_ex", guarded_connect_ex)
         yield

@@ -21,6 +21,7 @@ MOTO_IGNORED = (
     "AWS::IAM::OIDCProvider",
     "AWS::SageMaker::ModelPackageGroup",
     "AWS::S3::BucketPolicy",
+    "AWS::Scheduler::",
 )
 # The only actions allowed on Resource "*": AWS offers no resource-level permission for them.
 STAR_RESOURCE_ACTIONS = {
@@ -31,7 +32,7 @@ STAR_RESOURCE_ACTIONS = {
     "application-autoscaling:DescribeScalingPolicies",
     "application-autoscaling:DescribeScalingActivities",
 }
-TEMPLATES = ["bootstrap.yaml", "github-access.yaml", "endpoint.yaml"]
+TEMPLATES = ["bootstrap.yaml", "github-access.yaml", "endpoint.yaml", "inference.yaml"]
 MAX_LINES = 300  # the project's limit for one template
 BOOTSTRAP_OUTPUTS = {
     "DataBucket",
@@ -105,6 +106,11 @@ def access() -> dict:
 @pytest.fixture(scope="module")
 def endpoint() -> dict:
     return load("endpoint.yaml")
+
+
+@pytest.fixture(scope="module")
+def inference() -> dict:
+    return load("inference.yaml")
 
 
 def walk(node, path=()):
@@ -490,6 +496,214 @@ def test_endpoint_capture_and_autoscaling_by_condition(endpoint: dict) -> None:
     assert endpoint["Parameters"]["TargetInvocationsPerInstance"]["Default"] == 750
 
 
+# --- inference.yaml: what surrounds the batch-inference pipeline ---------------------------------
+INFERENCE_OUTPUTS = {
+    "InferencePipelineRoleArn",
+    "InferencePipelineName",
+    "InferencePipelineArn",
+    "IncomingRuleArn",
+    "DriftAlarmName",
+}
+PIPELINE_NAME = {"Fn::Sub": "${ProjectName}-inference-${Stage}"}
+PIPELINE_ARN = {
+    "Fn::Sub": "arn:${AWS::Partition}:sagemaker:${AWS::Region}:${AWS::AccountId}:"
+    "pipeline/${ProjectName}-inference-${Stage}"
+}
+THIS_ACCOUNT = {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+
+
+def imported(output: str) -> dict:
+    return {"Fn::ImportValue": {"Fn::Sub": f"${{BootstrapStackName}}-{output}"}}
+
+
+def in_bucket(output: str, path: str) -> dict:
+    return {
+        "Fn::Sub": [f"arn:${{AWS::Partition}}:s3:::${{Bucket}}{path}", {"Bucket": imported(output)}]
+    }
+
+
+def pipeline_parameters(target: dict) -> dict:
+    pairs = target["SageMakerPipelineParameters"]["PipelineParameterList"]
+    return {p["Name"]: p["Value"] for p in pairs}
+
+
+def test_inference_outputs_and_imports(boot: dict, inference: dict) -> None:
+    assert set(inference["Outputs"]) == INFERENCE_OUTPUTS
+    outputs = inference["Outputs"]
+    assert outputs["InferencePipelineName"]["Value"] == PIPELINE_NAME
+    assert outputs["InferencePipelineArn"]["Value"] == PIPELINE_ARN
+    assert outputs["InferencePipelineRoleArn"]["Value"] == {"Fn::GetAtt": ["PipelineRole", "Arn"]}
+    assert outputs["IncomingRuleArn"]["Value"] == {"Fn::GetAtt": ["IncomingRule", "Arn"]}
+    alarm = inference["Resources"]["DriftAlarm"]["Properties"]["AlarmName"]
+    assert outputs["DriftAlarmName"]["Value"] == alarm
+    imports = [
+        n["Fn::ImportValue"]
+        for _, n in walk(inference)
+        if isinstance(n, dict) and "Fn::ImportValue" in n
+    ]
+    names = {i["Fn::Sub"].removeprefix("${BootstrapStackName}-") for i in imports}
+    assert names == {"DataBucket", "ArtifactBucket", "KmsKeyArn", "SageMakerExecutionRoleArn"}
+    assert names <= set(boot["Outputs"])
+
+
+def test_the_inference_pipeline_role_is_scoped_to_pipeline_jobs_and_prefixes(inference) -> None:
+    props = inference["Resources"]["PipelineRole"]["Properties"]
+    (trust,) = props["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "sagemaker.amazonaws.com"}
+    assert (trust["Action"], trust["Condition"]) == ("sts:AssumeRole", THIS_ACCOUNT)
+    policy = grants(inference, "PipelineRole")
+    jobs = [
+        f"arn:${{AWS::Partition}}:sagemaker:${{AWS::Region}}:${{AWS::AccountId}}:{kind}/pipelines-*"
+        for kind in ("transform-job", "processing-job")
+    ]
+    sagemaker = [
+        st for st in policy if any(a.startswith("sagemaker:") for a in as_list(st["Action"]))
+    ]
+    for st in sagemaker:  # every SageMaker grant names only the jobs a pipeline creates
+        assert [r["Fn::Sub"] for r in as_list(st["Resource"])] == jobs
+    actions = {a for st in sagemaker for a in as_list(st["Action"])}
+    assert actions == {
+        f"sagemaker:{verb}{kind}Job"
+        for verb in ("Create", "Describe", "Stop")
+        for kind in ("Transform", "Processing")
+    } | {"sagemaker:AddTags"}
+    (passes,) = [st for st in policy if "iam:PassRole" in as_list(st["Action"])]
+    assert as_list(passes["Action"]) == ["iam:PassRole"]
+    assert passes["Resource"] == imported("SageMakerExecutionRoleArn")
+    assert passes["Condition"] == {
+        "StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}
+    }
+    written = [
+        r
+        for st in policy
+        if "s3:PutObject" in as_list(st["Action"])
+        for r in as_list(st["Resource"])
+    ]
+    assert written == [in_bucket("ArtifactBucket", "/inference/*")]
+    read = [
+        r
+        for st in policy
+        if "s3:GetObject" in as_list(st["Action"])
+        for r in as_list(st["Resource"])
+    ]
+    assert sorted(map(json.dumps, read)) == sorted(
+        json.dumps(r)
+        for r in (
+            in_bucket("ArtifactBucket", "/inference/*"),
+            in_bucket("DataBucket", "/${IncomingPrefix}*"),
+            in_bucket("DataBucket", "/runs/*/etl/*"),
+        )
+    )
+    listing = [st for st in policy if "s3:ListBucket" in as_list(st["Action"])]
+    assert len(listing) == 2 and all("s3:prefix" in st["Condition"]["StringLike"] for st in listing)
+    (key,) = [st for st in policy if "kms:Decrypt" in as_list(st["Action"])]
+    assert key["Resource"] == imported("KmsKeyArn")
+    assert key["Condition"] == {
+        "StringEquals": {"kms:ViaService": {"Fn::Sub": "s3.${AWS::Region}.amazonaws.com"}}
+    }
+    (metrics,) = [st for st in policy if "cloudwatch:PutMetricData" in as_list(st["Action"])]
+    assert metrics["Condition"] == {
+        "StringEquals": {"cloudwatch:namespace": {"Fn::Sub": "${ProjectName}/inference"}}
+    }
+
+
+def test_the_events_role_only_starts_this_pipeline(inference: dict) -> None:
+    props = inference["Resources"]["EventsRole"]["Properties"]
+    (trust,) = props["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": ["events.amazonaws.com", "scheduler.amazonaws.com"]}
+    assert (trust["Action"], trust["Condition"]) == ("sts:AssumeRole", THIS_ACCOUNT)
+    (statement,) = grants(inference, "EventsRole")
+    assert statement["Action"] == "sagemaker:StartPipelineExecution"
+    assert statement["Resource"] == PIPELINE_ARN
+    assert of_type(inference, "AWS::IAM::Role").keys() == {"PipelineRole", "EventsRole"}
+
+
+def test_the_incoming_rule_watches_only_the_incoming_prefix_of_the_data_bucket(inference) -> None:
+    rule = inference["Resources"]["IncomingRule"]["Properties"]
+    assert rule["EventPattern"] == {
+        "source": ["aws.s3"],
+        "detail-type": ["Object Created"],
+        "detail": {
+            "bucket": {"name": [imported("DataBucket")]},
+            "object": {"key": [{"prefix": {"Ref": "IncomingPrefix"}}]},
+        },
+    }
+    assert inference["Parameters"]["IncomingPrefix"]["Default"] == "incoming/"
+    assert re.fullmatch(inference["Parameters"]["IncomingPrefix"]["AllowedPattern"], "incoming/")
+    assert not re.fullmatch(inference["Parameters"]["IncomingPrefix"]["AllowedPattern"], "")
+    (target,) = rule["Targets"]
+    assert target["Arn"] == PIPELINE_ARN
+    assert target["RoleArn"] == {"Fn::GetAtt": ["EventsRole", "Arn"]}
+    assert not {"Input", "InputPath", "InputTransformer"} & set(target)  # a pipeline takes none
+    params = pipeline_parameters(target)
+    # static values only: the whole incoming prefix is scored (see the template's comment)
+    assert params["InputDataUri"] == {
+        "Fn::Sub": ["s3://${Bucket}/${IncomingPrefix}", {"Bucket": imported("DataBucket")}]
+    }
+    assert params["OutputPrefix"] == {
+        "Fn::Sub": ["s3://${Bucket}/inference/${Stage}", {"Bucket": imported("ArtifactBucket")}]
+    }
+
+
+def test_the_schedule_exists_only_with_a_schedule_expression(inference: dict) -> None:
+    param = inference["Parameters"]["ScheduleExpression"]
+    assert param["Default"] == ""
+    assert re.fullmatch(param["AllowedPattern"], "") and re.fullmatch(
+        param["AllowedPattern"], "rate(1 day)"
+    )
+    assert inference["Conditions"]["HasSchedule"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "ScheduleExpression"}, ""]}]
+    }
+    schedules = of_type(inference, "AWS::Scheduler::Schedule")
+    assert list(schedules) == ["Schedule"]
+    schedule = schedules["Schedule"]
+    assert schedule["Condition"] == "HasSchedule"
+    props = schedule["Properties"]
+    assert props["ScheduleExpression"] == {"Ref": "ScheduleExpression"}
+    assert props["Target"]["Arn"] == PIPELINE_ARN  # the templated SageMaker target
+    assert props["Target"]["RoleArn"] == {"Fn::GetAtt": ["EventsRole", "Arn"]}
+    (rule_target,) = inference["Resources"]["IncomingRule"]["Properties"]["Targets"]
+    assert pipeline_parameters(props["Target"]) == pipeline_parameters(rule_target)
+    unconditional = {k for k, r in inference["Resources"].items() if "Condition" not in r}
+    assert "Schedule" not in unconditional
+
+
+def test_the_drift_alarm_watches_the_pipeline_daily_maximum(inference: dict) -> None:
+    props = inference["Resources"]["DriftAlarm"]["Properties"]
+    assert (props["Namespace"], props["MetricName"]) == (
+        {"Fn::Sub": "${ProjectName}/inference"},
+        "MaxDriftScore",
+    )
+    assert props["Dimensions"] == [{"Name": "Pipeline", "Value": PIPELINE_NAME}]
+    assert (props["Statistic"], props["Period"], props["EvaluationPeriods"]) == (
+        "Maximum",
+        86400,
+        1,
+    )
+    assert props["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    assert props["Threshold"] == {"Ref": "DriftAlarmThreshold"}
+    assert inference["Parameters"]["DriftAlarmThreshold"]["Default"] == 0.25
+    assert props["TreatMissingData"] == "notBreaching"
+    assert props["AlarmActions"] == {
+        "Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]
+    }
+    assert inference["Conditions"]["HasAlarmTopic"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmTopicArn"}, ""]}]
+    }
+
+
+def test_only_the_data_bucket_sends_its_events_to_eventbridge(boot: dict) -> None:
+    notified = {
+        key: bucket["Properties"].get("NotificationConfiguration")
+        for key, bucket in of_type(boot, "AWS::S3::Bucket").items()
+    }
+    assert notified == {
+        "DataBucket": {"EventBridgeConfiguration": {"EventBridgeEnabled": True}},
+        "ArtifactBucket": None,
+        "CaptureBucket": None,
+    }
+
+
 # --- deployed into moto (5.2.5), as `make pipeline` does ---------------------------------------
 pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse:UserWarning")
 
@@ -806,3 +1020,33 @@ def test_download_prefix_refusals_are_one_line_naming_the_uri_and_the_code(
     assert "\n" not in message
     assert message.startswith(names)
     assert f"{code}: {code} says no" in message
+
+
+def test_inference_deploys_after_bootstrap_into_moto(aws, boot_out: dict) -> None:
+    """moto creates the roles and the rule (it ignores the alarm and AWS::Scheduler::Schedule)."""
+    cfn, _, session = aws
+    params = {"ProjectName": "abalone", "Stage": "dev", "BootstrapStackName": "abalone-bootstrap"}
+    out = deploy(cfn, "abalone-inference-dev", "inference.yaml", **params)
+    assert set(out) == INFERENCE_OUTPUTS and all(out.values())
+    arn = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:pipeline/abalone-inference-dev"
+    assert (out["InferencePipelineName"], out["InferencePipelineArn"]) == (
+        "abalone-inference-dev",
+        arn,
+    )
+    events = session.client("events")
+    rule = out["IncomingRuleArn"].split("/")[-1]
+    pattern = json.loads(events.describe_rule(Name=rule)["EventPattern"])
+    assert pattern["detail"] == {
+        "bucket": {"name": [boot_out["DataBucket"]]},
+        "object": {"key": [{"prefix": "incoming/"}]},
+    }
+    (target,) = events.list_targets_by_rule(Rule=rule)["Targets"]
+    assert target["Arn"] == arn
+    assert pipeline_parameters(target) == {
+        "InputDataUri": f"s3://{boot_out['DataBucket']}/incoming/",
+        "OutputPrefix": f"s3://{boot_out['ArtifactBucket']}/inference/dev",
+    }
+    trust, policy = _role(session, out["InferencePipelineRoleArn"])
+    assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": ACCOUNT}}
+    assert boot_out["SageMakerExecutionRoleArn"] in policy  # the import resolved
+    assert f":s3:::{boot_out['DataBucket']}/incoming/*" in policy

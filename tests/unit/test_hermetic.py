@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -75,9 +76,35 @@ def test_a_leaky_shell_changes_nothing(tmp_path):
         "PYTEST_ADDOPTS": "",
     }
     argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly"]
-    argv += [__file__, "-k", "not leaky_shell"]
+    argv += [__file__, "-k", "not leaky_shell and not socket and not loopback"]
     proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "4 passed" in proc.stdout
     assert output.read_text() == "" and summary.read_text() == ""
     assert not (tmp_path / "shell.json").exists()
+
+
+@pytest.mark.parametrize(
+    "address", [("203.0.113.7", 443), ("169.254.169.254", 80), ("example.com", 443)]
+)
+def test_no_socket_leaves_the_machine(address):
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        with pytest.raises(OSError, match="refused \\(offline only\\)"):
+            sock.connect(address)
+        with pytest.raises(OSError, match="refused \\(offline only\\)"):
+            sock.connect_ex(address)
+    finally:
+        sock.close()
+
+
+def test_loopback_connections_still_work():
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    try:
+        for host in ("127.0.0.1", "localhost"):
+            client = socket.create_connection((host, server.getsockname()[1]), timeout=5)
+            client.close()
+    finally:
+        server.close()
