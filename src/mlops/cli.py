@@ -16,7 +16,16 @@ from mlops.manifest import Manifest
 
 STAGES = ("dev", "prod")
 # Steps that need nothing from an earlier step's manifest (they start a run or a fresh job).
-CREATES_MANIFEST = {"image", "etl", "deploy", "system-test", "promote", "rollback", "teardown"}
+CREATES_MANIFEST = {
+    "image",
+    "etl",
+    "deploy",
+    "system-test",
+    "promote",
+    "rollback",
+    "teardown",
+    "inference",
+}
 
 
 HELP = {
@@ -70,6 +79,14 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("teardown", help="delete a stage's endpoint stack")
     s.add_argument("--stage", choices=STAGES, required=True)
     s.add_argument("--confirm", default="", help="must be 'prod' to delete prod")
+    s = sub.add_parser("inference", help="the batch-inference pipeline of a stage")
+    act = s.add_subparsers(dest="action", required=True, metavar="ACTION")
+    s = act.add_parser("upsert", help="create or update it for the package the stage serves")
+    s.add_argument("--stage", choices=STAGES, default="prod")
+    s.add_argument("--model-package-arn", help="exact model package ARN (default: the stage's)")
+    s = act.add_parser("run", help="run it on a CSV batch (a file or s3://) and wait")
+    s.add_argument("--input", required=True, help="a local CSV file or an s3:// object or prefix")
+    s.add_argument("--stage", choices=STAGES, default="prod")
     s = sub.add_parser("run", help="every step in order")
     s.add_argument("--local", action="store_true", help="offline: moto + local compute")
     s.add_argument("--approve", action="store_true", help="approve the prod deployment")
@@ -106,6 +123,7 @@ def dispatch(args: argparse.Namespace, ctx: Context) -> Any:
         evaluate,
         gate,
         image,
+        inference,
         promote,
         register,
         rollback,
@@ -138,6 +156,10 @@ def dispatch(args: argparse.Namespace, ctx: Context) -> Any:
             return rollback.run(ctx, args.stage, arn)
         case "teardown":
             return teardown.run(ctx, args.stage, args.confirm)
+        case "inference":
+            if args.action == "upsert":
+                return inference.upsert(ctx, args.stage, arn)
+            return inference.run(ctx, args.stage, args.input)
     raise AssertionError(args.command)
 
 

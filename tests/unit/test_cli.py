@@ -275,3 +275,53 @@ def test_help_gives_every_subcommand_a_line(capsys):
     for name in commands:
         line = next(line for line in text.splitlines() if line.strip().startswith(name + " "))
         assert len(line.split(None, 1)) == 2, f"{name} has no help line"
+
+
+# --- mlops inference (steps/inference.py) -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["inference", "upsert"], ("upsert", "prod", None)),
+        (
+            ["inference", "upsert", "--stage", "dev", "--model-package-arn", ARN],
+            ("upsert", "dev", ARN),
+        ),
+        (["inference", "run", "--input", "batch.csv"], ("run", "prod", "batch.csv")),
+        (["inference", "run", "--input", "s3://b/k", "--stage", "dev"], ("run", "dev", "s3://b/k")),
+    ],
+)
+def test_inference_commands_reach_their_step_without_a_manifest(
+    workdir, capsys, monkeypatch, argv, expected
+):
+    from mlops.steps import inference
+
+    calls = []
+    monkeypatch.setattr(inference, "upsert", lambda _ctx, *a: calls.append(("upsert", *a)))
+    monkeypatch.setattr(inference, "run", lambda _ctx, *a: calls.append(("run", *a)))
+    code, lines = run(capsys, *argv)
+    assert code == 0, lines
+    assert calls == [expected]
+
+
+def test_inference_run_needs_an_input(workdir, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["inference", "run"])
+    assert exc.value.code == 2
+    assert "--input" in capsys.readouterr().err
+
+
+def test_inference_without_its_venv_is_exit_4_and_one_line(workdir, capsys, monkeypatch):
+    from mlops.steps import inference
+
+    monkeypatch.setenv(inference.PYTHON_ENV, str(workdir / "no-venv" / "python"))
+    monkeypatch.setattr(inference, "serving_package", lambda _ctx, _stage: ARN)
+    monkeypatch.setattr(inference.deploy, "check_package", lambda *_: {"ModelPackageArn": ARN})
+    monkeypatch.setattr(inference, "pipeline_role", lambda _ctx: "arn:aws:iam::1:role/p")
+    monkeypatch.setattr(inference, "execution_parameters", lambda *_: {"ModelName": "m"})
+    monkeypatch.setattr(inference, "ensure_model", lambda *_: "m")
+    monkeypatch.setattr(inference, "definition_config", lambda _ctx: {})
+    code, lines = run(capsys, "inference", "upsert")
+    assert code == EXIT_CONFIG
+    assert "run make inference-venv" in one_error(lines)

@@ -591,6 +591,7 @@ def test_the_inference_pipeline_role_is_scoped_to_pipeline_jobs_and_prefixes(inf
         for r in (
             in_bucket("ArtifactBucket", "/inference/*"),
             in_bucket("DataBucket", "/${IncomingPrefix}*"),
+            in_bucket("DataBucket", "/batches/*"),
             in_bucket("DataBucket", "/runs/*/etl/*"),
         )
     )
@@ -641,7 +642,10 @@ def test_the_incoming_rule_watches_only_the_incoming_prefix_of_the_data_bucket(i
         "Fn::Sub": ["s3://${Bucket}/${IncomingPrefix}", {"Bucket": imported("DataBucket")}]
     }
     assert params["OutputPrefix"] == {
-        "Fn::Sub": ["s3://${Bucket}/inference/${Stage}", {"Bucket": imported("ArtifactBucket")}]
+        "Fn::Sub": [
+            "s3://${Bucket}/inference/${Stage}/runs",
+            {"Bucket": imported("ArtifactBucket")},
+        ]
     }
 
 
@@ -1044,7 +1048,7 @@ def test_inference_deploys_after_bootstrap_into_moto(aws, boot_out: dict) -> Non
     assert target["Arn"] == arn
     assert pipeline_parameters(target) == {
         "InputDataUri": f"s3://{boot_out['DataBucket']}/incoming/",
-        "OutputPrefix": f"s3://{boot_out['ArtifactBucket']}/inference/dev",
+        "OutputPrefix": f"s3://{boot_out['ArtifactBucket']}/inference/dev/runs",
     }
     trust, policy = _role(session, out["InferencePipelineRoleArn"])
     assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": ACCOUNT}}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
+from moto.sagemaker.models import sagemaker_backends
 
 from mlops import config
 from mlops.account import Account
@@ -419,7 +421,15 @@ def test_an_immutable_tag_pushed_again_with_another_image_is_aws_s_error(ctx, im
 # --- deploy's last check: the endpoint runs the config its stack created ----------------------
 
 
-def _endpoint(ctx: Context, config_name: str, status: str = "InService") -> str:
+def _endpoint(
+    ctx: Context,
+    config_name: str,
+    status: str = "InService",
+    *,
+    name: str = "mlops-dev",
+    reason: str | None = None,
+) -> str:
+    """An endpoint on ``config_name`` (config-old or config-new), in ``status`` with ``reason``."""
     sm = ctx.client("sagemaker")
     sm.create_model(
         ModelName="m",
@@ -428,10 +438,28 @@ def _endpoint(ctx: Context, config_name: str, status: str = "InService") -> str:
     )
     variants = [{"VariantName": "AllTraffic", "ModelName": "m", "InitialInstanceCount": 1,
                  "InstanceType": "ml.m5.large"}]  # fmt: skip
-    for name in ("config-old", "config-new"):
-        sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=variants)
-    sm.create_endpoint(EndpointName="mlops-dev", EndpointConfigName=config_name)
-    return "mlops-dev"
+    for config_ in ("config-old", "config-new"):
+        sm.create_endpoint_config(EndpointConfigName=config_, ProductionVariants=variants)
+    sm.create_endpoint(EndpointName=name, EndpointConfigName=config_name)
+    endpoint = sagemaker_backends[ACCOUNT][REGION].endpoints[name]
+    endpoint.endpoint_status, endpoint.failure_reason = status, reason
+    return name
+
+
+def polls_at_most(monkeypatch, client, method: str, limit: int) -> None:
+    """Fail fast instead of polling forever (a wait whose terminal states are wrong)."""
+    original, count = getattr(client, method), [0]
+
+    def guarded(**kwargs):
+        count[0] += 1
+        if count[0] > limit:
+            raise AssertionError(f"{method} called more than {limit} times")
+        return original(**kwargs)
+
+    monkeypatch.setattr(client, method, guarded)
+
+
+LINK = "https://us-east-1.console.aws.amazon.com/sagemaker/home?region=us-east-1#/endpoints/"
 
 
 def test_deploy_accepts_the_endpoint_on_the_config_its_stack_created(ctx):
@@ -443,3 +471,314 @@ def test_deploy_fails_when_sagemaker_rolled_the_update_back(ctx):
     name = _endpoint(ctx, "config-old")  # the stack created config-new; SageMaker serves old
     with pytest.raises(PipelineError, match="serves config config-old, not config-new: SageMaker"):
         deploy.verify_endpoint(ctx, name, "config-new")
+
+
+def test_verify_endpoint_waits_for_in_service_and_says_so(ctx, monkeypatch, capsys):
+    name = _endpoint(ctx, "config-new")
+    polls_at_most(monkeypatch, ctx.client("sagemaker"), "describe_endpoint", 1)
+    desc = deploy.verify_endpoint(ctx, name, "config-new")
+    assert (desc["EndpointName"], desc["EndpointStatus"]) == ("mlops-dev", "InService")
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == f"  endpoint mlops-dev: {LINK}mlops-dev"
+    assert re.fullmatch(r"  endpoint mlops-dev: InService after \d+\.\ds", lines[1]), lines
+    assert len(lines) == 2
+
+
+def test_verify_endpoint_without_a_config_name_accepts_any_config(ctx):
+    name = _endpoint(ctx, "config-old")
+    assert deploy.verify_endpoint(ctx, name, "")["EndpointConfigName"] == "config-old"
+
+
+@pytest.mark.parametrize("status", ["Failed", "OutOfService"])
+def test_an_endpoint_that_failed_is_one_line_with_its_reason(ctx, monkeypatch, status):
+    name = _endpoint(ctx, "config-new", status, reason="the primary container did not start")
+    polls_at_most(monkeypatch, ctx.client("sagemaker"), "describe_endpoint", 1)
+    with pytest.raises(PipelineError) as caught:
+        deploy.verify_endpoint(ctx, name, "config-new")
+    assert str(caught.value) == (
+        f"endpoint mlops-dev {status}: the primary container did not start (see {LINK}mlops-dev)"
+    )
+
+
+def test_an_endpoint_in_service_with_a_failure_reason_is_a_failed_update(ctx, monkeypatch):
+    # SageMaker keeps the endpoint InService on its old config after a failed update and says why
+    name = _endpoint(ctx, "config-new", reason="update rolled back: alarm mlops-dev-model-latency")
+    polls_at_most(monkeypatch, ctx.client("sagemaker"), "describe_endpoint", 1)
+    with pytest.raises(PipelineError) as caught:
+        deploy.verify_endpoint(ctx, name, "config-new")
+    assert str(caught.value) == (
+        "endpoint mlops-dev: update rolled back: alarm mlops-dev-model-latency"
+    )
+
+
+def test_the_rolled_back_update_message_names_both_configs(ctx):
+    name = _endpoint(ctx, "config-old")
+    with pytest.raises(PipelineError) as caught:
+        deploy.verify_endpoint(ctx, name, "config-new")
+    assert str(caught.value) == (
+        "endpoint mlops-dev serves config config-old, not config-new: SageMaker rolled the "
+        "update back (check the auto-rollback alarms and the endpoint's CloudWatch logs)"
+    )
+
+
+# --- deploy.run and rollback.run end to end (the stack itself: test_stack.py) ----------------
+
+
+def github_files(monkeypatch, tmp_path) -> tuple[Path, Path]:
+    output, summary = tmp_path / "github-output", tmp_path / "github-summary"
+    monkeypatch.setenv("GITHUB_OUTPUT", str(output))
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    return output, summary
+
+
+def outputs_of(path: Path) -> dict[str, str]:
+    """GitHub's name<<DELIMITER / value / DELIMITER records."""
+    found = re.findall(r"^([\w-]+)<<(EOF_[0-9a-f]{32})\n(.*?)\n\2$", path.read_text(), re.M | re.S)
+    return {name: value for name, _, value in found}
+
+
+def fake_stack(monkeypatch, ctx, outputs: dict[str, str], config_name: str) -> list:
+    """stack.deploy as far as deploy.run sees it: the endpoint exists and the stack's outputs."""
+    calls = []
+
+    def deploy_stack(*args, **kwargs):
+        calls.append((args, kwargs))
+        _endpoint(ctx, config_name, name=outputs.get("EndpointName", "mlops-dev"))
+        return outputs
+
+    monkeypatch.setattr(deploy.stack, "deploy", deploy_stack)
+    return calls
+
+
+def test_deploy_run_deploys_the_stack_checks_the_endpoint_and_records_it(
+    ctx, monkeypatch, tmp_path, capsys
+):
+    (arn,) = packages(ctx, 1)
+    output, summary = github_files(monkeypatch, tmp_path)
+    role = f"arn:aws:iam::{ACCOUNT}:role/mlops-stack-dev"
+    monkeypatch.setenv("MLOPS_STACK_ROLE_ARN", role)
+    outputs = {"EndpointName": "mlops-dev-from-stack", "EndpointConfigName": "config-new"}
+    calls = fake_stack(monkeypatch, ctx, outputs, "config-new")
+    capsys.readouterr()
+    values = deploy.run(ctx, "dev", arn)
+    expected = {
+        "stack": "mlops-endpoint-dev",
+        "endpoint": "mlops-dev-from-stack",
+        "model_package_arn": arn,
+        "endpoint_config": "config-new",
+    }
+    assert values == expected
+    ((args, kwargs),) = calls
+    assert args == (
+        ctx.client("cloudformation"),
+        "mlops-endpoint-dev",
+        tmp_path / "cloudformation" / "endpoint.yaml",
+        deploy.parameters(ctx, "dev", arn),
+    )
+    assert kwargs == {"region": REGION, "tags": {"mlops:stage": "dev"}, "role_arn": role}
+    assert ctx.manifest.get("deploy_dev") == expected
+    assert described(ctx, arn)["ModelLifeCycle"] == {
+        "Stage": "dev",
+        "StageStatus": "Deployed",
+        "StageDescription": "endpoint mlops-dev-from-stack, run 20260101-000000-abcdef0",
+    }
+    assert outputs_of(output) == {"endpoint-name": "mlops-dev-from-stack"}
+    assert summary.read_text() == (
+        f"### Deployed to dev\nEndpoint `mlops-dev-from-stack` serves `{arn}`\n\n"
+    )
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == f"deploy: {arn} to dev (stack mlops-endpoint-dev)"
+
+
+def test_deploy_run_without_stack_outputs_uses_the_configured_endpoint_name(
+    ctx, monkeypatch, tmp_path
+):
+    (arn,) = packages(ctx, 1)
+    output, _ = github_files(monkeypatch, tmp_path)
+    calls = fake_stack(monkeypatch, ctx, {}, "config-old")  # no config to compare with
+    values = deploy.run(ctx, "dev", arn)
+    assert values == {
+        "stack": "mlops-endpoint-dev",
+        "endpoint": "mlops-dev",
+        "model_package_arn": arn,
+        "endpoint_config": "",
+    }
+    assert calls[0][1]["role_arn"] == ""
+    assert outputs_of(output) == {"endpoint-name": "mlops-dev"}
+
+
+def test_deploy_run_records_nothing_when_the_endpoint_check_fails(ctx, monkeypatch, tmp_path):
+    (arn,) = packages(ctx, 1)
+    output, summary = github_files(monkeypatch, tmp_path)
+    fake_stack(monkeypatch, ctx, {"EndpointConfigName": "config-new"}, "config-old")
+    with pytest.raises(PipelineError, match=r"^endpoint mlops-dev serves config config-old"):
+        deploy.run(ctx, "dev", arn)
+    assert stage_of(ctx, arn) == ("registered", "PassedGate")
+    assert ctx.manifest.get("deploy_dev") is None
+    assert not output.exists()
+    assert not summary.exists()
+
+
+def test_deploy_run_refuses_a_package_before_touching_the_stack(ctx, monkeypatch):
+    (arn,) = packages(ctx, 1)
+    calls = fake_stack(monkeypatch, ctx, {}, "config-new")
+    with pytest.raises(ConfigError, match="prod only takes"):
+        deploy.run(ctx, "prod", arn)
+    assert calls == []
+
+
+def test_rollback_run_redeploys_the_previous_and_marks_the_replaced_rolled_back(
+    ctx, monkeypatch, tmp_path, capsys
+):
+    older, current = packages(ctx, 2)
+    promote.run(ctx, older)
+    promote.run(ctx, current)  # retires older
+    serve_prod(ctx, current)
+    output, _ = github_files(monkeypatch, tmp_path)
+    outputs = {"EndpointName": "mlops-prod", "EndpointConfigName": "config-new"}
+    calls = fake_stack(monkeypatch, ctx, outputs, "config-new")
+    capsys.readouterr()
+    result = rollback.run(ctx, "prod")
+    assert result == {
+        "stack": "mlops-endpoint-prod",
+        "endpoint": "mlops-prod",
+        "model_package_arn": older,
+        "endpoint_config": "config-new",
+    }
+    assert calls[0][0][3]["ModelPackageArn"] == older
+    assert described(ctx, current)["ModelLifeCycle"] == {
+        "Stage": "prod",
+        "StageStatus": "RolledBack",
+        "StageDescription": f"rolled back to {older}",
+    }
+    assert stage_of(ctx, older) == ("prod", "Deployed")
+    assert outputs_of(output) == {"endpoint-name": "mlops-prod", "model-package-arn": older}
+    assert f"rollback: prod to {older}" in capsys.readouterr().err.splitlines()
+
+
+def test_rollback_run_to_what_serves_already_marks_nothing_rolled_back(ctx, monkeypatch, tmp_path):
+    older, current = packages(ctx, 2)
+    promote.run(ctx, older)
+    promote.run(ctx, current)
+    serve_prod(ctx, current)
+    output, _ = github_files(monkeypatch, tmp_path)
+    fake_stack(monkeypatch, ctx, {"EndpointName": "mlops-prod"}, "config-new")
+    assert rollback.run(ctx, "prod", current)["model_package_arn"] == current
+    assert stage_of(ctx, current) == ("prod", "Deployed")
+    assert stage_of(ctx, older) == ("prod", "Retired")
+    assert outputs_of(output)["model-package-arn"] == current
+
+
+def test_rollback_run_with_no_stack_yet_marks_nothing_rolled_back(ctx, monkeypatch):
+    older, current = packages(ctx, 2)
+    promote.run(ctx, older)
+    promote.run(ctx, current)
+    fake_stack(monkeypatch, ctx, {"EndpointName": "mlops-prod"}, "config-new")
+    assert rollback.run(ctx, "prod", older)["model_package_arn"] == older
+    assert stage_of(ctx, older) == ("prod", "Deployed")
+    assert stage_of(ctx, current) == ("prod", "InService")
+
+
+# --- the exact one-line refusals --------------------------------------------------------------
+
+
+def test_a_package_refused_by_the_gate_says_so_in_one_line(ctx):
+    arn = register.run(ctx, status="Rejected")  # no ApprovalDescription
+    with pytest.raises(ConfigError) as caught:
+        deploy.check_package(ctx, "dev", arn)
+    assert str(caught.value) == (
+        f"model package {arn} is Rejected (it did not pass the gate): only an Approved package "
+        "can be deployed"
+    )
+
+
+def test_prod_refuses_a_package_without_a_lifecycle_in_one_line(ctx, image_uri):
+    arn = ctx.client("sagemaker").create_model_package(
+        ModelPackageGroupName=GROUP,
+        InferenceSpecification={
+            "Containers": [{"Image": image_uri}],
+            "SupportedContentTypes": ["text/csv"],
+            "SupportedResponseMIMETypes": ["text/csv"],
+        },
+        ModelApprovalStatus="Approved",
+    )["ModelPackageArn"]
+    assert deploy.check_package(ctx, "dev", arn)["ModelPackageArn"] == arn
+    with pytest.raises(ConfigError) as caught:
+        deploy.check_package(ctx, "prod", arn)
+    assert str(caught.value) == (
+        f"model package {arn} is registered/?: prod only takes a package that passed the dev "
+        "system tests (mlops system-test --stage dev) or served prod"
+    )
+
+
+def test_verify_endpoint_of_a_missing_endpoint_is_one_line(ctx):
+    with pytest.raises(PipelineError) as caught:
+        deploy.verify_endpoint(ctx, "mlops-dev", "config-new")
+    assert str(caught.value) == (
+        "describe the endpoint: ValidationException: Could not find endpoint "
+        f"'arn:aws:sagemaker:{REGION}:{ACCOUNT}:endpoint/mlops-dev'."
+    )
+
+
+def test_rollback_without_a_prod_stack_takes_the_newest_that_served_prod(ctx):
+    older, newer = packages(ctx, 2)
+    register.set_stage(ctx, older, "prod", "Retired", "why")
+    register.set_stage(ctx, newer, "prod", "InService", "why")  # nothing deployed serves it
+    assert rollback.previous_approved(ctx, "prod") == newer
+
+
+def test_rollback_with_nothing_that_served_prod_says_so_in_one_line(ctx):
+    packages(ctx, 1)
+    with pytest.raises(ConfigError) as caught:
+        rollback.previous_approved(ctx, "prod")
+    assert str(caught.value) == (
+        "no earlier package that served prod than none to roll back to: pass --model-package-arn"
+    )
+    serving = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/{GROUP}/9"
+    serve_prod(ctx, serving)
+    with pytest.raises(ConfigError) as caught:
+        rollback.previous_approved(ctx, "prod")
+    assert str(caught.value) == (
+        f"no earlier package that served prod than {serving} to roll back to: pass "
+        "--model-package-arn"
+    )
+
+
+def test_rollback_never_picks_a_package_whose_approval_was_revoked(ctx):
+    revoked, current = packages(ctx, 2)
+    promote.run(ctx, revoked)
+    promote.run(ctx, current)
+    ctx.client("sagemaker").update_model_package(
+        ModelPackageArn=revoked, ModelApprovalStatus="Rejected"
+    )  # still prod/Retired, but AWS would not deploy it
+    serve_prod(ctx, current)
+    with pytest.raises(ConfigError, match="no earlier package that served prod"):
+        rollback.previous_approved(ctx, "prod")
+
+
+@pytest.mark.parametrize("step", ["rollback", "promote"])
+def test_a_refused_package_listing_is_one_line(ctx, monkeypatch, step):
+    def refuse(**_kwargs):
+        raise ClientError(
+            {"Error": {"Code": "AccessDeniedException", "Message": "no ListModelPackages"}},
+            "ListModelPackages",
+        )
+
+    monkeypatch.setattr(ctx.client("sagemaker"), "list_model_packages", refuse)
+    with pytest.raises(PipelineError) as caught:
+        if step == "rollback":
+            rollback.previous_approved(ctx, "prod")
+        else:
+            promote.serving_prod(ctx)
+    assert str(caught.value) == (
+        "list approved model packages: AccessDeniedException: no ListModelPackages"
+    )
+
+
+def test_serving_prod_lists_newest_first(ctx):
+    older, newer, dev_only = packages(ctx, 3)
+    for arn in (older, newer):  # an interrupted promote leaves two InService
+        register.set_stage(ctx, arn, "prod", "InService", "why")
+    register.set_stage(ctx, dev_only, "dev", "Tested", "why")
+    assert promote.serving_prod(ctx) == [newer, older]
+    assert promote.serving_prod(ctx, exclude=newer) == [older]

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
+import json
 import re
 from pathlib import Path
 from types import SimpleNamespace
@@ -43,6 +45,25 @@ def template(tmp_path) -> Path:
     path = tmp_path / "tiny.yaml"
     path.write_text(TEMPLATE, encoding="utf-8")
     return path
+
+
+@pytest.fixture(autouse=True)
+def no_endless_waits(monkeypatch):
+    """Waits poll without sleeping, and one that would poll on for ever fails the test at once
+    (a wait whose done or failed states are wrong never ends)."""
+    real = stack.wait_for
+
+    def wait_for(*args, **kwargs):
+        polls = []
+
+        def sleep(seconds: float) -> None:
+            polls.append(seconds)
+            if len(polls) > 5:
+                raise AssertionError(f"{args[0]}: still polling after {len(polls)} polls")
+
+        return real(*args, sleep=sleep, **kwargs)
+
+    monkeypatch.setattr(stack, "wait_for", wait_for)
 
 
 @pytest.fixture
@@ -107,48 +128,76 @@ def test_delete_waits_and_a_missing_stack_is_fine(cfn, template, capsys):
 
 
 class FakeCfn:
-    """The CloudFormation calls deploy() makes, with AWS's answers for states moto cannot reach."""
+    """The CloudFormation calls deploy() makes, with AWS's answers for states moto cannot reach.
+
+    Every call must name stack ``name``; ``requests`` records each call with its arguments;
+    ``errors`` maps a call to the ClientError it raises.
+    """
+
+    name = "s"
 
     def __init__(
         self,
         stacks: list[dict[str, Any] | None],
-        change_set: dict[str, Any],
+        change_set: dict[str, Any] | list[dict[str, Any]],
         events: list[dict[str, Any]] | None = None,
         events_after: list[dict[str, Any]] | None = None,
+        errors: dict[str, ClientError] | None = None,
     ) -> None:
-        """``events`` until the change set is executed, ``events_after`` from then on."""
-        self.stacks, self.change_set = stacks, change_set
+        """``events`` until the change set is executed, ``events_after`` from then on;
+        ``change_set``: one answer, or the answers in turn (the last one repeats)."""
+        self.stacks = stacks
+        self.change_sets = change_set if isinstance(change_set, list) else [change_set]
         self.events = events or []
         self.events_after = self.events if events_after is None else events_after
+        self.errors = errors or {}
         self.calls: list[str] = []
+        self.requests: list[tuple[str, dict[str, Any]]] = []
 
-    def describe_stacks(self, StackName: str) -> dict[str, Any]:  # boto3 names
-        self.calls.append("describe_stacks")
+    def _called(self, name: str, kwargs: dict[str, Any]) -> None:
+        assert kwargs.get("StackName") == self.name, (name, kwargs)
+        self.calls.append(name)
+        self.requests.append((name, kwargs))
+        if name in self.errors:
+            raise self.errors[name]
+
+    def describe_stacks(self, **kwargs: Any) -> dict[str, Any]:  # boto3 names
+        self._called("describe_stacks", kwargs)
         current = self.stacks[0] if len(self.stacks) == 1 else self.stacks.pop(0)
         if current is None:
             raise ClientError(
                 {
                     "Error": {
                         "Code": "ValidationError",
-                        "Message": f"Stack with id {StackName} does not exist",
+                        "Message": f"Stack with id {kwargs['StackName']} does not exist",
                     }
                 },
                 "DescribeStacks",
             )
         return {"Stacks": [current]}
 
-    def describe_stack_events(self, **_kw: Any) -> dict[str, Any]:
+    def describe_stack_events(self, **kwargs: Any) -> dict[str, Any]:
         executed = "execute_change_set" in self.calls
+        self._called("describe_stack_events", kwargs)
         return {"StackEvents": self.events_after if executed else self.events}
 
     def __getattr__(self, name: str):
         def record(**kwargs: Any) -> Any:
-            self.calls.append(name)
+            self._called(name, kwargs)
             if name == "create_change_set":
                 self.change_set_type = kwargs["ChangeSetType"]
-            return self.change_set if name == "describe_change_set" else {}
+            if name != "describe_change_set":
+                return {}
+            return self.change_sets[0] if len(self.change_sets) == 1 else self.change_sets.pop(0)
 
         return record
+
+    def sent(self, name: str) -> list[dict[str, Any]]:
+        return [kwargs for call, kwargs in self.requests if call == name]
+
+
+def client_error(code: str, message: str, operation: str) -> ClientError:
+    return ClientError({"Error": {"Code": code, "Message": message}}, operation)
 
 
 EARLIER = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
@@ -266,7 +315,292 @@ def test_a_failed_update_names_the_failing_resource(template, capsys):
     )
     assert "an earlier failure" not in message
     assert "(see https://us-east-1.console.aws.amazon.com/cloudformation" in message
-    assert "UPDATE_FAILED: Ping health check failed" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert (
+        "    Endpoint (AWS::SageMaker::Endpoint) UPDATE_FAILED: Ping health check failed\n" in err
+    )
+    assert "an earlier failure" not in err
+
+
+CFN_LINK = "https://us-east-1.console.aws.amazon.com/cloudformation/home?region=us-east-1"
+STACK_LINK = f"{CFN_LINK}#/stacks?filteringText=s"
+
+
+def err_lines(capsys) -> list[str]:
+    """stderr, with the elapsed seconds of wait lines made 0.0 (they vary)."""
+    err = capsys.readouterr().err
+    return re.sub(r" after \d+\.\ds$", " after 0.0s", err, flags=re.M).splitlines()
+
+
+def event(event_id: str, status: str, reason: str = "", at: dt.datetime = LATER) -> dict:
+    found = {
+        "EventId": event_id,
+        "Timestamp": at,
+        "LogicalResourceId": "Endpoint",
+        "ResourceType": "AWS::SageMaker::Endpoint",
+        "ResourceStatus": status,
+    }
+    return {**found, "ResourceStatusReason": reason} if reason else found
+
+
+def test_an_update_says_what_it_does_step_by_step(template, capsys):
+    cfn = FakeCfn(
+        [
+            {"StackStatus": "UPDATE_COMPLETE"},
+            {"StackStatus": "UPDATE_IN_PROGRESS"},
+            {"StackStatus": "UPDATE_COMPLETE", "Outputs": OUTPUTS},
+        ],
+        [{"Status": "CREATE_PENDING"}, {"Status": "CREATE_COMPLETE", "Changes": [{}, {}]}],
+        [event("old", "UPDATE_COMPLETE", at=EARLIER)],
+        [event("old", "UPDATE_COMPLETE", at=EARLIER), event("e1", "UPDATE_IN_PROGRESS")],
+    )
+    out = stack.deploy(cfn, "s", template, {"A": "1"}, region=REGION, role_arn="arn:role/cfn")
+    assert out == {"EndpointName": "mlops-dev"}
+    (created,) = cfn.sent("create_change_set")
+    change_set = created["ChangeSetName"]
+    assert re.fullmatch(r"deploy-\d{14}-\d{1,6}", change_set), change_set
+    assert created == {
+        "StackName": "s",
+        "ChangeSetName": change_set,
+        "ChangeSetType": "UPDATE",
+        "TemplateBody": TEMPLATE,
+        "Parameters": [{"ParameterKey": "A", "ParameterValue": "1"}],
+        "Capabilities": [],
+        "Tags": [],
+        "RoleARN": "arn:role/cfn",
+    }
+    assert cfn.sent("describe_change_set") == [{"StackName": "s", "ChangeSetName": change_set}] * 2
+    assert cfn.sent("execute_change_set") == [{"StackName": "s", "ChangeSetName": change_set}]
+    assert err_lines(capsys) == [
+        f"  change set {change_set}: CREATE_PENDING after 0.0s",
+        f"  change set {change_set}: CREATE_COMPLETE after 0.0s",
+        "  stack s: update with 2 change(s)",
+        f"  stack s: {STACK_LINK}",
+        "    Endpoint (AWS::SageMaker::Endpoint) UPDATE_IN_PROGRESS",
+        "  stack s: UPDATE_IN_PROGRESS after 0.0s",
+        "  stack s: UPDATE_COMPLETE after 0.0s",
+    ]
+
+
+def test_a_create_reads_no_events_and_takes_no_role_unless_given(template):
+    cfn = FakeCfn(
+        [None, {"StackStatus": "CREATE_COMPLETE", "Outputs": OUTPUTS}],
+        {"Status": "CREATE_COMPLETE", "Changes": [{}]},
+    )
+    stack.deploy(cfn, "s", template, {}, region=REGION, capabilities=("CAPABILITY_IAM",))
+    (created,) = cfn.sent("create_change_set")
+    assert created["ChangeSetType"] == "CREATE"
+    assert created["Capabilities"] == ["CAPABILITY_IAM"]
+    assert "RoleARN" not in created
+    # a new stack has no earlier events to skip: every event from now on is its own
+    assert cfn.calls[: cfn.calls.index("execute_change_set")] == [
+        "describe_stacks",
+        "create_change_set",
+        "describe_change_set",
+    ]
+
+
+def test_a_change_set_refused_up_front_as_no_changes_returns_the_outputs(template, capsys):
+    no_updates = client_error(
+        "ValidationError", "No updates are to be performed.", "CreateChangeSet"
+    )
+    cfn = FakeCfn(
+        [{"StackStatus": "UPDATE_COMPLETE", "Outputs": OUTPUTS}],
+        {"Status": "CREATE_COMPLETE"},
+        errors={"create_change_set": no_updates},
+    )
+    assert stack.deploy(cfn, "s", template, {}, region=REGION) == {"EndpointName": "mlops-dev"}
+    assert "execute_change_set" not in cfn.calls
+    assert err_lines(capsys) == ["  stack s: no changes"]
+
+
+def test_a_refused_change_set_is_one_line_with_aws_s_reason(template):
+    refused = client_error("ValidationError", "Template format error: bad", "CreateChangeSet")
+    cfn = FakeCfn([None], {"Status": "CREATE_COMPLETE"}, errors={"create_change_set": refused})
+    with pytest.raises(PipelineError) as caught:
+        stack.deploy(cfn, "s", template, {}, region=REGION)
+    assert str(caught.value) == (
+        "create change set for s: An error occurred (ValidationError) when calling the "
+        "CreateChangeSet operation: Template format error: bad"
+    )
+
+
+def test_a_failed_execute_is_one_line_naming_it(template):
+    refused = client_error("InsufficientCapabilitiesException", "Requires CAPABILITY_IAM", "X")
+    cfn = FakeCfn(
+        [{"StackStatus": "UPDATE_COMPLETE"}],
+        {"Status": "CREATE_COMPLETE"},
+        errors={"execute_change_set": refused},
+    )
+    with pytest.raises(PipelineError) as caught:
+        stack.deploy(cfn, "s", template, {}, region=REGION)
+    assert str(caught.value) == (
+        "execute change set on s: InsufficientCapabilitiesException: Requires CAPABILITY_IAM"
+    )
+
+
+def test_an_empty_change_set_is_deleted_by_name(template, capsys):
+    empty = {"Status": "FAILED", "StatusReason": "No updates are to be performed."}
+    cfn = FakeCfn([{"StackStatus": "UPDATE_COMPLETE", "Outputs": OUTPUTS}], empty)
+    stack.deploy(cfn, "s", template, {}, region=REGION)
+    (created,) = cfn.sent("create_change_set")
+    assert cfn.sent("delete_change_set") == [
+        {"StackName": "s", "ChangeSetName": created["ChangeSetName"]}
+    ]
+    refused = client_error("AccessDenied", "not allowed", "DeleteChangeSet")
+    cfn = FakeCfn(
+        [{"StackStatus": "UPDATE_COMPLETE"}], empty, errors={"delete_change_set": refused}
+    )
+    with pytest.raises(PipelineError) as caught:
+        stack.deploy(cfn, "s", template, {}, region=REGION)
+    assert str(caught.value) == "delete empty change set: AccessDenied: not allowed"
+
+
+def test_a_failed_change_set_without_a_reason_says_so_in_one_line(template):
+    cfn = FakeCfn([None], {"Status": "FAILED"})
+    with pytest.raises(PipelineError) as caught:
+        stack.deploy(cfn, "s", template, {}, region=REGION)
+    assert str(caught.value) == "change set for s failed: "
+
+
+def test_a_change_set_that_cannot_be_described_is_one_line(template):
+    refused = client_error("ChangeSetNotFound", "ChangeSet deploy-1 does not exist", "X")
+    cfn = FakeCfn([None], {}, errors={"describe_change_set": refused})
+    with pytest.raises(PipelineError) as caught:
+        stack.deploy(cfn, "s", template, {}, region=REGION)
+    assert str(caught.value) == (
+        "describe change set: ChangeSetNotFound: ChangeSet deploy-1 does not exist"
+    )
+
+
+@pytest.mark.parametrize(
+    "status",
+    [
+        "CREATE_FAILED",
+        "ROLLBACK_COMPLETE",
+        "ROLLBACK_FAILED",
+        "UPDATE_ROLLBACK_COMPLETE",
+        "UPDATE_ROLLBACK_FAILED",
+        "UPDATE_FAILED",
+    ],
+)
+def test_every_failed_stack_state_ends_the_wait_in_one_line(template, status):
+    cfn = FakeCfn(
+        [{"StackStatus": "UPDATE_COMPLETE"}, {"StackStatus": status}],
+        {"Status": "CREATE_COMPLETE"},
+    )
+    with pytest.raises(PipelineError) as caught:
+        stack.deploy(cfn, "s", template, {}, region=REGION)
+    assert str(caught.value) == f"stack s {status}: no failing resource reported (see {STACK_LINK})"
+
+
+def test_a_stack_deleted_while_deploying_is_a_failure(template):
+    cfn = FakeCfn([{"StackStatus": "UPDATE_COMPLETE"}, None], {"Status": "CREATE_COMPLETE"})
+    with pytest.raises(PipelineError) as caught:
+        stack.deploy(cfn, "s", template, {}, region=REGION)
+    assert str(caught.value) == (
+        f"stack s DELETE_COMPLETE: no failing resource reported (see {STACK_LINK})"
+    )
+
+
+def test_a_create_is_seen_complete(template, capsys):
+    cfn = FakeCfn(
+        [None, {"StackStatus": "CREATE_IN_PROGRESS"}, {"StackStatus": "CREATE_COMPLETE"}],
+        {"Status": "CREATE_COMPLETE"},
+    )
+    assert stack.deploy(cfn, "s", template, {}, region=REGION) == {}
+    assert err_lines(capsys)[-2:] == [
+        "  stack s: CREATE_IN_PROGRESS after 0.0s",
+        "  stack s: CREATE_COMPLETE after 0.0s",
+    ]
+
+
+def test_the_failed_create_is_deleted_with_progress_lines(template, capsys):
+    cfn = FakeCfn(
+        [
+            {"StackStatus": "ROLLBACK_COMPLETE"},
+            {"StackStatus": "DELETE_IN_PROGRESS"},
+            None,
+            {"StackStatus": "CREATE_COMPLETE"},
+        ],
+        {"Status": "CREATE_COMPLETE"},
+    )
+    stack.deploy(cfn, "s", template, {}, region=REGION)
+    assert cfn.sent("delete_stack") == [{"StackName": "s"}]
+    assert err_lines(capsys)[:4] == [
+        "  stack s is ROLLBACK_COMPLETE from a failed create: deleting it first",
+        f"  stack s: {CFN_LINK}",
+        "  stack s: DELETE_IN_PROGRESS after 0.0s",
+        "  stack s: DELETE_COMPLETE after 0.0s",
+    ]
+
+
+def test_delete_of_an_existing_stack_waits_for_it_to_go(template, capsys):
+    cfn = FakeCfn(
+        [{"StackStatus": "UPDATE_COMPLETE"}, {"StackStatus": "DELETE_IN_PROGRESS"}, None], {}
+    )
+    stack.delete(cfn, "s", region=REGION)
+    assert cfn.calls == ["describe_stacks", "delete_stack", "describe_stacks", "describe_stacks"]
+    assert err_lines(capsys) == [
+        f"  stack s: {CFN_LINK}",
+        "  stack s: DELETE_IN_PROGRESS after 0.0s",
+        "  stack s: DELETE_COMPLETE after 0.0s",
+    ]
+
+
+def test_a_failed_or_refused_delete_is_one_line(template):
+    cfn = FakeCfn([{"StackStatus": "UPDATE_COMPLETE"}, {"StackStatus": "DELETE_FAILED"}], {})
+    with pytest.raises(PipelineError) as caught:
+        stack.delete(cfn, "s", region=REGION)
+    assert str(caught.value) == f"stack s DELETE_FAILED: no reason given (see {CFN_LINK})"
+    refused = client_error("AccessDenied", "no cloudformation:DeleteStack", "DeleteStack")
+    cfn = FakeCfn([{"StackStatus": "UPDATE_COMPLETE"}], {}, errors={"delete_stack": refused})
+    with pytest.raises(PipelineError) as caught:
+        stack.delete(cfn, "s", region=REGION)
+    assert str(caught.value) == "delete stack s: AccessDenied: no cloudformation:DeleteStack"
+
+
+def test_delete_of_a_missing_stack_says_so_and_deletes_nothing(capsys):
+    cfn = FakeCfn([None], {})
+    stack.delete(cfn, "s", region=REGION)
+    assert cfn.calls == ["describe_stacks"]
+    assert err_lines(capsys) == ["  stack s: does not exist, nothing to delete"]
+
+
+def test_events_are_printed_once_each_in_time_order_with_their_reason(capsys):
+    cfn = FakeCfn([{}], {})
+    seen: set[str] = set()
+    cfn.events = [event("a", "UPDATE_IN_PROGRESS"), event("old", "CREATE_FAILED", "x", EARLIER)]
+    stack._print_events(cfn, "s", EARLIER, seen)
+    cfn.events = [
+        event("b", "UPDATE_FAILED", "Ping health check failed", LATER + dt.timedelta(seconds=2)),
+        event("a", "UPDATE_IN_PROGRESS"),
+    ]
+    stack._print_events(cfn, "s", EARLIER, seen)
+    assert err_lines(capsys) == [
+        "    Endpoint (AWS::SageMaker::Endpoint) UPDATE_IN_PROGRESS",
+        "    Endpoint (AWS::SageMaker::Endpoint) UPDATE_FAILED: Ping health check failed",
+    ]
+    assert seen == {"a", "b"}
+
+
+def test_the_failure_is_the_first_failed_resource_with_a_reason():
+    cfn = FakeCfn([{}], {})
+    cfn.events = [
+        event("c", "UPDATE_FAILED", "the second failure", LATER + dt.timedelta(seconds=3)),
+        event("a", "UPDATE_IN_PROGRESS", "Resource creation Initiated"),
+        event("b", "UPDATE_FAILED", at=LATER + dt.timedelta(seconds=1)),  # no reason: skipped
+        event("d", "UPDATE_FAILED", "the first failure", LATER + dt.timedelta(seconds=2)),
+        event("old", "CREATE_FAILED", "before this deploy", EARLIER),
+    ]
+    assert stack._failure(cfn, "s", EARLIER) == (
+        "Endpoint (AWS::SageMaker::Endpoint) UPDATE_FAILED: the first failure"
+    )
+    assert stack._failure(cfn, "s", LATER + dt.timedelta(seconds=2)) == (
+        "Endpoint (AWS::SageMaker::Endpoint) UPDATE_FAILED: the second failure"
+    )
+    cfn.events = [event("a", "UPDATE_IN_PROGRESS", "Resource creation Initiated")]
+    assert stack._failure(cfn, "s", None) == "no failing resource reported"
 
 
 # --- the endpoint stack's parameters (steps/deploy.py) -------------------------------------------
@@ -350,3 +684,21 @@ def test_parameters_match_the_endpoint_template(ctx):
 def test_parameters_for_an_unknown_stage_are_refused(ctx):
     with pytest.raises(PipelineError, match="unknown stage 'qa'"):
         deploy.parameters(ctx, "qa", ARN)
+
+
+@pytest.mark.parametrize(("percent", "capture"), [(0, "false"), (1, "true"), (100, "true")])
+def test_data_capture_is_on_from_one_percent(ctx, cfg, percent, capture):
+    stage = dataclasses.replace(cfg.stage("dev"), capture_sampling_percent=percent)
+    ctx.config = dataclasses.replace(cfg, stages={**cfg.stages, "dev": stage})
+    params = deploy.parameters(ctx, "dev", ARN)
+    assert (params["EnableDataCapture"], params["CaptureSamplingPercentage"]) == (
+        capture,
+        str(percent),
+    )
+
+
+def test_deploy_id_is_the_version_and_a_digest_of_the_sorted_parameters(ctx):
+    params = deploy.parameters(ctx, "dev", ARN)
+    deploy_id = params.pop("DeployId")
+    digest = hashlib.sha256(json.dumps(dict(sorted(params.items()))).encode()).hexdigest()
+    assert deploy_id == f"v7-{digest[:12]}"

@@ -20,7 +20,7 @@ from moto.sagemaker import models as sm_models
 
 from mlops.aws import log
 from mlops.local import pipelines, transform
-from mlops.local.moto_gaps import rules
+from mlops.local.moto_gaps import events, rules
 
 _patches: list[tuple[Any, str, Any]] = []
 _restarts: list[Any] = []  # endpoints a failed stack update must serve again
@@ -436,6 +436,7 @@ def install(runtime: Any) -> None:
     _after(sm_models.SageMakerModelBackend, "create_processing_job", _processing_created)
     _after(sm_models.SageMakerModelBackend, "create_transform_job", _transform_created)
     pipelines.install(runtime, _wrap)  # executions run their steps for real
+    events.install(runtime, _wrap)  # S3 events reach EventBridge rules and pipeline targets
     _after(sm_models.SageMakerModelBackend, "create_endpoint", _endpoint_created)
     _wrap(sm_models.SageMakerModelBackend, "delete_endpoint", _endpoint_deleting)
     _wrap(cfn_models.CloudFormationBackend, "execute_change_set", _execute_change_set)
@@ -447,6 +448,7 @@ def install(runtime: Any) -> None:
 
 def uninstall() -> None:
     global _runtime
+    events.uninstall()
     pipelines.uninstall()
     while _patches:
         cls, name, original = _patches.pop()

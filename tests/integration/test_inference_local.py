@@ -1,0 +1,290 @@
+"""`mlops inference upsert` and `run` against the local AWS: the SDK-compiled definition, executed.
+
+One module fixture builds what prod serves cheaply (ETL, training, evaluation, gate, register, the
+dev system-test record set directly, the prod endpoint stack), then upserts the prod pipeline
+with the definition the inference venv compiles. The bootstrap has no pipeline role yet, so the
+test creates one (trusted by SageMaker, allowed what the executions call) and passes it by
+MLOPS_INFERENCE_ROLE_ARN. Runs: the held-out raw test split (by s3://: no drift) and a shifted
+local copy (weights x1.6, every sex 'I': drift).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from abalone_model.schema import Schema
+from mlops import config as config_mod
+from mlops.context import Context
+from mlops.errors import ConfigError, PipelineError
+from mlops.local.runtime import LocalRuntime
+from mlops.manifest import Manifest
+from mlops.steps import deploy, etl, evaluate, gate, inference, register, train
+
+ROOT = Path(__file__).resolve().parents[2]
+FEATURES = list(Schema.load().raw_names)
+WEIGHTS = ("whole_weight", "shucked_weight", "viscera_weight", "shell_weight")
+TRUST = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Principal": {"Service": "sagemaker.amazonaws.com"},
+            "Action": "sts:AssumeRole",
+        }
+    ],
+}
+
+
+def _pipeline_policy(ctx: Context) -> dict:
+    """What SageMaker Pipelines does for this definition: the jobs, passing their role, and
+    reading the Monitor step's property file."""
+    acct = ctx.account
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": [
+                    "sagemaker:CreateProcessingJob",
+                    "sagemaker:DescribeProcessingJob",
+                    "sagemaker:CreateTransformJob",
+                    "sagemaker:DescribeTransformJob",
+                    "sagemaker:AddTags",
+                ],
+                "Resource": "*",
+            },
+            {
+                "Effect": "Allow",
+                "Action": "iam:PassRole",
+                "Resource": acct.SageMakerExecutionRoleArn,
+            },
+            {
+                "Effect": "Allow",
+                "Action": ["s3:GetObject", "s3:ListBucket"],
+                "Resource": [
+                    f"arn:aws:s3:::{acct.ArtifactBucket}",
+                    f"arn:aws:s3:::{acct.ArtifactBucket}/*",
+                ],
+            },
+            {"Effect": "Allow", "Action": ["kms:Decrypt"], "Resource": acct.KmsKeyArn},
+        ],
+    }
+
+
+@pytest.fixture(scope="module")
+def local(tmp_path_factory):
+    with LocalRuntime(ROOT, tmp_path_factory.mktemp("runs")) as runtime:
+        cfg = config_mod.load(ROOT / "pipeline.toml")
+        ctx = Context(cfg, runtime.session, Manifest(runtime.run_dir / "manifest.json"), root=ROOT)
+        runtime.bootstrap(ctx)
+        yield runtime, ctx
+
+
+@pytest.fixture(scope="module")
+def role(local) -> str:
+    _, ctx = local
+    iam = ctx.client("iam")
+    arn = iam.create_role(RoleName="mlops-inference", AssumeRolePolicyDocument=json.dumps(TRUST))
+    iam.put_role_policy(
+        RoleName="mlops-inference",
+        PolicyName="pipeline",
+        PolicyDocument=json.dumps(_pipeline_policy(ctx)),
+    )
+    return arn["Role"]["Arn"]
+
+
+@pytest.fixture
+def env(role, monkeypatch):
+    monkeypatch.setenv(inference.ROLE_ENV, role)
+    monkeypatch.delenv(inference.PYTHON_ENV, raising=False)
+
+
+@pytest.fixture(scope="module")
+def in_prod(local) -> str:
+    """A package serving prod: dev's system-test verdict recorded directly (not the cost here)."""
+    runtime, ctx = local
+    etl.run(ctx)
+    train.run(ctx, runtime.image_uri)
+    evaluate.run(ctx)
+    gate.run(ctx)
+    arn = register.run(ctx)
+    register.set_stage(ctx, arn, "dev", "Tested", "system tests passed (recorded by the test)")
+    deploy.run(ctx, "prod", arn)
+    return arn
+
+
+@pytest.fixture(scope="module")
+def upserted(local, in_prod, role) -> dict:
+    _, ctx = local
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(inference.ROLE_ENV, role)
+        return inference.upsert(ctx, "prod")
+
+
+def _read(ctx: Context, uri: str) -> list[str]:
+    """Every non-empty line of every object under an s3:// prefix."""
+    s3 = ctx.client("s3")
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
+    keys = [o["Key"] for o in listed if o["Key"].endswith((".csv", ".out"))]
+    assert keys, f"no CSV under {uri}: {[o['Key'] for o in listed]}"
+    text = "".join(s3.get_object(Bucket=bucket, Key=k)["Body"].read().decode() for k in keys)
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def _write_csv(rows: list[dict]) -> str:
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=FEATURES, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return text.getvalue()
+
+
+def _raw_test(ctx: Context, arn: str) -> tuple[str, list[dict]]:
+    """The package's raw test split, its features only, as clients send them, in one s3:// object
+    (Spark's folder also holds .crc files; the label is no input)."""
+    lines = _read(ctx, register.describe(ctx, arn)["CustomerMetadataProperties"]["test_data_uri"])
+    header = lines[0]
+    rows = list(
+        csv.DictReader(io.StringIO("\n".join([header, *(x for x in lines if x != header)])))
+    )
+    bucket = ctx.account.DataBucket
+    ctx.client("s3").put_object(
+        Bucket=bucket, Key="batches/test.csv", Body=_write_csv(rows).encode()
+    )
+    return f"s3://{bucket}/batches/test.csv", rows
+
+
+def _predictions(ctx: Context, result: dict) -> list[float]:
+    return [float(v) for v in _read(ctx, result["predictions"])]
+
+
+def test_upsert_records_the_serving_package_and_its_parameters(local, in_prod, upserted):
+    _, ctx = local
+    params = upserted["parameters"]
+    package = register.describe(ctx, in_prod)
+    container = package["InferenceSpecification"]["Containers"][0]
+    etl_output = package["CustomerMetadataProperties"]["etl_output"]
+    assert upserted["model_package_arn"] == in_prod  # the stack's ModelPackageArn, not "latest"
+    assert params == {
+        "ModelName": f"mlops-batch-v{in_prod.rsplit('/', 1)[-1]}",
+        "ModelDataUri": container["ModelDataUrl"],
+        "ImageUri": container["Image"],
+        "BaselineUri": etl_output + "baseline/",
+        "TestDataUri": etl_output + "test/",
+        "OutputPrefix": f"s3://{ctx.account.ArtifactBucket}/inference/prod/runs",
+    }
+    stored = json.loads(
+        ctx.client("s3")
+        .get_object(Bucket=ctx.account.ArtifactBucket, Key="inference/prod/parameters.json")["Body"]
+        .read()
+    )
+    assert stored == params
+    model = ctx.client("sagemaker").describe_model(ModelName=params["ModelName"])
+    assert model["PrimaryContainer"]["ModelPackageName"] == in_prod
+    assert ctx.manifest.get("inference.pipeline_arn") == upserted["pipeline_arn"]
+    definition = json.loads(
+        ctx.client("sagemaker").describe_pipeline(PipelineName="mlops-inference-prod")[
+            "PipelineDefinition"
+        ]
+    )
+    defaults = {p["Name"]: p.get("DefaultValue") for p in definition["Parameters"]}
+    assert defaults == {**params, "InputDataUri": None}  # the rule names only its input
+
+
+def test_upsert_twice_updates_the_one_pipeline(local, upserted, env):
+    _, ctx = local
+    sm = ctx.client("sagemaker")
+    stale = json.dumps({"Version": "2020-12-01", "Parameters": [], "Steps": []})
+    sm.update_pipeline(PipelineName="mlops-inference-prod", PipelineDefinition=stale)
+    again = inference.upsert(ctx, "prod")
+    after = sm.describe_pipeline(PipelineName="mlops-inference-prod")
+    names = [p["PipelineName"] for p in sm.list_pipelines()["PipelineSummaries"]]
+    assert names == ["mlops-inference-prod"]
+    assert again["pipeline_arn"] == upserted["pipeline_arn"]
+    definition = json.loads(after["PipelineDefinition"])
+    assert [s["Name"] for s in definition["Steps"]] == [
+        "Predict",
+        "Monitor",
+        "Explain",
+        "DriftFound",
+    ]
+
+
+def test_the_held_out_test_split_runs_without_drift(local, in_prod, upserted, env):
+    _, ctx = local
+    uri, rows = _raw_test(ctx, in_prod)
+    result = inference.run(ctx, "prod", uri)
+    assert result["input"] == uri
+    assert len(_predictions(ctx, result)) == len(rows) == result["rows"]
+    assert result["verdict"] == "no_drift"
+    assert len(result["top_features"]) == 3
+    assert ctx.manifest.get("inference.run.verdict") == "no_drift"
+
+
+def test_a_shifted_batch_uploaded_from_a_file_drifts(local, in_prod, upserted, env, tmp_path):
+    _, ctx = local
+    _, rows = _raw_test(ctx, in_prod)
+    for row in rows:
+        row["sex"] = "I"
+        for name in WEIGHTS:
+            row[name] = f"{float(row[name]) * 1.6:.4f}"
+    path = tmp_path / "shifted.csv"
+    path.write_text(_write_csv(rows), encoding="utf-8")
+    result = inference.run(ctx, "prod", str(path))
+    assert result["input"] == f"s3://{ctx.account.DataBucket}/batches/shifted.csv"
+    assert len(_predictions(ctx, result)) == len(rows)
+    assert result["verdict"] == "drift"
+    assert result["max_feature"] in {*WEIGHTS, "sex"}
+    assert result["top_features"]
+
+
+def test_a_missing_venv_is_one_line_naming_the_make_target(local, upserted, env, monkeypatch):
+    _, ctx = local
+    monkeypatch.setenv(inference.PYTHON_ENV, "/nonexistent/python")
+    with pytest.raises(ConfigError) as err:
+        inference.upsert(ctx, "prod")
+    assert "\n" not in str(err.value) and "run make inference-venv" in str(err.value)
+
+
+def test_a_failing_compile_is_its_last_stderr_line(local, upserted, env, monkeypatch, tmp_path):
+    _, ctx = local
+    fake = tmp_path / "python"
+    fake.write_text("#!/bin/sh\necho 'loading' >&2\necho 'error: the SDK broke' >&2\nexit 4\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv(inference.PYTHON_ENV, str(fake))
+    with pytest.raises(
+        PipelineError, match=r"^compile the inference pipeline definition: error: the SDK broke$"
+    ):
+        inference.upsert(ctx, "prod")
+
+
+def test_an_unapproved_package_is_refused(local, upserted, env):
+    _, ctx = local
+    rejected = register.run(ctx, "Rejected")
+    with pytest.raises(ConfigError, match=r"is Rejected .*only an Approved package"):
+        inference.upsert(ctx, "prod", rejected)
+    models = [m["ModelName"] for m in ctx.client("sagemaker").list_models()["Models"]]
+    assert [m for m in models if "-batch-" in m] == [
+        upserted["parameters"]["ModelName"]
+    ]  # none for it
+
+
+def test_no_pipeline_role_names_both_sources(local, in_prod, monkeypatch):
+    _, ctx = local
+    monkeypatch.delenv(inference.ROLE_ENV, raising=False)
+    with pytest.raises(ConfigError, match=r"InferencePipelineRoleArn.*MLOPS_INFERENCE_ROLE_ARN"):
+        inference.upsert(ctx, "prod")
+
+
+def test_a_failed_execution_names_the_failed_step(local, upserted, env):
+    _, ctx = local
+    bucket = ctx.account.DataBucket
+    ctx.client("s3").put_object(Bucket=bucket, Key="bad/batch.csv", Body=b"sex,length\nM,abc\n")
+    with pytest.raises(PipelineError, match=r"Failed: .*failed step: Predict"):
+        inference.run(ctx, "prod", f"s3://{bucket}/bad/batch.csv")
