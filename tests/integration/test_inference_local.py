@@ -1,11 +1,10 @@
 """`mlops inference upsert` and `run` against the local AWS: the SDK-compiled definition, executed.
 
-One module fixture builds what prod serves cheaply (ETL, training, evaluation, gate, register, the
-dev system-test record set directly, the prod endpoint stack), then upserts the prod pipeline
-with the definition the inference venv compiles. The bootstrap has no pipeline role yet, so the
-test creates one (trusted by SageMaker, allowed what the executions call) and passes it by
-MLOPS_INFERENCE_ROLE_ARN. Runs: the held-out raw test split (by s3://: no drift) and a shifted
-local copy (weights x1.6, every sex 'I': drift).
+The package fixtures of conftest.py (shared with test_pipeline_local) give a package serving
+prod; cloudformation/inference.yaml gives the pipeline role, passed by MLOPS_INFERENCE_ROLE_ARN
+(bootstrap does not deploy that stack yet), so the executions act with exactly its grants.
+Runs: the held-out raw test split (by s3://: no drift) and a shifted local copy (weights x1.6,
+every sex 'I': drift).
 """
 
 from __future__ import annotations
@@ -18,84 +17,30 @@ from pathlib import Path
 import pytest
 
 from abalone_model.schema import Schema
-from mlops import config as config_mod
+from mlops import stack
 from mlops.context import Context
 from mlops.errors import ConfigError, PipelineError
-from mlops.local.runtime import LocalRuntime
-from mlops.manifest import Manifest
-from mlops.steps import deploy, etl, evaluate, gate, inference, register, train
+from mlops.steps import inference, register
 
 ROOT = Path(__file__).resolve().parents[2]
 FEATURES = list(Schema.load().raw_names)
 WEIGHTS = ("whole_weight", "shucked_weight", "viscera_weight", "shell_weight")
-TRUST = {
-    "Version": "2012-10-17",
-    "Statement": [
-        {
-            "Effect": "Allow",
-            "Principal": {"Service": "sagemaker.amazonaws.com"},
-            "Action": "sts:AssumeRole",
-        }
-    ],
-}
-
-
-def _pipeline_policy(ctx: Context) -> dict:
-    """What SageMaker Pipelines does for this definition: the jobs, passing their role, and
-    reading the Monitor step's property file."""
-    acct = ctx.account
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Action": [
-                    "sagemaker:CreateProcessingJob",
-                    "sagemaker:DescribeProcessingJob",
-                    "sagemaker:CreateTransformJob",
-                    "sagemaker:DescribeTransformJob",
-                    "sagemaker:AddTags",
-                ],
-                "Resource": "*",
-            },
-            {
-                "Effect": "Allow",
-                "Action": "iam:PassRole",
-                "Resource": acct.SageMakerExecutionRoleArn,
-            },
-            {
-                "Effect": "Allow",
-                "Action": ["s3:GetObject", "s3:ListBucket"],
-                "Resource": [
-                    f"arn:aws:s3:::{acct.ArtifactBucket}",
-                    f"arn:aws:s3:::{acct.ArtifactBucket}/*",
-                ],
-            },
-            {"Effect": "Allow", "Action": ["kms:Decrypt"], "Resource": acct.KmsKeyArn},
-        ],
-    }
-
-
-@pytest.fixture(scope="module")
-def local(tmp_path_factory):
-    with LocalRuntime(ROOT, tmp_path_factory.mktemp("runs")) as runtime:
-        cfg = config_mod.load(ROOT / "pipeline.toml")
-        ctx = Context(cfg, runtime.session, Manifest(runtime.run_dir / "manifest.json"), root=ROOT)
-        runtime.bootstrap(ctx)
-        yield runtime, ctx
 
 
 @pytest.fixture(scope="module")
 def role(local) -> str:
-    _, ctx = local
-    iam = ctx.client("iam")
-    arn = iam.create_role(RoleName="mlops-inference", AssumeRolePolicyDocument=json.dumps(TRUST))
-    iam.put_role_policy(
-        RoleName="mlops-inference",
-        PolicyName="pipeline",
-        PolicyDocument=json.dumps(_pipeline_policy(ctx)),
+    """The pipeline role of cloudformation/inference.yaml, deployed as bootstrap would: the
+    executions below then act with exactly the template's grants."""
+    runtime, ctx = local
+    outputs = stack.deploy(
+        ctx.client("cloudformation"),
+        "mlops-inference-prod",
+        ROOT / "cloudformation" / "inference.yaml",
+        {"ProjectName": "mlops", "Stage": "prod", "BootstrapStackName": "mlops-bootstrap"},
+        region=runtime.region,
+        capabilities=("CAPABILITY_IAM",),
     )
-    return arn["Role"]["Arn"]
+    return outputs["InferencePipelineRoleArn"]
 
 
 @pytest.fixture
@@ -105,25 +50,14 @@ def env(role, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def in_prod(local) -> str:
-    """A package serving prod: dev's system-test verdict recorded directly (not the cost here)."""
-    runtime, ctx = local
-    etl.run(ctx)
-    train.run(ctx, runtime.image_uri)
-    evaluate.run(ctx)
-    gate.run(ctx)
-    arn = register.run(ctx)
-    register.set_stage(ctx, arn, "dev", "Tested", "system tests passed (recorded by the test)")
-    deploy.run(ctx, "prod", arn)
-    return arn
-
-
-@pytest.fixture(scope="module")
 def upserted(local, in_prod, role) -> dict:
+    """Upserted from what the prod stack serves then (another module may later replace it)."""
     _, ctx = local
+    found = stack.describe(ctx.client("cloudformation"), "mlops-endpoint-prod")
+    serving = {p["ParameterKey"]: p["ParameterValue"] for p in found["Parameters"]}
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv(inference.ROLE_ENV, role)
-        return inference.upsert(ctx, "prod")
+        return {**inference.upsert(ctx, "prod"), "serving": serving["ModelPackageArn"]}
 
 
 def _read(ctx: Context, uri: str) -> list[str]:
@@ -164,15 +98,16 @@ def _predictions(ctx: Context, result: dict) -> list[float]:
     return [float(v) for v in _read(ctx, result["predictions"])]
 
 
-def test_upsert_records_the_serving_package_and_its_parameters(local, in_prod, upserted):
+def test_upsert_records_the_serving_package_and_its_parameters(local, upserted):
     _, ctx = local
     params = upserted["parameters"]
-    package = register.describe(ctx, in_prod)
+    arn = upserted["serving"]
+    package = register.describe(ctx, arn)
     container = package["InferenceSpecification"]["Containers"][0]
     etl_output = package["CustomerMetadataProperties"]["etl_output"]
-    assert upserted["model_package_arn"] == in_prod  # the stack's ModelPackageArn, not "latest"
+    assert upserted["model_package_arn"] == arn  # the stack's ModelPackageArn, not "latest"
     assert params == {
-        "ModelName": f"mlops-batch-v{in_prod.rsplit('/', 1)[-1]}",
+        "ModelName": f"mlops-batch-v{arn.rsplit('/', 1)[-1]}",
         "ModelDataUri": container["ModelDataUrl"],
         "ImageUri": container["Image"],
         "BaselineUri": etl_output + "baseline/",
@@ -186,7 +121,7 @@ def test_upsert_records_the_serving_package_and_its_parameters(local, in_prod, u
     )
     assert stored == params
     model = ctx.client("sagemaker").describe_model(ModelName=params["ModelName"])
-    assert model["PrimaryContainer"]["ModelPackageName"] == in_prod
+    assert model["PrimaryContainer"]["ModelPackageName"] == arn
     assert ctx.manifest.get("inference.pipeline_arn") == upserted["pipeline_arn"]
     definition = json.loads(
         ctx.client("sagemaker").describe_pipeline(PipelineName="mlops-inference-prod")[
@@ -216,9 +151,9 @@ def test_upsert_twice_updates_the_one_pipeline(local, upserted, env):
     ]
 
 
-def test_the_held_out_test_split_runs_without_drift(local, in_prod, upserted, env):
+def test_the_held_out_test_split_runs_without_drift(local, upserted, env):
     _, ctx = local
-    uri, rows = _raw_test(ctx, in_prod)
+    uri, rows = _raw_test(ctx, upserted["serving"])
     result = inference.run(ctx, "prod", uri)
     assert result["input"] == uri
     assert len(_predictions(ctx, result)) == len(rows) == result["rows"]
@@ -227,9 +162,9 @@ def test_the_held_out_test_split_runs_without_drift(local, in_prod, upserted, en
     assert ctx.manifest.get("inference.run.verdict") == "no_drift"
 
 
-def test_a_shifted_batch_uploaded_from_a_file_drifts(local, in_prod, upserted, env, tmp_path):
+def test_a_shifted_batch_uploaded_from_a_file_drifts(local, upserted, env, tmp_path):
     _, ctx = local
-    _, rows = _raw_test(ctx, in_prod)
+    _, rows = _raw_test(ctx, upserted["serving"])
     for row in rows:
         row["sex"] = "I"
         for name in WEIGHTS:

@@ -1,10 +1,10 @@
 """Each step against the local AWS with real compute, and every fault it must stop at.
 
-Independent of order: module fixtures build the state a test needs (bootstrap, ETL, training, a
-registered package, dev, prod, a second package that replaced the first) once, on first use, so any
-test runs alone (``-k``, ``--lf``) or shuffled. A fault test leaves what it touched as it found it
-and asserts that the failing step changed nothing downstream. The whole orchestrator with faults is
-in test_workflow_local.
+Independent of order: fixtures build the state a test needs (bootstrap, ETL, training, a registered
+package, dev, prod in conftest.py; a second package that replaced the first here) once, on first
+use, so any test runs alone (``-k``, ``--lf``) or shuffled. A fault test leaves what it touched as
+it found it and asserts that the failing step changed nothing downstream. The whole orchestrator
+with faults is in test_workflow_local.
 """
 
 from __future__ import annotations
@@ -16,63 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from mlops import config as config_mod
 from mlops import stack as stack_mod
 from mlops.account import Account
 from mlops.context import Context
 from mlops.errors import GateFailed, PipelineError
 from mlops.local.runtime import LocalRuntime
-from mlops.manifest import Manifest
 from mlops.steps import deploy, etl, evaluate, gate, promote, register, rollback, system_test, train
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def local(tmp_path_factory):
-    runs = tmp_path_factory.mktemp("runs")
-    with LocalRuntime(ROOT, runs) as runtime:
-        cfg = config_mod.load(ROOT / "pipeline.toml")
-        ctx = Context(cfg, runtime.session, Manifest(runtime.run_dir / "manifest.json"), root=ROOT)
-        runtime.bootstrap(ctx)
-        yield runtime, ctx
-
-
-@pytest.fixture(scope="module")
-def etl_done(local) -> dict:
-    return etl.run(local[1])
-
-
-@pytest.fixture(scope="module")
-def trained(local, etl_done) -> dict:
-    runtime, ctx = local
-    return train.run(ctx, runtime.image_uri)
-
-
-@pytest.fixture(scope="module")
-def registered(local, trained) -> str:
-    """The first package: evaluated, through the gate, registered Approved."""
-    _, ctx = local
-    evaluate.run(ctx)
-    gate.run(ctx)
-    return register.run(ctx)
-
-
-@pytest.fixture(scope="module")
-def in_dev(local, registered) -> str:
-    _, ctx = local
-    deploy.run(ctx, "dev", registered)
-    system_test.run(ctx, "dev", registered)
-    return registered
-
-
-@pytest.fixture(scope="module")
-def in_prod(local, in_dev) -> str:
-    _, ctx = local
-    deploy.run(ctx, "prod", in_dev)
-    system_test.run(ctx, "prod", in_dev)
-    promote.run(ctx, in_dev)
-    return in_dev
 
 
 @pytest.fixture(scope="module")
@@ -104,6 +55,14 @@ def fault(runtime: LocalRuntime, name: str) -> Iterator[None]:
         yield
     finally:
         runtime.faults.names.discard(name)
+
+
+def redeploy_dev(ctx: Context, arn: str) -> None:
+    """Dev back on ``arn`` with the registry record it had (a redeploy records dev/Deployed, and
+    prod only takes what dev tested)."""
+    record = register.describe(ctx, arn)["ModelLifeCycle"]
+    deploy.run(ctx, "dev", arn)
+    ctx.client("sagemaker").update_model_package(ModelPackageArn=arn, ModelLifeCycle=record)
 
 
 def packages(ctx: Context) -> list[dict]:
@@ -317,7 +276,7 @@ def test_redeploy_of_the_same_package_changes_nothing(local, in_dev):
     cfn = ctx.client("cloudformation")
     before = {s["StackName"] for s in cfn.describe_stacks()["Stacks"]}
     dev = serving(ctx, "dev")
-    deploy.run(ctx, "dev", dev[0])
+    redeploy_dev(ctx, dev[0])
     assert {s["StackName"] for s in cfn.describe_stacks()["Stacks"]} == before
     assert serving(ctx, "dev") == dev
 
@@ -351,7 +310,7 @@ def test_a_silent_sagemaker_rollback_fails_the_deploy(local, in_dev, candidate):
         deploy.run(ctx, "dev", candidate)
     assert serving(ctx, "dev")[1] == before[1]
     assert life(ctx, candidate)[1:] != ("dev", "Deployed")
-    deploy.run(ctx, "dev", before[0])  # dev back on what it served, for the other tests
+    redeploy_dev(ctx, before[0])  # dev back on what it served, for the other tests
 
 
 def test_rollback_redeploys_the_previous_package_that_served_prod(local, replaced):

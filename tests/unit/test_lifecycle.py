@@ -782,3 +782,160 @@ def test_serving_prod_lists_newest_first(ctx):
     register.set_stage(ctx, dev_only, "dev", "Tested", "why")
     assert promote.serving_prod(ctx) == [newer, older]
     assert promote.serving_prod(ctx, exclude=newer) == [older]
+
+
+# --- register's record, exactly ---------------------------------------------------------------
+
+
+def test_register_records_the_package_its_lineage_and_tells_github(
+    ctx, image_uri, monkeypatch, tmp_path, capsys
+):
+    output, summary = github_files(monkeypatch, tmp_path)
+    ctx.manifest.update("etl", {"output": "s3://data/runs/r/etl/"})
+    ctx.manifest.update("reuse", {"training_key": "k" * 16, "code_sha256": "e" * 64})
+    ctx.manifest.update("train", {"reused_from": "arn:of/an/earlier/package"})
+    capsys.readouterr()
+    arn = register.run(ctx)
+    package = described(ctx, arn)
+    assert package["ModelPackageDescription"] == "run 20260101-000000-abcdef0 (aaaaaaaaaaaa)"
+    assert package["CustomerMetadataProperties"] == {
+        "git_sha": "a" * 40,
+        "run_id": "20260101-000000-abcdef0",
+        "image_digest": image_uri.split("@")[1],
+        "data_sha256": "d" * 64,
+        "data_uri": "s3://data/abalone.csv",
+        "training_job": "mlops-train-1",
+        "test_data_uri": "s3://data/runs/r/etl/test_raw/",
+        "evaluation_uri": "s3://artifacts/evaluation.json",
+        "rmse": "2.100000",
+        "etl_output": "s3://data/runs/r/etl/",
+        "training_key": "k" * 16,
+        "code_sha256": "e" * 64,
+        "reused_from": "arn:of/an/earlier/package",
+    }
+    spec = package["InferenceSpecification"]
+    assert spec["Containers"][0]["Image"] == image_uri
+    assert spec["Containers"][0]["ModelDataUrl"] == "s3://artifacts/model.tar.gz"
+    assert spec["SupportedContentTypes"] == ["text/csv", "application/json"]
+    assert spec["SupportedResponseMIMETypes"] == ["text/csv", "application/json"]
+    assert spec["SupportedRealtimeInferenceInstanceTypes"] == sorted(
+        {s.instance_type for s in ctx.config.stages.values()}
+    )
+    assert package["ModelMetrics"] == {
+        "ModelQuality": {
+            "Statistics": {
+                "ContentType": "application/json",
+                "S3Uri": "s3://artifacts/evaluation.json",
+            }
+        }
+    }
+    assert package["ModelLifeCycle"] == {
+        "Stage": "registered",
+        "StageStatus": "PassedGate",
+        "StageDescription": "test rmse 2.1000 (run 20260101-000000-abcdef0)",
+    }
+    version = arn.rsplit("/", 1)[-1]
+    assert ctx.manifest.get("register") == {
+        "model_package_arn": arn,
+        "version": version,
+        "status": "Approved",
+    }
+    assert outputs_of(output) == {"model-package-arn": arn}
+    assert summary.read_text() == f"### Registered\n`{arn}` (version {version}), Approved\n\n"
+    assert f"register: {arn} (Approved)" in capsys.readouterr().err.splitlines()
+
+
+def test_register_without_a_git_sha_says_unknown(ctx):
+    del ctx.manifest.data["run"]["git_sha"]
+    arn = register.run(ctx)
+    package = described(ctx, arn)
+    assert package["CustomerMetadataProperties"]["git_sha"] == "unknown"
+    assert package["ModelPackageDescription"] == "run 20260101-000000-abcdef0 (unknown)"
+    assert "etl_output" not in package["CustomerMetadataProperties"]  # empty values are left out
+
+
+def test_a_rejected_registration_needs_no_gate_and_tells_github_nothing(ctx, monkeypatch, tmp_path):
+    output, summary = github_files(monkeypatch, tmp_path)
+    ctx.manifest.update("gate", {"passed": False})
+    arn = register.run(ctx, status="Rejected")
+    assert ctx.manifest.get("register.status") == "Rejected"
+    assert described(ctx, arn)["ModelLifeCycle"]["StageStatus"] == "FailedGate"
+    assert not output.exists()
+    assert not summary.exists()
+
+
+def test_register_refusal_without_the_gate_is_one_line(ctx):
+    ctx.manifest.update("gate", {"passed": False})
+    with pytest.raises(ConfigError) as caught:
+        register.run(ctx)
+    assert str(caught.value) == "the candidate has not passed the gate: run `mlops gate` first"
+
+
+def test_set_stage_logs_what_it_records_and_cuts_long_reasons(ctx, capsys):
+    (arn,) = packages(ctx, 1)
+    capsys.readouterr()
+    why = "x" * 1500
+    register.set_stage(ctx, arn, "dev", "Failed", why, reject=True)
+    package = described(ctx, arn)
+    assert package["ModelLifeCycle"]["StageDescription"] == "x" * 1000
+    assert package["ApprovalDescription"] == "x" * 1000
+    register.set_stage(ctx, arn, "prod", "InService", "serving")
+    register.set_stage(ctx, arn, "dev", "Deployed", "redeployed")
+    assert capsys.readouterr().err.splitlines() == [
+        f"registry: {arn} dev Failed (Rejected)",
+        f"registry: {arn} prod InService",
+        f"registry: {arn} stays prod/InService (also in dev now)",
+    ]
+
+
+def test_set_stage_and_describe_of_a_missing_package_are_one_line(ctx):
+    missing = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/{GROUP}/99"
+    with pytest.raises(PipelineError) as caught:
+        register.describe(ctx, missing)
+    assert str(caught.value) == (
+        f"describe model package {missing}: ValidationException: Model package {missing} not found"
+    )
+    with pytest.raises(PipelineError) as caught:
+        register.set_stage(ctx, missing, "prod", "Retired", "why")
+    assert str(caught.value) == (
+        f"record prod Retired on {missing}: ValidationException: Model package {missing} not found"
+    )
+
+
+@pytest.mark.parametrize("arn", ["", "arn:aws:sagemaker:us-east-1:1:model/m"])
+def test_describe_refuses_what_is_not_a_package_arn_in_one_line(ctx, arn):
+    with pytest.raises(ConfigError) as caught:
+        register.describe(ctx, arn)
+    assert str(caught.value) == (
+        f"{arn!r} is not a model package ARN: pass --model-package-arn "
+        "(the train job's model-package-arn output)"
+    )
+
+
+def test_promote_records_why_and_tells_github(ctx, monkeypatch, tmp_path, capsys):
+    _, summary = github_files(monkeypatch, tmp_path)
+    first, second = packages(ctx, 2)
+    promote.run(ctx, first)
+    capsys.readouterr()
+    promote.run(ctx, second)
+    assert described(ctx, first)["ModelLifeCycle"]["StageDescription"] == (
+        f"replaced by {second} (run 20260101-000000-abcdef0)"
+    )
+    assert described(ctx, second)["ModelLifeCycle"]["StageDescription"] == (
+        "serving prod since run 20260101-000000-abcdef0"
+    )
+    assert f"promote: {second} serves prod" in capsys.readouterr().err.splitlines()
+    assert summary.read_text().endswith(
+        f"### Promoted\n`{second}` serves prod (ModelLifeCycle prod/InService)\n\n"
+    )
+    del ctx.manifest.data["run"]["id"]
+    promote.run(ctx, first)
+    assert described(ctx, first)["ModelLifeCycle"]["StageDescription"] == (
+        "serving prod since run n/a"
+    )
+
+
+def test_promote_refuses_what_is_not_a_package(ctx):
+    with pytest.raises(ConfigError) as caught:
+        promote.run(ctx, "")
+    assert str(caught.value).startswith("'' is not a model package ARN: ")

@@ -217,17 +217,24 @@ class Enforcer:
         """SSE-KMS objects need the key too: GenerateDataKey to write, Decrypt to read
         ("Using server-side encryption with AWS KMS keys", Amazon S3 User Guide)."""
         backend = s3_backends[self.account]["aws"]
+        # S3 calls KMS on the caller's behalf: kms:ViaService names S3 and kms:CallerAccount the
+        # caller ("kms:ViaService", AWS KMS Developer Guide, condition keys for AWS KMS:
+        # https://docs.aws.amazon.com/kms/latest/developerguide/conditions-kms.html#conditions-kms-via-service)
+        via = {
+            "kms:ViaService": f"s3.{self.region}.amazonaws.com",
+            "kms:CallerAccount": self.account,
+        }
         if action == "s3:PutObject":
             rules = (backend.buckets.get(bucket) and backend.buckets[bucket].encryption) or {}
             key_id = _default_kms_key(rules)
-            return [act.Access("kms:GenerateDataKey", self._key_arn(key_id), {})] if key_id else []
+            return [act.Access("kms:GenerateDataKey", self._key_arn(key_id), via)] if key_id else []
         if action == "s3:GetObject" and key:
             try:
                 stored = backend.get_object(bucket, key)
             except Exception:
                 return []
             key_id = getattr(stored, "kms_key_id", None) if stored else None
-            return [act.Access("kms:Decrypt", self._key_arn(key_id), {})] if key_id else []
+            return [act.Access("kms:Decrypt", self._key_arn(key_id), via)] if key_id else []
         return []
 
     def _key_arn(self, key_id: str) -> str:
