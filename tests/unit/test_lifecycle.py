@@ -446,17 +446,23 @@ def _endpoint(
     return name
 
 
-def polls_at_most(monkeypatch, client, method: str, limit: int) -> None:
-    """Fail fast instead of polling forever (a wait whose terminal states are wrong)."""
-    original, count = getattr(client, method), [0]
+@pytest.fixture(autouse=True)
+def no_endless_waits(monkeypatch):
+    """Waits poll without sleeping, and one that would poll on for ever fails the test at once
+    (a wait whose done or failed states are wrong never ends)."""
+    real = deploy.wait_for
 
-    def guarded(**kwargs):
-        count[0] += 1
-        if count[0] > limit:
-            raise AssertionError(f"{method} called more than {limit} times")
-        return original(**kwargs)
+    def wait_for(*args, **kwargs):
+        polls = []
 
-    monkeypatch.setattr(client, method, guarded)
+        def sleep(seconds: float) -> None:
+            polls.append(seconds)
+            if len(polls) > 5:
+                raise AssertionError(f"{args[0]}: still polling after {len(polls)} polls")
+
+        return real(*args, sleep=sleep, **kwargs)
+
+    monkeypatch.setattr(deploy, "wait_for", wait_for)
 
 
 LINK = "https://us-east-1.console.aws.amazon.com/sagemaker/home?region=us-east-1#/endpoints/"
@@ -475,7 +481,6 @@ def test_deploy_fails_when_sagemaker_rolled_the_update_back(ctx):
 
 def test_verify_endpoint_waits_for_in_service_and_says_so(ctx, monkeypatch, capsys):
     name = _endpoint(ctx, "config-new")
-    polls_at_most(monkeypatch, ctx.client("sagemaker"), "describe_endpoint", 1)
     desc = deploy.verify_endpoint(ctx, name, "config-new")
     assert (desc["EndpointName"], desc["EndpointStatus"]) == ("mlops-dev", "InService")
     lines = capsys.readouterr().err.splitlines()
@@ -492,7 +497,6 @@ def test_verify_endpoint_without_a_config_name_accepts_any_config(ctx):
 @pytest.mark.parametrize("status", ["Failed", "OutOfService"])
 def test_an_endpoint_that_failed_is_one_line_with_its_reason(ctx, monkeypatch, status):
     name = _endpoint(ctx, "config-new", status, reason="the primary container did not start")
-    polls_at_most(monkeypatch, ctx.client("sagemaker"), "describe_endpoint", 1)
     with pytest.raises(PipelineError) as caught:
         deploy.verify_endpoint(ctx, name, "config-new")
     assert str(caught.value) == (
@@ -503,7 +507,6 @@ def test_an_endpoint_that_failed_is_one_line_with_its_reason(ctx, monkeypatch, s
 def test_an_endpoint_in_service_with_a_failure_reason_is_a_failed_update(ctx, monkeypatch):
     # SageMaker keeps the endpoint InService on its old config after a failed update and says why
     name = _endpoint(ctx, "config-new", reason="update rolled back: alarm mlops-dev-model-latency")
-    polls_at_most(monkeypatch, ctx.client("sagemaker"), "describe_endpoint", 1)
     with pytest.raises(PipelineError) as caught:
         deploy.verify_endpoint(ctx, name, "config-new")
     assert str(caught.value) == (
@@ -692,8 +695,9 @@ def test_a_package_refused_by_the_gate_says_so_in_one_line(ctx):
     )
 
 
-def test_prod_refuses_a_package_without_a_lifecycle_in_one_line(ctx, image_uri):
-    arn = ctx.client("sagemaker").create_model_package(
+def bare_package(ctx: Context, image_uri: str) -> str:
+    """An Approved package registered by hand, without a ModelLifeCycle."""
+    return ctx.client("sagemaker").create_model_package(
         ModelPackageGroupName=GROUP,
         InferenceSpecification={
             "Containers": [{"Image": image_uri}],
@@ -702,6 +706,10 @@ def test_prod_refuses_a_package_without_a_lifecycle_in_one_line(ctx, image_uri):
         },
         ModelApprovalStatus="Approved",
     )["ModelPackageArn"]
+
+
+def test_prod_refuses_a_package_without_a_lifecycle_in_one_line(ctx, image_uri):
+    arn = bare_package(ctx, image_uri)
     assert deploy.check_package(ctx, "dev", arn)["ModelPackageArn"] == arn
     with pytest.raises(ConfigError) as caught:
         deploy.check_package(ctx, "prod", arn)
@@ -727,8 +735,9 @@ def test_rollback_without_a_prod_stack_takes_the_newest_that_served_prod(ctx):
     assert rollback.previous_approved(ctx, "prod") == newer
 
 
-def test_rollback_with_nothing_that_served_prod_says_so_in_one_line(ctx):
+def test_rollback_with_nothing_that_served_prod_says_so_in_one_line(ctx, image_uri):
     packages(ctx, 1)
+    bare_package(ctx, image_uri)  # no ModelLifeCycle at all
     with pytest.raises(ConfigError) as caught:
         rollback.previous_approved(ctx, "prod")
     assert str(caught.value) == (
@@ -775,11 +784,15 @@ def test_a_refused_package_listing_is_one_line(ctx, monkeypatch, step):
     )
 
 
-def test_serving_prod_lists_newest_first(ctx):
-    older, newer, dev_only = packages(ctx, 3)
-    for arn in (older, newer):  # an interrupted promote leaves two InService
+def test_serving_prod_lists_newest_first(ctx, image_uri):
+    older, newer, dev_only, revoked = packages(ctx, 4)
+    for arn in (older, newer, revoked):  # an interrupted promote leaves two InService
         register.set_stage(ctx, arn, "prod", "InService", "why")
     register.set_stage(ctx, dev_only, "dev", "Tested", "why")
+    ctx.client("sagemaker").update_model_package(
+        ModelPackageArn=revoked, ModelApprovalStatus="Rejected"
+    )
+    bare_package(ctx, image_uri)  # no ModelLifeCycle: never served prod
     assert promote.serving_prod(ctx) == [newer, older]
     assert promote.serving_prod(ctx, exclude=newer) == [older]
 
@@ -928,6 +941,11 @@ def test_promote_records_why_and_tells_github(ctx, monkeypatch, tmp_path, capsys
     assert summary.read_text().endswith(
         f"### Promoted\n`{second}` serves prod (ModelLifeCycle prod/InService)\n\n"
     )
+    promote.run(ctx, second)  # a rerun: what it promotes is not "previous"
+    assert capsys.readouterr().err.splitlines() == [
+        f"registry: {second} prod InService",
+        f"promote: {second} serves prod",
+    ]
     del ctx.manifest.data["run"]["id"]
     promote.run(ctx, first)
     assert described(ctx, first)["ModelLifeCycle"]["StageDescription"] == (
@@ -939,3 +957,9 @@ def test_promote_refuses_what_is_not_a_package(ctx):
     with pytest.raises(ConfigError) as caught:
         promote.run(ctx, "")
     assert str(caught.value).startswith("'' is not a model package ARN: ")
+
+
+def test_set_stage_in_dev_of_a_package_without_a_lifecycle_records_it(ctx, image_uri):
+    arn = bare_package(ctx, image_uri)
+    register.set_stage(ctx, arn, "dev", "Deployed", "endpoint mlops-dev")
+    assert stage_of(ctx, arn) == ("dev", "Deployed")
