@@ -1,7 +1,8 @@
-"""What the step-level integration modules share: a local AWS, and the pipeline's state built
-once, on first use, in order (bootstrap, ETL, training, a registered package, dev, prod).
-Package scoped: when test_pipeline_local and test_inference_local run in one process (one xdist
-worker, or no xdist), the second reuses what the first built instead of paying for it again.
+"""The fixtures the step-level integration modules have in common: a local AWS per module, and
+the pipeline's state built once per module, on first use, in order (bootstrap, ETL, training, a
+registered package, dev, prod). Module scoped on purpose: a local runtime sets the process's AWS
+endpoint variables and patches moto, so it must end with its module (a longer-lived one leaks
+into every later module of the worker).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from mlops.steps import deploy, etl, evaluate, gate, promote, register, system_t
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def local(tmp_path_factory):
     runs = tmp_path_factory.mktemp("runs")
     with LocalRuntime(ROOT, runs) as runtime:
@@ -29,18 +30,18 @@ def local(tmp_path_factory):
         yield runtime, ctx
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def etl_done(local) -> dict:
     return etl.run(local[1])
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def trained(local, etl_done) -> dict:
     runtime, ctx = local
     return train.run(ctx, runtime.image_uri)
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def registered(local, trained) -> str:
     """The first package: evaluated, through the gate, registered Approved."""
     _, ctx = local
@@ -49,7 +50,7 @@ def registered(local, trained) -> str:
     return register.run(ctx)
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def in_dev(local, registered) -> str:
     _, ctx = local
     deploy.run(ctx, "dev", registered)
@@ -57,7 +58,7 @@ def in_dev(local, registered) -> str:
     return registered
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def in_prod(local, in_dev) -> str:
     _, ctx = local
     deploy.run(ctx, "prod", in_dev)
