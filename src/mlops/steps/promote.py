@@ -7,33 +7,21 @@ Stage "prod" / StageStatus "InService", which rollback reads to find what really
 from __future__ import annotations
 
 from mlops import github
-from mlops.aws import call, log
+from mlops.aws import log
 from mlops.context import Context
 from mlops.steps import register
-
-SCAN = 50  # newest packages searched for the one this promotion replaces
 
 
 def serving_prod(ctx: Context, exclude: str = "") -> list[str]:
     """Approved packages whose lifecycle says InService in prod, newest first."""
-    sm = ctx.client("sagemaker")
-    packages = call(
-        "list approved model packages",
-        sm.list_model_packages,
-        ModelPackageGroupName=ctx.account.ModelPackageGroupName,
-        ModelApprovalStatus="Approved",
-        SortBy="CreationTime",
-        SortOrder="Descending",
-        MaxResults=SCAN,
-    )["ModelPackageSummaryList"]
     found = []
-    for summary in packages:
-        arn = summary["ModelPackageArn"]
-        if arn == exclude:
-            continue
-        life = register.describe(ctx, arn).get("ModelLifeCycle", {})
-        if (life.get("Stage"), life.get("StageStatus")) == ("prod", "InService"):
-            found.append(arn)
+    for package in register.approved_newest_first(ctx):
+        life = package.get("ModelLifeCycle", {})
+        if package["ModelPackageArn"] != exclude and (
+            life.get("Stage"),
+            life.get("StageStatus"),
+        ) == ("prod", "InService"):
+            found.append(package["ModelPackageArn"])
     return found
 
 

@@ -9,6 +9,7 @@ environment's required reviewers. Where a package is in its life is recorded in 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from mlops import github
@@ -112,3 +113,25 @@ def describe(ctx: Context, arn: str) -> dict[str, Any]:
         ctx.client("sagemaker").describe_model_package,
         ModelPackageName=arn,
     )
+
+
+SCAN = 50  # the newest packages searched by promote, rollback and reuse (no paging beyond)
+
+
+def approved_newest_first(ctx: Context) -> Iterator[dict[str, Any]]:
+    """The group's Approved packages, newest first, each described (lazily: a caller that
+    stops at the first match describes no more)."""
+    packages = call(
+        "list approved model packages",
+        ctx.client("sagemaker").list_model_packages,
+        ModelPackageGroupName=ctx.account.ModelPackageGroupName,
+        ModelApprovalStatus="Approved",
+        SortBy="CreationTime",
+        SortOrder="Descending",
+        MaxResults=SCAN,
+    )["ModelPackageSummaryList"]
+    for summary in packages:
+        yield {
+            **describe(ctx, summary["ModelPackageArn"]),
+            "ModelPackageArn": summary["ModelPackageArn"],
+        }

@@ -16,11 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from mlops import github
-from mlops.aws import call, log, sha256_file
+from mlops.aws import log, sha256_file
 from mlops.context import Context
 from mlops.errors import ConfigError
-
-SCAN = 50  # newest packages searched for one with the same training key
+from mlops.steps import register
 
 
 def code_sha256(root: Path, paths: tuple[str, ...]) -> str:
@@ -50,22 +49,10 @@ def training_key(ctx: Context) -> dict[str, str]:
 
 def find(ctx: Context, key: str) -> dict[str, Any] | None:
     """The newest Approved package trained with ``key`` (described), if any."""
-    sm = ctx.client("sagemaker")
-    packages = call(
-        "list approved model packages",
-        sm.list_model_packages,
-        ModelPackageGroupName=ctx.account.ModelPackageGroupName,
-        ModelApprovalStatus="Approved",
-        SortBy="CreationTime",
-        SortOrder="Descending",
-        MaxResults=SCAN,
-    )["ModelPackageSummaryList"]
-    for summary in packages:
-        arn = summary["ModelPackageArn"]
-        described = call(f"describe {arn}", sm.describe_model_package, ModelPackageName=arn)
-        meta = described.get("CustomerMetadataProperties", {})
+    for package in register.approved_newest_first(ctx):
+        meta = package.get("CustomerMetadataProperties", {})
         if meta.get("training_key") == key and meta.get("etl_output"):
-            return described
+            return package
     return None
 
 
@@ -114,8 +101,7 @@ def model_outputs(ctx: Context, image_uri: str, digest: str) -> dict[str, Any] |
     arn = ctx.manifest.get("etl.reused_from")
     if not arn:
         return None
-    found = call(f"describe {arn}", ctx.client("sagemaker").describe_model_package,
-                 ModelPackageName=arn)  # fmt: skip
+    found = register.describe(ctx, arn)
     container = found["InferenceSpecification"]["Containers"][0]
     meta = found["CustomerMetadataProperties"]
     log(f"train: reusing the model of {arn} ({meta.get('training_job', '?')})")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mlops import github, stack
-from mlops.aws import call, log
+from mlops.aws import log
 from mlops.context import Context
 from mlops.errors import ConfigError
 from mlops.steps import deploy, register
@@ -15,20 +15,10 @@ def previous_approved(ctx: Context, stage: str) -> str:
     current = stack.describe(ctx.client("cloudformation"), ctx.config.stack_name(stage)) or {}
     serving = {p["ParameterKey"]: p["ParameterValue"] for p in current.get("Parameters", [])}
     serving_arn = serving.get("ModelPackageArn", "")
-    packages = call(
-        "list approved model packages",
-        ctx.client("sagemaker").list_model_packages,
-        ModelPackageGroupName=ctx.account.ModelPackageGroupName,
-        ModelApprovalStatus="Approved",
-        SortBy="CreationTime",
-        SortOrder="Descending",
-        MaxResults=50,
-    )["ModelPackageSummaryList"]
-    for package in packages:
-        arn = package["ModelPackageArn"]
+    for package in register.approved_newest_first(ctx):
+        arn, life = package["ModelPackageArn"], package.get("ModelLifeCycle", {})
         if arn == serving_arn:
             continue
-        life = register.describe(ctx, arn).get("ModelLifeCycle", {})
         if life.get("Stage") == "prod" and life.get("StageStatus") in {"InService", "Retired"}:
             return arn
     raise ConfigError(
