@@ -130,8 +130,5 @@ def approved_newest_first(ctx: Context) -> Iterator[dict[str, Any]]:
         SortOrder="Descending",
         MaxResults=SCAN,
     )["ModelPackageSummaryList"]
-    for summary in packages:
-        yield {
-            **describe(ctx, summary["ModelPackageArn"]),
-            "ModelPackageArn": summary["ModelPackageArn"],
-        }
+    for summary in packages:  # DescribeModelPackage answers with the ModelPackageArn too
+        yield describe(ctx, summary["ModelPackageArn"])
