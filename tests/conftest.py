@@ -66,3 +66,21 @@ def loopback_only():
         mp.setattr(socket.socket, "connect", guarded_connect)
         mp.setattr(socket.socket, "connect_ex", guarded_connect_ex)
         yield
+
+
+# --- scheduling: `make test` runs modules whole on two xdist workers (--dist loadfile) ------------
+# xdist hands out modules in collection order, two to each worker at the start. Modules that build
+# the whole pipeline in module fixtures (a minute or more of real compute each) go first, largest
+# first, so they spread over the workers and the small modules fill the gaps; otherwise a shuffled
+# order can put two of them on one worker after everything else (measured: 263 s instead of ~180 s).
+# A module declares its rough cost with ``pytestmark = pytest.mark.cost(seconds)``.
+
+
+def _cost(item: pytest.Item) -> float:
+    marker = item.get_closest_marker("cost")
+    return float(marker.args[0]) if marker else 0.0
+
+
+@pytest.hookimpl(trylast=True)  # after pytest-randomly's shuffle, which a stable sort keeps in ties
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=_cost, reverse=True)

@@ -27,6 +27,9 @@ FEATURES = list(Schema.load().raw_names)
 WEIGHTS = ("whole_weight", "shucked_weight", "viscera_weight", "shell_weight")
 
 
+pytestmark = pytest.mark.cost(55)  # seconds on two workers: scheduled first
+
+
 @pytest.fixture(scope="module")
 def role(local) -> str:
     """The pipeline role of cloudformation/inference.yaml, deployed as bootstrap would: the

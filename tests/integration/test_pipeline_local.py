@@ -27,6 +27,9 @@ from mlops.steps import deploy, etl, evaluate, gate, promote, register, rollback
 ROOT = Path(__file__).resolve().parents[2]
 
 
+pytestmark = pytest.mark.cost(60)  # seconds on two workers: scheduled first
+
+
 @pytest.fixture(scope="module")
 def replaced(local, in_prod) -> tuple[str, str]:
     """A second package (the same model data, as a re-run of this commit makes) through dev into

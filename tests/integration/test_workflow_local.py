@@ -28,6 +28,9 @@ ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = ROOT / ".github" / "workflows" / "deploy.yml"
 
 
+pytestmark = pytest.mark.cost(85)  # seconds on two workers: scheduled first
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     runs = tmp_path_factory.mktemp("runs")

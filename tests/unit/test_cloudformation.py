@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from mlops.aws import new_session
+
 ROOT = Path(__file__).resolve().parents[2] / "cloudformation"
 ACCOUNT, REGION = "123456789012", "us-east-1"
 # moto ignores these types: a Ref gives "" and a GetAtt fails the whole stack.
@@ -715,13 +717,12 @@ pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse:UserWarning")
 @pytest.fixture(scope="module")
 def aws():
     """One in-process moto for the module: (cloudformation, sagemaker, session) clients."""
-    import boto3
     from moto import mock_aws
 
     with pytest.MonkeyPatch.context() as env, mock_aws():
         for name in [n for n in os.environ if n.startswith("AWS_ENDPOINT_URL")]:
             env.delenv(name)  # another test's local server must not catch these calls
-        session = boto3.Session(region_name=REGION)
+        session = new_session(region_name=REGION)
         yield session.client("cloudformation"), session.client("sagemaker"), session
 
 

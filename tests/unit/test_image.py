@@ -10,12 +10,12 @@ import json
 import os
 from pathlib import Path
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from mlops import config
+from mlops.aws import new_session
 from mlops.context import Context
 from mlops.errors import ConfigError, PipelineError
 from mlops.manifest import Manifest
@@ -50,7 +50,7 @@ def session(monkeypatch):
     }.items():
         monkeypatch.setenv(key, value)
     with mock_aws():
-        yield boto3.Session(region_name=REGION)
+        yield new_session(region_name=REGION)
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from moto.sagemaker.models import sagemaker_backends
 
 from mlops import config
 from mlops.account import Account
+from mlops.aws import new_session
 from mlops.context import Context
 from mlops.errors import ConfigError, PipelineError
 from mlops.local.moto_gaps import rules
@@ -78,7 +79,7 @@ def session(monkeypatch, moto_rules) -> Iterator[boto3.Session]:
     }.items():
         monkeypatch.setenv(key, value)
     with mock_aws():
-        yield boto3.Session(region_name=REGION)
+        yield new_session(region_name=REGION)
 
 
 @pytest.fixture

@@ -7,12 +7,12 @@ import os
 import shutil
 from pathlib import Path
 
-import boto3
 import pytest
 from moto import mock_aws
 
 from mlops import config
 from mlops.account import Account
+from mlops.aws import new_session
 from mlops.context import Context
 from mlops.errors import ConfigError
 from mlops.manifest import Manifest
@@ -34,7 +34,7 @@ def ctx(tmp_path, monkeypatch) -> Context:
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         monkeypatch.setenv(key, "testing")
     with mock_aws():
-        session = boto3.Session(region_name="us-east-1")
+        session = new_session(region_name="us-east-1")
         session.client("sagemaker").create_model_package_group(ModelPackageGroupName=GROUP)
         account = Account("us-east-1", {"ModelPackageGroupName": GROUP})
         yield Context(cfg, session, Manifest(tmp_path / "m.json"), root=tmp_path, _account=account)

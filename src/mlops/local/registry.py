@@ -16,10 +16,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import boto3
 from botocore.exceptions import ClientError
 
-from mlops.aws import log
+from mlops.aws import log, new_session
 from mlops.local.iam import actions as act
 from mlops.local.iam.enforce import Denied
 
@@ -37,7 +36,7 @@ class LocalRegistry:
         self.rt, self.source = runtime, source
 
     def _client(self, creds: dict[str, str]) -> Any:
-        return boto3.Session(
+        return new_session(
             aws_access_key_id=creds.get("AWS_ACCESS_KEY_ID", "local"),
             aws_secret_access_key=creds.get("AWS_SECRET_ACCESS_KEY", "local"),
             aws_session_token=creds.get("AWS_SESSION_TOKEN"),

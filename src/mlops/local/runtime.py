@@ -22,7 +22,7 @@ from botocore.config import Config as BotoConfig
 from moto.moto_api._internal.models import moto_api_backend
 from moto.server import ThreadedMotoServer
 
-from mlops.aws import log
+from mlops.aws import log, new_session
 from mlops.errors import ConfigError
 from mlops.local import moto_gaps, oidc
 from mlops.local.compute import Compute
@@ -129,7 +129,7 @@ class LocalRuntime:
             }
         )
         # the administrator's (the bootstrap's) credentials, fixed: job steps set their own in env
-        self.session = boto3.Session(
+        self.session = new_session(
             aws_access_key_id="local",
             aws_secret_access_key="local",  # noqa: S106 - moto's, not a secret
             region_name=REGION,
@@ -174,7 +174,7 @@ class LocalRuntime:
             creds = self.session.client("sts").assume_role(
                 RoleArn=arn, RoleSessionName=service, DurationSeconds=3600
             )["Credentials"]
-            self._role_sessions[key] = boto3.Session(
+            self._role_sessions[key] = new_session(
                 aws_access_key_id=creds["AccessKeyId"],
                 aws_secret_access_key=creds["SecretAccessKey"],
                 aws_session_token=creds["SessionToken"],
