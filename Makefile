@@ -63,7 +63,8 @@ test: ## run the whole test suite (unit, integration, system against local endpo
 	@$(MAKE) --no-print-directory -j2 $(VENV)/.dev $(INFERENCE_VENV)/.inference  # both venvs at once
 	$(BIN)/python -m pytest -n auto --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
-pipeline: $(VENV)/.pipeline ## run the whole pipeline offline (moto control plane, real compute)
+pipeline: ## run the whole pipeline offline (moto control plane, real compute)
+	@$(MAKE) --no-print-directory -j2 $(VENV)/.pipeline $(INFERENCE_VENV)/.inference
 	$(BIN)/mlops run --local --approve
 
 # --- the rest -----------------------------------------------------------------------------------

@@ -7,6 +7,8 @@ Predictions are optional: the batch's against a reference (the test set's, from 
 ``--model`` on ``--test``).
 
 Drift is a signal, not a failure: the exit code is 0 either way. Unusable input is an error.
+With ``--metrics-namespace`` the signal also goes to CloudWatch (``metrics``) for alarms, after
+the report is written: a CloudWatch error then fails the job, but loses no report.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from abalone_model import metrics
 from abalone_model.batch_csv import read_batch, read_numbers
 from abalone_model.drift import (
     EPSILON,
@@ -132,7 +135,25 @@ def _args(argv: list[str]) -> argparse.Namespace:
     add("--output", type=Path, default=PROCESSING / "monitor")
     for name, default in asdict(Thresholds()).items():
         add(f"--{name.replace('_', '-')}", type=float, default=default)
+    add("--metrics-namespace", help="publish the drift metrics to this CloudWatch namespace")
+    add(
+        "--metrics-dimension",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a dimension of every metric (repeatable), e.g. Pipeline=mlops-inference-prod",
+    )
     return parser.parse_args(argv)
+
+
+def _metrics_options(args: argparse.Namespace) -> list[dict[str, str]]:
+    """The dimensions, checked before any work: a typo must not cost a whole batch's run."""
+    if args.metrics_namespace is None:
+        if args.metrics_dimension:
+            raise UsageError("--metrics-dimension needs --metrics-namespace")
+        return []
+    metrics.check_namespace(args.metrics_namespace)
+    return metrics.parse_dimensions(args.metrics_dimension)
 
 
 def _predictions(args: argparse.Namespace, model) -> tuple[np.ndarray, np.ndarray] | None:
@@ -170,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _args(list(sys.argv[1:] if argv is None else argv))
     th = Thresholds(args.psi_warn, args.psi_drift, args.missing_max, args.out_of_range_max)
     th.check()
+    dimensions = _metrics_options(args)
     model = None
     if args.model is not None:
         from abalone_model.evaluate import load_model
@@ -184,6 +206,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"drift:max_psi={result['max_score']} feature={result['max_feature']}")
     print(f"monitor_seconds={seconds:.3f} rows={result['rows']}")
     print(f"drift report written to {args.output}")
+    if args.metrics_namespace is not None:
+        ns = args.metrics_namespace
+        count = metrics.publish(metrics.cloudwatch_client(), ns, result, dimensions)
+        print(
+            f"drift metrics: {count} published to {ns} (dimensions {metrics.describe(dimensions)})"
+        )
     return 0
 
 

@@ -1,10 +1,11 @@
 """One command from an empty AWS account + GitHub repository to a working setup (scripts/bootstrap).
 
-Deploys cloudformation/bootstrap.yaml as ``<project>-bootstrap`` and then
-cloudformation/github-access.yaml (which imports its exports) as ``<project>-github-access``, each
-with :func:`mlops.stack.deploy`, checks the outputs of both, then sets up GitHub with
-:mod:`mlops.github_setup`. ``--dry-run`` prints every AWS and gh call instead of making it.
-Needs admin AWS credentials and an authenticated ``gh``.
+Deploys cloudformation/bootstrap.yaml as ``<project>-bootstrap``, then
+cloudformation/github-access.yaml (which imports its exports) as ``<project>-github-access``, then
+cloudformation/inference.yaml (which imports both) as ``<project>-inference-<stage>`` for each of
+pipeline.toml's ``[inference] stages``, each with :func:`mlops.stack.deploy`, checks their
+outputs, then sets up GitHub with :mod:`mlops.github_setup`. ``--dry-run`` prints every AWS and
+gh call instead of making it. Needs admin AWS credentials and an authenticated ``gh``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from mlops.github_setup import Gh
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "cloudformation"
 BOOTSTRAP_TEMPLATE, ACCESS_TEMPLATE = "bootstrap.yaml", "github-access.yaml"
+INFERENCE_TEMPLATE = "inference.yaml"
 OIDC_HOST = "token.actions.githubusercontent.com"
 BOOTSTRAP_OUTPUTS = (
     "DataBucket",
@@ -46,7 +48,8 @@ ACCESS_OUTPUTS = (
     "ProdStackRoleArn",
     "OidcProviderArn",
 )
-OUTPUTS = BOOTSTRAP_OUTPUTS + ACCESS_OUTPUTS
+INFERENCE_OUTPUTS = ("InferencePipelineRoleArn", "InferencePipelineArn", "DriftAlarmName")
+OUTPUTS = BOOTSTRAP_OUTPUTS + ACCESS_OUTPUTS + INFERENCE_OUTPUTS
 PROJECT_RE = re.compile(r"^[a-z][a-z0-9-]{1,30}[a-z0-9]$")
 MAX_TEMPLATE_BODY = 51_200  # CloudFormation's limit for an inline TemplateBody
 CAPABILITIES = ("CAPABILITY_NAMED_IAM",)
@@ -82,8 +85,8 @@ def _short(value: Any) -> Any:
     return f"<{len(value)} bytes>" if isinstance(value, str) and len(value) > 200 else value
 
 
-def dry_clients() -> dict[str, DryClient]:
-    """Placeholder answers: no OIDC provider yet, no stacks yet, two creates that succeed."""
+def dry_clients(inference_stacks: int = 1) -> dict[str, DryClient]:
+    """Placeholder answers: no OIDC provider yet, no stacks yet, creates that succeed."""
     outputs = [{"OutputKey": k, "OutputValue": f"<{k}>"} for k in OUTPUTS]
     done = {
         "Stacks": [{"StackName": "<stack>", "StackStatus": "CREATE_COMPLETE", "Outputs": outputs}]
@@ -98,8 +101,10 @@ def dry_clients() -> dict[str, DryClient]:
         "cloudformation": DryClient(
             "cloudformation",
             {
-                # bootstrap: before, settled; github-access: oidc check, before, settled
-                "describe_stacks": [missing, done, missing, missing, done],
+                # bootstrap: before, settled; github-access: oidc check, before, settled;
+                # then before and settled for each inference stack
+                "describe_stacks": [missing, done, missing, missing, done]
+                + [missing, done] * inference_stacks,
                 "create_change_set": [{"Id": "<change-set-arn>"}],
                 "describe_change_set": [{"Status": "CREATE_COMPLETE", "Changes": []}],
                 "describe_stack_events": [{"StackEvents": []}],
@@ -180,7 +185,8 @@ def parse_args(argv: list[str], templates: Path = TEMPLATES) -> argparse.Namespa
         type=Path,
         default=templates,
         metavar="DIR",
-        help=f"where {BOOTSTRAP_TEMPLATE} and {ACCESS_TEMPLATE} are (default: cloudformation/)",
+        help=f"where {BOOTSTRAP_TEMPLATE}, {ACCESS_TEMPLATE} and {INFERENCE_TEMPLATE} are "
+        "(default: cloudformation/)",
     )
     cli.add_argument("--dry-run", action="store_true", help="print every call, make none")
     return cli.parse_args(argv)
@@ -205,6 +211,7 @@ def bootstrap(args: argparse.Namespace, clients: dict[str, Any], gh: Gh) -> int:
         raise ConfigError("--glue-workers must be at least 2 (Glue's minimum)")
     boot_template = read_template(args.templates, BOOTSTRAP_TEMPLATE)
     access_template = read_template(args.templates, ACCESS_TEMPLATE)
+    inference_template = read_template(args.templates, INFERENCE_TEMPLATE)
     if args.dry_run:
         aws.log("bootstrap: dry run: printing every call, making none")
     github_setup.check_gh(gh)
@@ -215,7 +222,8 @@ def bootstrap(args: argparse.Namespace, clients: dict[str, Any], gh: Gh) -> int:
     cfn = clients["cloudformation"]
     aws.log(
         f"bootstrap: account {account}, region {args.region}, "
-        f"stacks {boot} and {access}, repo {repo}"
+        f"stacks {boot}, {access} and "
+        f"{', '.join(cfg.inference_stack_name(s) for s in cfg.inference['stages'])}, repo {repo}"
     )
     deploy = {"region": args.region, "capabilities": CAPABILITIES, "tags": {"project": project}}
     boot_params = {
@@ -238,6 +246,19 @@ def bootstrap(args: argparse.Namespace, clients: dict[str, Any], gh: Gh) -> int:
     }
     found = stack.deploy(cfn, access, access_template, access_params, **deploy)
     outputs |= check_outputs(found, access, ACCESS_OUTPUTS, ACCESS_TEMPLATE)
+    # Third: the batch inference's roles, trigger and alarm; they import both stacks' exports.
+    for stage in cfg.inference["stages"]:
+        params = {
+            "ProjectName": project,
+            "Stage": stage,
+            "BootstrapStackName": boot,
+            "AccessStackName": access,
+            "ScheduleExpression": cfg.inference["schedule"],
+            "DriftAlarmThreshold": str(cfg.inference["drift_alarm_threshold"]),
+        }
+        name = cfg.inference_stack_name(stage)
+        found = stack.deploy(cfn, name, inference_template, params, **deploy)
+        check_outputs(found, name, INFERENCE_OUTPUTS, INFERENCE_TEMPLATE)
     github_setup.configure(gh, repo, reviewers, outputs, args.region, boot)
     aws.log(f"bootstrap: done. Push to main to run the deploy workflow of {repo}.")
     return 0
@@ -248,7 +269,8 @@ def _run(args: argparse.Namespace) -> int:
         import boto3
 
         args.region = args.region or boto3.Session().region_name or "<region>"
-        return bootstrap(args, dry_clients(), github_setup.dry_gh)
+        stages = config.load(args.config).inference["stages"]
+        return bootstrap(args, dry_clients(len(stages)), github_setup.dry_gh)
     session = aws.session(args.region)
     args.region = session.region_name
     clients = {s: session.client(s) for s in ("sts", "iam", "cloudformation")}

@@ -171,8 +171,11 @@ def run_pipeline(args: argparse.Namespace, cfg: config.Config) -> None:
         run_step.run(ctx, _require(args.image_uri, "--image-uri"), _approver(args.approve))
         return
     from mlops.local.run import workflow_run
+    from mlops.local.scoring import score_batches
 
-    with workflow_run(Path.cwd(), Path(args.runs_dir), cfg, _approver(args.approve)):
+    with workflow_run(
+        Path.cwd(), Path(args.runs_dir), cfg, _approver(args.approve), after=score_batches
+    ):
         pass
 
 

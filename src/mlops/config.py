@@ -57,6 +57,7 @@ class Config:
     max_regression_vs_prod: float
     stages: dict[str, StageConfig] = field(default_factory=dict)
     source: str = "pipeline.toml"
+    inference: dict[str, Any] = field(default_factory=dict)
 
     def stage(self, name: str) -> StageConfig:
         if name not in self.stages:
@@ -68,6 +69,9 @@ class Config:
 
     def endpoint_name(self, stage: str) -> str:
         return f"{self.project}-{stage}"
+
+    def inference_stack_name(self, stage: str) -> str:
+        return f"{self.project}-inference-{stage}"
 
 
 class _Reader:
@@ -174,12 +178,46 @@ def _job(r: _Reader, ints: dict[str, int], extra: frozenset[str] | set[str] = fr
     return values
 
 
+SCHEDULE_RE = re.compile(r"^(rate|cron)\(.+\)$")
+
+
+def _inference(r: _Reader) -> dict[str, Any]:
+    """[inference]: which stages get a batch pipeline (the bootstrap deploys their stacks), the
+    optional schedule (EventBridge Scheduler), the drift alarm's threshold, instance types."""
+    stages = r.get("stages", list, ["prod"])
+    if not stages or any(s not in STAGES for s in stages) or len(set(stages)) != len(stages):
+        raise ConfigError(
+            f"{r.source}: {r.prefix}stages = {stages!r} is invalid: "
+            f"a non-empty list of distinct stages out of {', '.join(STAGES)}"
+        )
+    values: dict[str, Any] = {
+        "stages": tuple(stages),
+        "schedule": r.get(
+            "schedule", str, "", check=lambda v: not v or SCHEDULE_RE.match(v),
+            why="an EventBridge Scheduler expression: rate(...) or cron(...), or empty",
+        ),
+        "drift_alarm_threshold": r.get(
+            "drift_alarm_threshold", float, 0.25, check=lambda v: v >= 0, why="must be >= 0"
+        ),
+    }  # fmt: skip
+    for job in ("transform", "processing"):
+        values[f"{job}_instance_type"] = r.get(
+            f"{job}_instance_type", str, "ml.m5.large",
+            check=lambda v: v.startswith("ml."), why="SageMaker instance types start with 'ml.'",
+        )  # fmt: skip
+        values[f"{job}_instance_count"] = r.get(
+            f"{job}_instance_count", int, 1, check=lambda v: v > 0, why="must be > 0"
+        )
+    r.reject_unknown(set(values))
+    return values
+
+
 def parse(raw: dict[str, Any], source: str = "pipeline.toml") -> Config:
     """Validate a loaded TOML document into a :class:`Config`."""
     top = _Reader(raw, "", source)
     top.get("version", int, check=lambda v: v == 1, why="this pipeline reads version 1")
     top.reject_unknown(
-        {"version", "project", "model", "etl", "train", "evaluate", "gate", "stages"}
+        {"version", "project", "model", "etl", "train", "evaluate", "gate", "stages", "inference"}
     )
     project, model, gate = top.sub("project"), top.sub("model"), top.sub("gate")
     train, stages = top.sub("train"), top.sub("stages")
@@ -238,6 +276,7 @@ def parse(raw: dict[str, Any], source: str = "pipeline.toml") -> Config:
         max_regression_vs_prod=gate.get("max_regression_vs_prod", float, 0.0, **fraction),
         stages={s: _stage(s, stages.sub(s)) for s in STAGES},
         source=source,
+        inference=_inference(top.sub("inference")),
     )
 
 

@@ -50,6 +50,10 @@ DEFAULTS: dict[str, Any] = {
     "volume_gb": 30,
     "max_runtime_seconds": 3600,
     "max_payload_mb": 6,
+    # CloudWatch metrics of the Monitor step (MaxDriftScore, DriftScore per feature), with the
+    # dimension Pipeline=<metrics_pipeline>: what inference.yaml's DriftAlarm watches. Empty = none.
+    "metrics_namespace": "",
+    "metrics_pipeline": "",
     "monitor_arguments": [
         "monitor",
         *("--batch", f"{PROCESSING}/batch", "--baseline", f"{PROCESSING}/baseline"),
@@ -150,8 +154,18 @@ def _processor(s: dict[str, Any], image: Any, session: Any) -> Any:
         instance_type=s["processing_instance_type"],
         volume_size_in_gb=s["volume_gb"],
         max_runtime_in_seconds=s["max_runtime_seconds"],
+        # the Monitor's CloudWatch client needs a region: named here, not left to the container
+        env={"AWS_REGION": s["region"], "AWS_DEFAULT_REGION": s["region"]},
         sagemaker_session=session,
     )
+
+
+def _monitor_arguments(s: dict[str, Any]) -> list[str]:
+    args = list(s["monitor_arguments"])
+    if s["metrics_namespace"]:
+        args += ["--metrics-namespace", s["metrics_namespace"]]
+        args += ["--metrics-dimension", f"Pipeline={s['metrics_pipeline']}"]
+    return args
 
 
 def _pipeline(s: dict[str, Any]) -> Any:
@@ -199,7 +213,7 @@ def _pipeline(s: dict[str, Any]) -> Any:
             _input("test", p["TestDataUri"]),
         ],
         outputs=[_output("monitor", out("monitor"))],
-        arguments=list(s["monitor_arguments"]),
+        arguments=_monitor_arguments(s),
     )
     monitor = ProcessingStep("Monitor", step_args=monitor_args, property_files=[drift])
     explain_args = _processor(s, p["ImageUri"], session).run(

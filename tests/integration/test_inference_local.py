@@ -1,10 +1,10 @@
 """`mlops inference upsert` and `run` against the local AWS: the SDK-compiled definition, executed.
 
 The package fixtures of conftest.py (shared with test_pipeline_local) give a package serving
-prod; cloudformation/inference.yaml gives the pipeline role, passed by MLOPS_INFERENCE_ROLE_ARN
-(bootstrap does not deploy that stack yet), so the executions act with exactly its grants.
-Runs: the held-out raw test split (by s3://: no drift) and a shifted local copy (weights x1.6,
-every sex 'I': drift).
+prod; the bootstrap deployed cloudformation/inference.yaml as mlops-inference-prod, whose
+pipeline role upsert reads from the stack's outputs, so the executions act with exactly its
+grants. Runs: the held-out raw test split (by s3://: no drift) and a shifted local copy (weights
+x1.6, every sex 'I': drift).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,9 @@ from abalone_model.schema import Schema
 from mlops import stack
 from mlops.context import Context
 from mlops.errors import ConfigError, PipelineError
+from mlops.local import scoring
 from mlops.steps import inference, register
+from mlops.steps import run as run_step
 
 ROOT = Path(__file__).resolve().parents[2]
 FEATURES = list(Schema.load().raw_names)
@@ -32,35 +35,25 @@ pytestmark = pytest.mark.cost(55)  # seconds on two workers: scheduled first
 
 @pytest.fixture(scope="module")
 def role(local) -> str:
-    """The pipeline role of cloudformation/inference.yaml, deployed as bootstrap would: the
-    executions below then act with exactly the template's grants."""
-    runtime, ctx = local
-    outputs = stack.deploy(
-        ctx.client("cloudformation"),
-        "mlops-inference-prod",
-        ROOT / "cloudformation" / "inference.yaml",
-        {"ProjectName": "mlops", "Stage": "prod", "BootstrapStackName": "mlops-bootstrap"},
-        region=runtime.region,
-        capabilities=("CAPABILITY_IAM",),
-    )
-    return outputs["InferencePipelineRoleArn"]
+    """The pipeline role of the mlops-inference-prod stack the bootstrap deployed."""
+    _, ctx = local
+    found = stack.describe(ctx.client("cloudformation"), "mlops-inference-prod")
+    return stack.outputs(found)["InferencePipelineRoleArn"]
 
 
 @pytest.fixture
-def env(role, monkeypatch):
-    monkeypatch.setenv(inference.ROLE_ENV, role)
+def env(monkeypatch):
+    monkeypatch.delenv(inference.ROLE_ENV, raising=False)
     monkeypatch.delenv(inference.PYTHON_ENV, raising=False)
 
 
 @pytest.fixture(scope="module")
-def upserted(local, in_prod, role) -> dict:
+def upserted(local, in_prod) -> dict:
     """Upserted from what the prod stack serves then (another module may later replace it)."""
     _, ctx = local
     found = stack.describe(ctx.client("cloudformation"), "mlops-endpoint-prod")
     serving = {p["ParameterKey"]: p["ParameterValue"] for p in found["Parameters"]}
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(inference.ROLE_ENV, role)
-        return {**inference.upsert(ctx, "prod"), "serving": serving["ModelPackageArn"]}
+    return {**inference.upsert(ctx, "prod"), "serving": serving["ModelPackageArn"]}
 
 
 def _read(ctx: Context, uri: str) -> list[str]:
@@ -165,21 +158,38 @@ def test_the_held_out_test_split_runs_without_drift(local, upserted, env):
     assert ctx.manifest.get("inference.run.verdict") == "no_drift"
 
 
-def test_a_shifted_batch_uploaded_from_a_file_drifts(local, upserted, env, tmp_path):
+def test_make_pipelines_scoring_finds_drift_only_in_the_shifted_copy(
+    local, upserted, env, tmp_path
+):
     _, ctx = local
-    _, rows = _raw_test(ctx, upserted["serving"])
-    for row in rows:
-        row["sex"] = "I"
-        for name in WEIGHTS:
-            row[name] = f"{float(row[name]) * 1.6:.4f}"
-    path = tmp_path / "shifted.csv"
-    path.write_text(_write_csv(rows), encoding="utf-8")
-    result = inference.run(ctx, "prod", str(path))
-    assert result["input"] == f"s3://{ctx.account.DataBucket}/batches/shifted.csv"
-    assert len(_predictions(ctx, result)) == len(rows)
-    assert result["verdict"] == "drift"
-    assert result["max_feature"] in {*WEIGHTS, "sex"}
-    assert result["top_features"]
+    found = scoring.score_batches(ctx, tmp_path)
+    held, shifted = found["held-out-test"], found["shifted-test"]
+    bucket = ctx.account.DataBucket
+    assert held["input"] == f"s3://{bucket}/batches/held-out-test.csv"  # uploaded from the file
+    assert (held["verdict"], shifted["verdict"]) == ("no_drift", "drift")
+    assert held["rows"] == shifted["rows"] == len(_predictions(ctx, shifted))
+    for name in found:  # predictions, drift report and explanations in the run folder
+        folder = tmp_path / "inference" / name
+        assert json.loads((folder / "monitor" / "drift.json").read_text())["verdict"]
+        assert (folder / "explain" / "explanations.json").is_file()
+        assert list((folder / "predictions").glob("*.out"))
+    header = (tmp_path / "batches" / "shifted-test.csv").read_text().splitlines()[0]
+    assert header.split(",") == FEATURES  # as clients send rows: no label
+    assert ctx.manifest.get("batches.shifted-test.verdict") == "drift"
+    summary = run_step.summary(ctx, {})
+    assert "| held-out-test | " in summary and "| shifted-test | " in summary
+    # the Monitor step published the score the DriftAlarm watches, as the execution role
+    dims = [{"Name": "Pipeline", "Value": "mlops-inference-prod"}]
+    stats = ctx.client("cloudwatch").get_metric_statistics(
+        Namespace="mlops/inference",
+        MetricName="MaxDriftScore",
+        Dimensions=dims,
+        StartTime=datetime.now(UTC) - timedelta(hours=1),
+        EndTime=datetime.now(UTC) + timedelta(hours=1),
+        Period=3600,
+        Statistics=["Maximum"],
+    )["Datapoints"]
+    assert max(d["Maximum"] for d in stats) == pytest.approx(shifted["max_score"])
 
 
 def test_a_missing_venv_is_one_line_naming_the_make_target(local, upserted, env, monkeypatch):
@@ -213,11 +223,21 @@ def test_an_unapproved_package_is_refused(local, upserted, env):
     ]  # none for it
 
 
-def test_no_pipeline_role_names_both_sources(local, in_prod, monkeypatch):
+def test_a_stage_without_an_inference_stack_names_the_stack_the_setting_and_the_variable(
+    local, in_dev, env
+):
+    _, ctx = local  # [inference] stages = ["prod"]: the bootstrap made no mlops-inference-dev
+    with pytest.raises(
+        ConfigError,
+        match=r"mlops-inference-dev is missing.*\[inference\] stages.*MLOPS_INFERENCE_ROLE_ARN",
+    ):
+        inference.upsert(ctx, "dev")
+
+
+def test_the_pipeline_runs_as_the_role_of_its_stack(local, upserted, role):
     _, ctx = local
-    monkeypatch.delenv(inference.ROLE_ENV, raising=False)
-    with pytest.raises(ConfigError, match=r"InferencePipelineRoleArn.*MLOPS_INFERENCE_ROLE_ARN"):
-        inference.upsert(ctx, "prod")
+    described = ctx.client("sagemaker").describe_pipeline(PipelineName="mlops-inference-prod")
+    assert described["RoleArn"] == role
 
 
 def test_a_failed_execution_names_the_failed_step(local, upserted, env):

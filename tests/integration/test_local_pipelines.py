@@ -468,3 +468,11 @@ def test_property_paths_index_lists_by_name_and_refuse_what_is_not_there():
     assert walk({"m": [{"v": 1}]}, "$.m[0].v", "p") == 1
     with pytest.raises(StepFailed, match="no item named 'b'"):
         walk(described, "ProcessingOutputConfig.Outputs['b'].S3Output", "p")
+
+
+def test_steps_that_need_nothing_of_each_other_run_at_once(world):
+    twin = {**PREDICT, "Name": "PredictAgain"}  # the same transform, depending on nothing
+    _, described, steps = world.execute([PREDICT, twin], **world.params)
+    assert described["PipelineExecutionStatus"] == "Succeeded", described.get("FailureReason")
+    first, second = sorted(steps, key=lambda s: s["StartTime"])
+    assert second["StartTime"] < first["EndTime"]  # one at a time would start it after

@@ -26,6 +26,7 @@ from mlops.local.run import workflow_run
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = ROOT / ".github" / "workflows" / "deploy.yml"
+ACCESS = "github-access.yaml"
 
 
 pytestmark = pytest.mark.cost(85)  # seconds on two workers: scheduled first
@@ -176,26 +177,29 @@ def _redeploy_access(runtime, ctx, github, templates: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("action", "job", "step"),
+    ("action", "job", "step", "template"),
     [
-        ("sagemaker:InvokeEndpoint", "deploy-dev", "System tests against the dev endpoint"),
+        ("sagemaker:InvokeEndpoint", "deploy-dev", "System tests against the dev endpoint", ACCESS),
         (
             "sagemaker:UpdateEndpointWeightsAndCapacities",
             "deploy-prod",
             "Deploy the endpoint stack",
+            ACCESS,
         ),
-        ("ecr:PutImage", "build-and-push", "Build and push"),
+        ("ecr:PutImage", "build-and-push", "Build and push", ACCESS),
+        # inference.yaml's UpsertPolicy, on the prod deploy role (the pipeline exists: an update)
+        ("sagemaker:UpdatePipeline", "deploy-prod", "Point the batch inference", "inference.yaml"),
     ],
 )
 def test_taking_one_grant_out_stops_the_step_that_needs_it(
-    world, tmp_path, capfd, action, job, step
+    world, tmp_path, capfd, action, job, step, template
 ):
     runtime, ctx, github, runner = world
     if job == "deploy-prod":  # an update with no changes touches no resource: create it afresh
         stack_mod.delete(
             ctx.client("cloudformation"), ctx.config.stack_name("prod"), region=runtime.region
         )
-    _redeploy_access(runtime, ctx, github, _without(action, tmp_path))
+    _redeploy_access(runtime, ctx, github, _without(action, tmp_path, template))
     arn = runner.jobs["train"].outputs["model-package-arn"]
     try:
         again = jobs.Runner(runtime, WORKFLOW, github, lambda _what: True, sha="b" * 40)

@@ -1,5 +1,6 @@
-"""mlops.bootstrap (scripts/bootstrap): dry-run call order, a moto deploy of both stacks, the
-OIDC provider choice, and one-line errors with a non-zero exit. No real AWS or gh."""
+"""mlops.bootstrap (scripts/bootstrap): dry-run call order, a moto deploy of the bootstrap,
+github-access and inference stacks, the OIDC provider choice, and one-line errors with a non-zero
+exit. No real AWS or gh."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ from pathlib import Path
 import boto3
 import botocore.client
 import pytest
+import yaml
 from moto import mock_aws
 
 from mlops import bootstrap as bs
-from mlops import github_setup
+from mlops import config, github_setup
 from mlops.errors import PipelineError
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bootstrap"
@@ -24,6 +26,8 @@ BOOT_PARAMS = ["ProjectName", "GlueWorkerType", "GlueNumberOfWorkers", "GlueExec
                "ModelPackageGroupName"]  # fmt: skip
 ACCESS_PARAMS = ["GitHubOrg", "GitHubRepo", "CreateOidcProvider", "ExistingOidcProviderArn",
                  "ProjectName", "BootstrapStackName"]  # fmt: skip
+INFERENCE_PARAMS = ["ProjectName", "Stage", "BootstrapStackName", "AccessStackName",
+                    "ScheduleExpression", "DriftAlarmThreshold"]  # fmt: skip
 
 
 def _stand_in_template(params: list[str], outputs: tuple[str, ...], resource: str) -> str:
@@ -41,11 +45,14 @@ def _stand_in_template(params: list[str], outputs: tuple[str, ...], resource: st
 
 @pytest.fixture
 def stand_in(tmp_path: Path) -> Path:
-    """A templates folder with stand-ins for bootstrap.yaml (a bucket) and github-access.yaml."""
+    """A templates folder with stand-ins for bootstrap.yaml (a bucket), github-access.yaml (a
+    queue) and inference.yaml (a topic)."""
     boot = _stand_in_template(BOOT_PARAMS, bs.BOOTSTRAP_OUTPUTS, "AWS::S3::Bucket")
     access = _stand_in_template(ACCESS_PARAMS, bs.ACCESS_OUTPUTS, "AWS::SQS::Queue")
     (tmp_path / bs.BOOTSTRAP_TEMPLATE).write_text(boot)  # JSON is YAML
     (tmp_path / bs.ACCESS_TEMPLATE).write_text(access)
+    inference = _stand_in_template(INFERENCE_PARAMS, bs.INFERENCE_OUTPUTS, "AWS::SNS::Topic")
+    (tmp_path / bs.INFERENCE_TEMPLATE).write_text(inference)
     return tmp_path
 
 
@@ -55,6 +62,16 @@ def _config(folder: Path, name: str, stack: str) -> Path:
     text = re.sub(r'(?m)^name = "mlops"', f'name = "{name}"', text, count=1)
     text = re.sub(r'(?m)^bootstrap_stack = "mlops-bootstrap"', f'bootstrap_stack = "{stack}"', text)
     assert f'name = "{name}"' in text and f'bootstrap_stack = "{stack}"' in text
+    path = folder / "pipeline.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _inference_config(folder: Path, table: str | None) -> Path:
+    """The repository's pipeline.toml with another [inference] table (None: without one)."""
+    text = PIPELINE_TOML.read_text(encoding="utf-8")
+    text, found = re.subn(r"(?ms)^\[inference\]\n.*?(?=^\[)", table or "", text)
+    assert found == 1
     path = folder / "pipeline.toml"
     path.write_text(text, encoding="utf-8")
     return path
@@ -102,6 +119,7 @@ def test_dry_run_lists_every_call_in_order(stand_in, capsys):
         "aws cloudformation describe_stacks mlops-github-access",  # does it own the provider?
         "aws iam list_open_id_connect_providers",
         *deploy("mlops-github-access"),
+        *deploy("mlops-inference-prod"),  # third: it imports both stacks' exports
         "gh api --method PUT repos/OWNER/REPO/environments/dev",
         "gh api --method PUT repos/OWNER/REPO/environments/prod",
         "gh api repos/OWNER/REPO/environments/prod --jq '[.protection_rules[]?.type]",  # kept?
@@ -127,8 +145,8 @@ def test_dry_run_prints_parameters_and_makes_no_call(stand_in, capsys, monkeypat
     change_sets = _change_sets(out)
     # The names come from pipeline.toml, as the CLI's jobs, stacks and endpoints do (the IAM
     # grants are scoped by ProjectName), never from the repository's name.
-    assert list(change_sets) == ["mlops-bootstrap", "mlops-github-access"]
-    boot, access = (
+    assert list(change_sets) == ["mlops-bootstrap", "mlops-github-access", "mlops-inference-prod"]
+    boot, access, inference = (
         {p["ParameterKey"]: p["ParameterValue"] for p in cs["Parameters"]}
         for cs in change_sets.values()
     )
@@ -138,6 +156,14 @@ def test_dry_run_prints_parameters_and_makes_no_call(stand_in, capsys, monkeypat
     assert (access["GitHubOrg"], access["GitHubRepo"]) == ("Acme", "Abalone_Age")
     assert access["BootstrapStackName"] == "mlops-bootstrap"
     assert access["CreateOidcProvider"] == "true"  # the dry run's account has no provider
+    assert inference == {  # pipeline.toml's [inference]: prod only, no schedule, PSI 0.25
+        "ProjectName": "mlops",
+        "Stage": "prod",
+        "BootstrapStackName": "mlops-bootstrap",
+        "AccessStackName": "mlops-github-access",
+        "ScheduleExpression": "",
+        "DriftAlarmThreshold": "0.25",
+    }
     for change_set in change_sets.values():
         assert change_set["Capabilities"] == ["CAPABILITY_NAMED_IAM"]
         assert change_set["Tags"] == [{"Key": "project", "Value": "mlops"}]
@@ -152,13 +178,22 @@ def test_the_project_and_bootstrap_stack_come_from_the_config_file(stand_in, tmp
     assert bs.main([*argv, "--templates", str(stand_in), "--config", str(cfg)]) == 0
     out = capsys.readouterr().out
     change_sets = _change_sets(out)
-    assert list(change_sets) == ["churn-base", "churn-model-github-access"]
-    boot, access = (
+    assert list(change_sets) == [
+        "churn-base",
+        "churn-model-github-access",
+        "churn-model-inference-prod",
+    ]
+    boot, access, inference = (
         {p["ParameterKey"]: p["ParameterValue"] for p in cs["Parameters"]}
         for cs in change_sets.values()
     )
     assert (boot["ProjectName"], access["ProjectName"]) == ("churn-model", "churn-model")
     assert access["BootstrapStackName"] == "churn-base"  # the imports follow the real name
+    assert inference["ProjectName"] == "churn-model"
+    assert (inference["BootstrapStackName"], inference["AccessStackName"]) == (
+        "churn-base",
+        "churn-model-github-access",
+    )
     assert "-f name=MLOPS_BOOTSTRAP_STACK -f value=churn-base" in out
 
 
@@ -221,38 +256,58 @@ class FakeGhRepo:
         return answers.get(" ".join(args[:2]), "")
 
 
-def test_moto_full_run_updates_both_stacks_and_sets_variables_from_their_outputs(
-    aws, stand_in, capsys
-):
-    """An earlier bootstrap made both stacks (moto resolves outputs on create_stack, not on change
-    sets) and the OIDC provider: this run updates both, keeps the provider, wires GitHub."""
-    cfn = aws["cloudformation"]
-    for name, template, params in (
-        ("mlops-bootstrap", bs.BOOTSTRAP_TEMPLATE, BOOT_PARAMS),
-        ("mlops-github-access", bs.ACCESS_TEMPLATE, ACCESS_PARAMS),
-    ):
+EARLIER = (  # what an earlier bootstrap made: (stack, template, parameters)
+    ("mlops-bootstrap", bs.BOOTSTRAP_TEMPLATE, BOOT_PARAMS),
+    ("mlops-github-access", bs.ACCESS_TEMPLATE, ACCESS_PARAMS),
+    ("mlops-inference-prod", bs.INFERENCE_TEMPLATE, INFERENCE_PARAMS),
+)
+
+
+def _earlier_stacks(cfn, templates: Path) -> None:
+    """Every stack as an earlier bootstrap made it (moto resolves outputs on create_stack, not on
+    change sets)."""
+    for name, template, params in EARLIER:
         earlier = dict.fromkeys(params, "x") | {"ProjectName": "mlops"}
         earlier |= {"CreateOidcProvider": "true"} if "CreateOidcProvider" in params else {}
         cfn.create_stack(
-            StackName=name, TemplateBody=(stand_in / template).read_text(),
+            StackName=name, TemplateBody=(templates / template).read_text(),
             Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in earlier.items()],
         )  # fmt: skip
+
+
+def test_moto_full_run_updates_every_stack_and_sets_variables_from_their_outputs(
+    aws, stand_in, capsys
+):
+    """An earlier bootstrap made the three stacks and the OIDC provider: this run updates them in
+    order, keeps the provider, wires GitHub."""
+    cfn = aws["cloudformation"]
+    _earlier_stacks(cfn, stand_in)
     _provider(aws["iam"])
     gh = FakeGhRepo("Acme/abalone")
     argv = ["--region", "eu-west-1", "--glue-workers", "3", "--config", str(PIPELINE_TOML)]
     args = bs.parse_args(argv, stand_in)
     assert bs.bootstrap(args, aws, gh) == 0
     err = capsys.readouterr().err
-    assert err.index("stack mlops-bootstrap: update with") < err.index(
-        "stack mlops-github-access: update with"
-    )
+    updates = [err.index(f"stack {name}: update with") for name, _, _ in EARLIER]
+    assert updates == sorted(updates)  # bootstrap, then github-access, then inference
     assert "stack mlops-github-access: UPDATE_COMPLETE after" in err
+    assert "stack mlops-inference-prod: UPDATE_COMPLETE after" in err
     boot, access = _stack(cfn, "mlops-bootstrap"), _stack(cfn, "mlops-github-access")
+    inference = _stack(cfn, "mlops-inference-prod")
     assert boot["StackStatus"] == access["StackStatus"] == "UPDATE_COMPLETE"
+    assert inference["StackStatus"] == "UPDATE_COMPLETE"
     assert boot["params"]["GlueNumberOfWorkers"] == "3"
     assert access["params"]["CreateOidcProvider"] == "true"  # false would delete our provider
     assert access["params"]["GitHubOrg"] == "Acme"
     assert access["params"]["BootstrapStackName"] == "mlops-bootstrap"
+    assert inference["params"] == {
+        "ProjectName": "mlops",
+        "Stage": "prod",
+        "BootstrapStackName": "mlops-bootstrap",
+        "AccessStackName": "mlops-github-access",
+        "ScheduleExpression": "",
+        "DriftAlarmThreshold": "0.25",
+    }
     outputs = {o["OutputKey"]: o["OutputValue"] for s in (boot, access) for o in s["Outputs"]}
     sets = {(a[3], a[5]): a[7] for a in gh.argv if a[:2] == ["api", "--method"] and len(a) > 7}
     repo_vars = "repos/Acme/abalone/actions/variables"
@@ -267,6 +322,99 @@ def test_moto_full_run_updates_both_stacks_and_sets_variables_from_their_outputs
         stage = env.title()
         assert sets[(base, "name=DEPLOY_ROLE_ARN")] == f"value={outputs[f'{stage}DeployRoleArn']}"
         assert sets[(base, "name=STACK_ROLE_ARN")] == f"value={outputs[f'{stage}StackRoleArn']}"
+
+
+class Recorded:
+    """stack.deploy's stand-in: records (stack, template file, parameters, options) in order and
+    answers every output but those in ``lacking``; the gh calls go into the same list."""
+
+    def __init__(self, lacking: frozenset[str] = frozenset()) -> None:
+        self.calls: list[tuple] = []
+        self.lacking, self.repo = lacking, FakeGhRepo("o/r")
+
+    def deploy(self, _cfn, name, template, parameters, **options) -> dict[str, str]:
+        self.calls.append(("deploy", name, Path(template).name, dict(parameters), options))
+        return {key: f"<{key}>" for key in bs.OUTPUTS if key not in self.lacking}
+
+    def gh(self, args: list[str], body: dict | None = None, placeholder: str = "") -> str:
+        self.calls.append(("gh", *args))
+        return self.repo(args, body, placeholder)
+
+
+INFERENCE_TABLES = {
+    "two stages, a schedule, another threshold": (
+        '[inference]\nstages = ["dev", "prod"]\nschedule = "rate(1 day)"\n'
+        "drift_alarm_threshold = 0.4\n\n",
+        [("dev", "rate(1 day)", "0.4"), ("prod", "rate(1 day)", "0.4")],
+    ),
+    "prod then dev: the configured order": (
+        '[inference]\nstages = ["prod", "dev"]\n\n',
+        [("prod", "", "0.25"), ("dev", "", "0.25")],
+    ),
+    "no [inference] table: prod only, no schedule, 0.25": (
+        None,
+        [("prod", "", "0.25")],
+    ),
+}
+
+
+@pytest.mark.parametrize(("table", "expected"), INFERENCE_TABLES.values(), ids=INFERENCE_TABLES)
+def test_one_inference_stack_per_configured_stage_after_github_access(
+    table, expected, tmp_path, stand_in, monkeypatch
+):
+    recorded = Recorded()
+    monkeypatch.setattr(bs.stack, "deploy", recorded.deploy)
+    cfg = _inference_config(tmp_path, table)
+    args = bs.parse_args(["--region", "eu-west-1", "--config", str(cfg)], stand_in)
+    assert bs.bootstrap(args, bs.dry_clients(), recorded.gh) == 0
+    deploys = [call[1:] for call in recorded.calls if call[0] == "deploy"]
+    options = {
+        "region": "eu-west-1",
+        "capabilities": ("CAPABILITY_NAMED_IAM",),  # its policy and roles
+        "tags": {"project": "mlops"},
+    }
+    assert [(name, template) for name, template, *_ in deploys[:2]] == [
+        ("mlops-bootstrap", bs.BOOTSTRAP_TEMPLATE),
+        ("mlops-github-access", bs.ACCESS_TEMPLATE),  # before: inference imports its exports
+    ]
+    assert deploys[2:] == [
+        (
+            f"mlops-inference-{stage}",
+            bs.INFERENCE_TEMPLATE,
+            {
+                "ProjectName": "mlops",
+                "Stage": stage,
+                "BootstrapStackName": "mlops-bootstrap",
+                "AccessStackName": "mlops-github-access",
+                "ScheduleExpression": schedule,
+                "DriftAlarmThreshold": threshold,
+            },
+            options,
+        )
+        for stage, schedule, threshold in expected
+    ]
+    last_deploy = max(i for i, call in enumerate(recorded.calls) if call[0] == "deploy")
+    first_write = next(i for i, call in enumerate(recorded.calls) if "--method" in call)
+    assert last_deploy < first_write  # GitHub is set up once every stack has its outputs
+
+
+@pytest.mark.parametrize("missing", bs.INFERENCE_OUTPUTS)
+def test_a_missing_inference_output_is_one_line_naming_the_stack_before_github(
+    missing, stand_in, monkeypatch, capsys
+):
+    recorded = Recorded(lacking=frozenset({missing}))
+    monkeypatch.setattr(bs.stack, "deploy", recorded.deploy)
+    argv = ["--dry-run", "--repo", "o/r", "--region", "eu-west-1", "--templates", str(stand_in)]
+    assert bs.main(argv) == 1
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    assert captured.err.splitlines()[-1] == (  # the last line, the only error line
+        f"bootstrap: error: stack mlops-inference-prod lacks outputs {missing}: "
+        "update cloudformation/inference.yaml"
+    )
+    assert sum(line.startswith("bootstrap: error:") for line in captured.err.splitlines()) == 1
+    assert [c[1] for c in recorded.calls][-1] == "mlops-inference-prod"  # the last deploy
+    assert "gh api --method" not in captured.out  # no GitHub change after a stale stack
 
 
 def test_existing_oidc_provider_is_reused_unless_the_stack_owns_it(aws):
@@ -376,9 +524,12 @@ def test_missing_template_and_too_few_workers(stand_in, tmp_path, capsys):
     argv = ["--dry-run", "--repo", "o/repo", "--region", "eu-west-1"]
     assert bs.main([*argv, "--templates", str(tmp_path / "nope")]) == 4
     _one_line_error(capsys, "cannot read template")
-    (stand_in / bs.ACCESS_TEMPLATE).unlink()  # the second one alone missing: still before any call
-    assert bs.main([*argv, "--templates", str(stand_in)]) == 4
-    _one_line_error(capsys, f"cannot read template {stand_in / bs.ACCESS_TEMPLATE}")
+    for name in (bs.ACCESS_TEMPLATE, bs.INFERENCE_TEMPLATE):  # one alone missing: before any call
+        kept = (stand_in / name).read_text()
+        (stand_in / name).unlink()
+        assert bs.main([*argv, "--templates", str(stand_in)]) == 4
+        _one_line_error(capsys, f"cannot read template {stand_in / name}")
+        (stand_in / name).write_text(kept)
     assert bs.main([*argv, "--glue-workers", "1"]) == 4
     _one_line_error(capsys, "--glue-workers must be at least 2")
 
@@ -421,3 +572,49 @@ def test_parameters_outputs_and_project_pattern_match_the_real_templates(
     text = (bs.TEMPLATES / template).read_text(encoding="utf-8")
     pattern = re.search(r"ProjectName:\n(?:    .*\n)*?    AllowedPattern: '(.+)'", text)[1]
     assert pattern == bs.PROJECT_RE.pattern
+
+
+class _AnyTag(yaml.SafeLoader):
+    """SafeLoader that reads CloudFormation's short tags (!Sub, !Ref...) as null: enough for the
+    Parameters and Outputs keys."""
+
+
+_AnyTag.add_multi_constructor("!", lambda _loader, _suffix, _node: None)
+
+
+def test_the_inference_parameters_and_outputs_match_the_real_template(capsys):
+    """Every inference.yaml parameter without a default is passed, nothing it does not declare,
+    each value allowed by the template; the outputs checked are outputs it has."""
+    argv = ["--dry-run", "--repo", "Acme/abalone", "--region", "eu-west-1"]
+    assert bs.main(argv) == 0  # the default templates and pipeline.toml
+    change_set = _change_sets(capsys.readouterr().out)["mlops-inference-prod"]
+    passed = {p["ParameterKey"]: p["ParameterValue"] for p in change_set["Parameters"]}
+    text = (bs.TEMPLATES / bs.INFERENCE_TEMPLATE).read_text(encoding="utf-8")
+    template = yaml.load(text, Loader=_AnyTag)  # a SafeLoader subclass
+    declared = template["Parameters"]
+    required = {name for name, spec in declared.items() if "Default" not in spec}
+    assert required <= set(passed) <= set(declared)
+    assert set(passed) == set(INFERENCE_PARAMS)  # the stand-in above declares the same
+    for name, value in passed.items():
+        spec = declared[name]
+        assert value in spec.get("AllowedValues", [value]), name
+        assert re.fullmatch(spec.get("AllowedPattern", ".*"), value), name
+        if spec["Type"] == "Number":
+            assert float(value) >= spec.get("MinValue", float("-inf")), name
+    # any stage [inference] stages accepts is one the template takes
+    assert set(config.STAGES) <= set(declared["Stage"]["AllowedValues"])
+    assert set(bs.INFERENCE_OUTPUTS) <= set(template["Outputs"])
+    assert declared["ProjectName"]["AllowedPattern"] == bs.PROJECT_RE.pattern
+
+
+def test_dry_run_with_two_inference_stages_creates_both(stand_in, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(github_setup.subprocess, "run", lambda *_a, **_k: 1 / 0)
+    toml = PIPELINE_TOML.read_text().replace('stages = ["prod"]', 'stages = ["dev", "prod"]')
+    config = tmp_path / "pipeline.toml"
+    config.write_text(toml)
+    argv = ["--dry-run", "--repo", "o/r", "--region", "us-east-2", "--config", str(config)]
+    assert bs.main([*argv, "--templates", str(stand_in)]) == 0
+    out = capsys.readouterr().out
+    assert list(_change_sets(out))[2:] == ["mlops-inference-dev", "mlops-inference-prod"]
+    creates = [line for line in out.splitlines() if "create_change_set" in line]
+    assert all('"ChangeSetType": "CREATE"' in line for line in creates), creates

@@ -253,18 +253,26 @@ def test_run_local_runs_the_workflow_with_the_approval_flag(workdir, monkeypatch
     from contextlib import contextmanager
 
     from mlops.local import run as local_run
+    from mlops.local.scoring import score_batches
 
     seen = {}
 
     @contextmanager
-    def fake(root, runs_dir, cfg, approve):
+    def fake(root, runs_dir, cfg, approve, after=None):
         seen.update(root=root, runs=runs_dir, project=cfg.project, approved=approve("prod"))
+        seen["after"] = after
         yield None
 
     monkeypatch.setattr(local_run, "workflow_run", fake)
     (workdir / "pipeline.toml").write_text((ROOT / "pipeline.toml").read_text())
     assert cli.main(["run", "--local", "--approve", "--runs-dir", "r"]) == 0
-    assert seen == {"root": workdir, "runs": Path("r"), "project": "mlops", "approved": True}
+    assert seen == {
+        "root": workdir,
+        "runs": Path("r"),
+        "project": "mlops",
+        "approved": True,
+        "after": score_batches,  # make pipeline ends by scoring two batches through prod's pipeline
+    }
 
 
 def test_help_gives_every_subcommand_a_line(capsys):
@@ -318,10 +326,10 @@ def test_inference_without_its_venv_is_exit_4_and_one_line(workdir, capsys, monk
     monkeypatch.setenv(inference.PYTHON_ENV, str(workdir / "no-venv" / "python"))
     monkeypatch.setattr(inference, "serving_package", lambda _ctx, _stage: ARN)
     monkeypatch.setattr(inference.deploy, "check_package", lambda *_: {"ModelPackageArn": ARN})
-    monkeypatch.setattr(inference, "pipeline_role", lambda _ctx: "arn:aws:iam::1:role/p")
+    monkeypatch.setattr(inference, "pipeline_role", lambda _ctx, _stage: "arn:aws:iam::1:role/p")
     monkeypatch.setattr(inference, "execution_parameters", lambda *_: {"ModelName": "m"})
     monkeypatch.setattr(inference, "ensure_model", lambda *_: "m")
-    monkeypatch.setattr(inference, "definition_config", lambda _ctx: {})
+    monkeypatch.setattr(inference, "definition_config", lambda _ctx, _stage: {})
     code, lines = run(capsys, "inference", "upsert")
     assert code == EXIT_CONFIG
     assert "run make inference-venv" in one_error(lines)

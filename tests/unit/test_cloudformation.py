@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import re
@@ -372,16 +373,20 @@ def test_least_privilege(name: str) -> None:
         if "iam:PassRole" in actions:
             service = st["Condition"]["StringEquals"]["iam:PassedToService"]
             expected = {
-                # the bootstrap stack's export of the execution role, to SageMaker
-                "sagemaker.amazonaws.com": {
-                    "Fn::ImportValue": {
-                        "Fn::Sub": "${BootstrapStackName}-SageMakerExecutionRoleArn"
-                    }
-                },
+                # the bootstrap stack's export of the execution role, to SageMaker; the batch
+                # inference pipeline's own role (CreatePipeline's RoleArn), to SageMaker
+                "sagemaker.amazonaws.com": [
+                    {
+                        "Fn::ImportValue": {
+                            "Fn::Sub": "${BootstrapStackName}-SageMakerExecutionRoleArn"
+                        }
+                    },
+                    *([{"Fn::GetAtt": ["PipelineRole", "Arn"]}] if rid == "UpsertPolicy" else []),
+                ],
                 # the stage's CloudFormation service role, to CloudFormation
-                "cloudformation.amazonaws.com": STACK_ROLE_PASS,
+                "cloudformation.amazonaws.com": [STACK_ROLE_PASS],
             }
-            assert st["Resource"] == expected[service], rid
+            assert st["Resource"] in expected[service], rid
 
 
 @pytest.mark.parametrize("name", TEMPLATES)
@@ -529,8 +534,11 @@ def pipeline_parameters(target: dict) -> dict:
     return {p["Name"]: p["Value"] for p in pairs}
 
 
-def test_inference_outputs_and_imports(boot: dict, inference: dict) -> None:
+def test_inference_outputs_and_imports(boot: dict, access: dict, inference: dict) -> None:
+    from mlops import bootstrap
+
     assert set(inference["Outputs"]) == INFERENCE_OUTPUTS
+    assert set(bootstrap.INFERENCE_OUTPUTS) <= INFERENCE_OUTPUTS  # what scripts/bootstrap checks
     outputs = inference["Outputs"]
     assert outputs["InferencePipelineName"]["Value"] == PIPELINE_NAME
     assert outputs["InferencePipelineArn"]["Value"] == PIPELINE_ARN
@@ -543,9 +551,26 @@ def test_inference_outputs_and_imports(boot: dict, inference: dict) -> None:
         for _, n in walk(inference)
         if isinstance(n, dict) and "Fn::ImportValue" in n
     ]
-    names = {i["Fn::Sub"].removeprefix("${BootstrapStackName}-") for i in imports}
-    assert names == {"DataBucket", "ArtifactBucket", "KmsKeyArn", "SageMakerExecutionRoleArn"}
-    assert names <= set(boot["Outputs"])
+    by_stack: dict[str, set[str]] = {}
+    for name in imports:  # "${<Parameter>}-<Output>": each import names its stack's parameter
+        stack, output = re.fullmatch(r"\$\{(\w+)\}-(\w+)", name["Fn::Sub"]).groups()
+        by_stack.setdefault(stack, set()).add(output)
+    assert by_stack == {
+        "BootstrapStackName": {
+            "DataBucket",
+            "ArtifactBucket",
+            "KmsKeyArn",
+            "SageMakerExecutionRoleArn",
+            "ModelPackageGroupName",
+        },
+        "AccessStackName": {"DevDeployRoleArn", "ProdDeployRoleArn"},  # UpsertPolicy's role
+    }
+    assert by_stack["BootstrapStackName"] <= set(boot["Outputs"])
+    assert by_stack["AccessStackName"] <= set(access["Outputs"])
+    parameters = inference["Parameters"]
+    assert parameters["AccessStackName"] == parameters["BootstrapStackName"] | {
+        "Description": parameters["AccessStackName"]["Description"]
+    }  # the same type and pattern: a stack name
 
 
 def test_the_inference_pipeline_role_is_scoped_to_pipeline_jobs_and_prefixes(inference) -> None:
@@ -604,10 +629,160 @@ def test_the_inference_pipeline_role_is_scoped_to_pipeline_jobs_and_prefixes(inf
     assert key["Condition"] == {
         "StringEquals": {"kms:ViaService": {"Fn::Sub": "s3.${AWS::Region}.amazonaws.com"}}
     }
-    (metrics,) = [st for st in policy if "cloudwatch:PutMetricData" in as_list(st["Action"])]
-    assert metrics["Condition"] == {
-        "StringEquals": {"cloudwatch:namespace": {"Fn::Sub": "${ProjectName}/inference"}}
+    # Pipelines only starts the jobs: the Monitor job publishes the drift metrics as the bootstrap
+    # execution role (see the PutMetricData test below), so this role has no CloudWatch grant.
+    assert not {a for st in policy for a in as_list(st["Action"]) if a.startswith("cloudwatch:")}
+    assert {a.split(":")[0] for st in policy for a in as_list(st["Action"])} == {
+        "sagemaker",
+        "iam",
+        "s3",
+        "kms",
     }
+
+
+def evaluate(template: dict, node, values: dict):
+    """A template expression for given parameter values: enough of Ref, Sub, ImportValue (as
+    values["import:<export name>"]), Equals, Not, If, Split and Select for the tests below."""
+
+    def ev(n):
+        if isinstance(n, list):
+            return [ev(x) for x in n]
+        if not isinstance(n, dict):
+            return n
+        if len(n) != 1 or not (next(iter(n)) == "Ref" or next(iter(n)).startswith("Fn::")):
+            return {k: ev(v) for k, v in n.items()}
+        ((key, arg),) = n.items()
+        if key == "Ref":
+            return values[arg]
+        if key == "Fn::Sub":
+            text, local = (arg, {}) if isinstance(arg, str) else (arg[0], ev(arg[1]))
+            return re.sub(r"\$\{([\w:]+)\}", lambda m: {**values, **local}[m[1]], text)
+        if key == "Fn::ImportValue":
+            return values[f"import:{ev(arg)}"]
+        if key == "Fn::Equals":
+            left, right = ev(arg)
+            return left == right
+        if key == "Fn::Not":
+            return not ev(arg[0])
+        if key == "Fn::If":
+            condition, yes, no = arg
+            return ev(yes if ev(template["Conditions"][condition]) else no)
+        if key == "Fn::Split":
+            separator, text = arg
+            return ev(text).split(separator)
+        if key == "Fn::Select":
+            index, items = arg
+            return ev(items)[int(index)]
+        raise AssertionError(f"evaluate: {key} is not supported")
+
+    return ev(node)
+
+
+DEPLOY_ROLES = {"dev": "DevDeployRole", "prod": "ProdDeployRole"}
+
+
+def upsert_values(stage: str) -> dict:
+    """inference.yaml's parameters for a stage and the github-access exports it imports (role
+    ARNs as CloudFormation names unnamed roles: no path)."""
+    access = "abalone-github-access"
+    return {
+        "ProjectName": "abalone",
+        "Stage": stage,
+        "BootstrapStackName": "abalone-bootstrap",
+        "AccessStackName": access,
+    } | {
+        f"import:{access}-{role}Arn": f"arn:aws:iam::{ACCOUNT}:role/{access}-{role}-ABC123"
+        for role in DEPLOY_ROLES.values()
+    }
+
+
+@pytest.mark.parametrize(("stage", "role"), DEPLOY_ROLES.items())
+def test_the_upsert_policy_is_attached_to_the_deploy_role_of_its_stage(
+    access: dict, inference: dict, stage: str, role: str
+) -> None:
+    """`mlops inference upsert` runs in deploy.yml's job of the stage, as its deploy role."""
+    upsert = inference["Resources"]["UpsertPolicy"]
+    assert upsert["Type"] == "AWS::IAM::Policy"
+    assert "Condition" not in upsert  # every inference stack has one
+    props = upsert["Properties"]
+    assert set(props) == {"PolicyName", "Roles", "PolicyDocument"}  # no Users, no Groups
+    values = upsert_values(stage)
+    assert evaluate(inference, props["Roles"], values) == [f"abalone-github-access-{role}-ABC123"]
+    assert evaluate(inference, props["PolicyName"], values) == f"abalone-inference-{stage}-upsert"
+    assert inference["Conditions"]["IsProd"] == {"Fn::Equals": [{"Ref": "Stage"}, "prod"]}
+    assert set(inference["Parameters"]["Stage"]["AllowedValues"]) == set(DEPLOY_ROLES)
+    # the role's name is the last part of its ARN only while the role has no path
+    assert "Path" not in access["Resources"][role]["Properties"]
+    assert access["Outputs"][f"{role}Arn"]["Value"] == {"Fn::GetAtt": [role, "Arn"]}
+
+
+UPSERT_GRANTS = {  # action -> its resources: what `mlops inference upsert` calls, on what
+    "cloudformation:DescribeStacks": [  # its own stack's outputs (the pipeline role)
+        {
+            "Fn::Sub": "arn:${AWS::Partition}:cloudformation:${AWS::Region}:${AWS::AccountId}:"
+            "stack/${AWS::StackName}/*"
+        }
+    ],
+    **{
+        f"sagemaker:{verb}": [PIPELINE_ARN]
+        for verb in ("DescribePipeline", "CreatePipeline", "UpdatePipeline", "AddTags")
+    },
+    **{
+        f"sagemaker:{verb}": [
+            {
+                "Fn::Sub": "arn:${AWS::Partition}:sagemaker:${AWS::Region}:${AWS::AccountId}:"
+                "model/${ProjectName}-batch-*"
+            },
+            GROUP_PACKAGES,  # CreateModel from a package is authorized on the package too
+        ]
+        for verb in ("DescribeModel", "CreateModel")
+    },
+    "iam:PassRole": [{"Fn::GetAtt": ["PipelineRole", "Arn"]}],  # CreatePipeline's RoleArn
+    "s3:PutObject": [in_bucket("ArtifactBucket", "/inference/${Stage}/parameters.json")],
+}
+
+
+def test_the_upsert_policy_grants_exactly_what_upsert_calls_on_its_own_stage(inference) -> None:
+    document = inference["Resources"]["UpsertPolicy"]["Properties"]["PolicyDocument"]
+    by_action: dict[str, dict] = {}
+    for st in document["Statement"]:
+        assert st["Effect"] == "Allow"
+        assert set(st) <= {"Effect", "Action", "Resource", "Condition"}  # no NotAction...
+        for action in as_list(st["Action"]):
+            assert action not in by_action, f"{action} twice"
+            by_action[action] = st
+    assert {a: as_list(st["Resource"]) for a, st in by_action.items()} == UPSERT_GRANTS
+    to_sagemaker = {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}
+    assert {a: st.get("Condition") for a, st in by_action.items()} == dict.fromkeys(
+        UPSERT_GRANTS
+    ) | {"iam:PassRole": to_sagemaker}
+
+
+def test_the_execution_role_publishes_metrics_to_sagemaker_and_the_inference_namespace_only(
+    boot: dict, inference: dict
+) -> None:
+    """The Monitor step of the batch pipeline runs as the bootstrap execution role and publishes
+    MaxDriftScore to <ProjectName>/inference, which the stage's DriftAlarm watches."""
+    from types import SimpleNamespace
+
+    from mlops.steps import inference as step
+
+    published = [
+        (rid, st)
+        for rid, _, st in statements(boot)
+        if "cloudwatch:PutMetricData" in as_list(st.get("Action", []))
+    ]
+    assert [rid for rid, _ in published] == ["SageMakerExecutionRole", "GlueRole"]
+    (_, st), (_, glue) = published
+    assert (as_list(st["Action"]), st["Resource"]) == (["cloudwatch:PutMetricData"], "*")
+    namespace = {"Fn::Sub": "${ProjectName}/inference"}
+    assert st["Condition"] == {
+        "StringLike": {"cloudwatch:namespace": ["/aws/sagemaker/*", "aws/sagemaker/*", namespace]}
+    }
+    assert glue["Condition"] == {"StringEquals": {"cloudwatch:namespace": "Glue"}}
+    assert inference["Resources"]["DriftAlarm"]["Properties"]["Namespace"] == namespace
+    ctx = SimpleNamespace(config=SimpleNamespace(project="abalone"))
+    assert step.metrics_namespace(ctx) == evaluate(boot, namespace, {"ProjectName": "abalone"})
 
 
 def test_the_events_role_only_starts_this_pipeline(inference: dict) -> None:
@@ -757,6 +932,13 @@ def boot_out(aws) -> dict:
     return deploy(aws[0], "abalone-bootstrap", "bootstrap.yaml", **BOOT_PARAMS)
 
 
+@pytest.fixture(scope="module")
+def access_out(aws, boot_out: dict) -> dict:
+    """The github-access stack, after bootstrap (it imports its exports), before inference (which
+    imports the deploy roles)."""
+    return deploy(aws[0], "abalone-github-access", "github-access.yaml", **ACCESS_PARAMS)
+
+
 def test_bootstrap_deploys_into_moto(aws, boot_out: dict) -> None:
     _, _, session = aws
     out = boot_out
@@ -789,9 +971,9 @@ def _role(session, arn: str) -> tuple[dict, str]:
     return statement, json.dumps(inline)
 
 
-def test_github_access_deploys_after_bootstrap_into_moto(aws, boot_out: dict) -> None:
-    cfn, _, session = aws
-    out = deploy(cfn, "abalone-github-access", "github-access.yaml", **ACCESS_PARAMS)
+def test_github_access_deploys_after_bootstrap_into_moto(aws, boot_out, access_out) -> None:
+    _, _, session = aws
+    out = access_out
     assert set(out) == ACCESS_OUTPUTS and all(out.values())
     assert out["OidcProviderArn"].endswith(":oidc-provider/token.actions.githubusercontent.com")
     subject = "token.actions.githubusercontent.com:sub"
@@ -809,7 +991,9 @@ def test_github_access_deploys_after_bootstrap_into_moto(aws, boot_out: dict) ->
     assert f":repository/{boot_out['EcrRepositoryName']}" in build
     assert ":job/abalone-etl" in build and ":model-package/abalone-models/*" in build
     _, prod = _role(session, out["ProdDeployRoleArn"])
-    assert prod == "[]"  # no inline policy: the shared DeployPolicy holds the registry grant
+    # no inline policy: the shared DeployPolicy holds the registry grant (this module deploys no
+    # prod inference stack of abalone, whose UpsertPolicy would be one)
+    assert prod == "[]"
     iam = session.client("iam")
     for stage in ("dev", "prod"):
         arn = out[f"{stage.title()}StackRoleArn"]
@@ -1027,10 +1211,33 @@ def test_download_prefix_refusals_are_one_line_naming_the_uri_and_the_code(
     assert f"{code}: {code} says no" in message
 
 
-def test_inference_deploys_after_bootstrap_into_moto(aws, boot_out: dict) -> None:
-    """moto creates the roles and the rule (it ignores the alarm and AWS::Scheduler::Schedule)."""
+def _inline(session, role_arn: str) -> dict[str, dict]:
+    """A role's inline policies by name."""
+    iam, name = session.client("iam"), role_arn.split("/")[-1]
+    return {
+        policy: iam.get_role_policy(RoleName=name, PolicyName=policy)["PolicyDocument"]
+        for policy in iam.list_role_policies(RoleName=name)["PolicyNames"]
+    }
+
+
+def _upsert_resources(document: dict) -> dict[str, list[str]]:
+    return {
+        action: as_list(st["Resource"])
+        for st in document["Statement"]
+        for action in as_list(st["Action"])
+    }
+
+
+def test_inference_deploys_after_bootstrap_into_moto(aws, boot_out, access_out) -> None:
+    """moto creates the roles, the rule and the upsert policy (it ignores the alarm and
+    AWS::Scheduler::Schedule); the stack imports both stacks' exports."""
     cfn, _, session = aws
-    params = {"ProjectName": "abalone", "Stage": "dev", "BootstrapStackName": "abalone-bootstrap"}
+    params = {
+        "ProjectName": "abalone",
+        "Stage": "dev",
+        "BootstrapStackName": "abalone-bootstrap",
+        "AccessStackName": "abalone-github-access",
+    }
     out = deploy(cfn, "abalone-inference-dev", "inference.yaml", **params)
     assert set(out) == INFERENCE_OUTPUTS and all(out.values())
     arn = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:pipeline/abalone-inference-dev"
@@ -1055,3 +1262,64 @@ def test_inference_deploys_after_bootstrap_into_moto(aws, boot_out: dict) -> Non
     assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": ACCOUNT}}
     assert boot_out["SageMakerExecutionRoleArn"] in policy  # the import resolved
     assert f":s3:::{boot_out['DataBucket']}/incoming/*" in policy
+    # the upsert grants went to the dev deploy role (and only there), resolved to this stage
+    upsert = _inline(session, access_out["DevDeployRoleArn"])
+    assert list(upsert) == ["abalone-inference-dev-upsert"]
+    resources = _upsert_resources(upsert["abalone-inference-dev-upsert"])
+    assert resources["sagemaker:CreatePipeline"] == [arn]
+    assert resources["iam:PassRole"] == [out["InferencePipelineRoleArn"]]
+    assert resources["sagemaker:CreateModel"] == [
+        f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model/abalone-batch-*",
+        f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/abalone-models/*",
+    ]
+    assert resources["s3:PutObject"] == [
+        f"arn:aws:s3:::{boot_out['ArtifactBucket']}/inference/dev/parameters.json"
+    ]
+    (own,) = resources["cloudformation:DescribeStacks"]
+    stack_id = cfn.describe_stacks(StackName="abalone-inference-dev")["Stacks"][0]["StackId"]
+    assert fnmatch.fnmatchcase(stack_id, own) and own.endswith(":stack/abalone-inference-dev/*")
+    assert _inline(session, access_out["ProdDeployRoleArn"]) == {}
+    assert list(_inline(session, access_out["BuildRoleArn"])) == ["build"]  # its own, as before
+
+
+def test_a_prod_inference_stack_grants_the_prod_deploy_role_in_moto(aws, boot_out) -> None:
+    """Another project (its own github-access stack) so that abalone's prod role stays as
+    github-access.yaml made it; its names are what `mlops inference upsert` uses."""
+    from types import SimpleNamespace
+
+    from mlops.steps import inference as step
+
+    cfn, _, session = aws
+    provider = f"arn:aws:iam::{ACCOUNT}:oidc-provider/token.actions.githubusercontent.com"
+    access = deploy(
+        cfn,
+        "batch-github-access",
+        "github-access.yaml",
+        **ACCESS_PARAMS | {"ProjectName": "batch"},
+        CreateOidcProvider="false",
+        ExistingOidcProviderArn=provider,
+    )
+    params = {
+        "ProjectName": "batch",
+        "Stage": "prod",
+        "BootstrapStackName": "abalone-bootstrap",
+        "AccessStackName": "batch-github-access",
+    }
+    out = deploy(cfn, "batch-inference-prod", "inference.yaml", **params)
+    assert _inline(session, access["DevDeployRoleArn"]) == {}
+    upsert = _inline(session, access["ProdDeployRoleArn"])
+    assert list(upsert) == ["batch-inference-prod-upsert"]
+    resources = _upsert_resources(upsert["batch-inference-prod-upsert"])
+    ctx = SimpleNamespace(
+        config=SimpleNamespace(project="batch"),
+        account=SimpleNamespace(ArtifactBucket=boot_out["ArtifactBucket"]),
+    )
+    pipeline = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:pipeline/{step.pipeline_name(ctx, 'prod')}"
+    assert pipeline == out["InferencePipelineArn"]
+    for verb in ("DescribePipeline", "CreatePipeline", "UpdatePipeline", "AddTags"):
+        assert resources[f"sagemaker:{verb}"] == [pipeline]
+    model = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model/{step.model_name(ctx, 'x/7')}"
+    assert fnmatch.fnmatchcase(model, resources["sagemaker:CreateModel"][0])
+    bucket, key = step.parameters_uri(ctx, "prod").removeprefix("s3://").split("/", 1)
+    assert resources["s3:PutObject"] == [f"arn:aws:s3:::{bucket}/{key}"]
+    assert resources["iam:PassRole"] == [out["InferencePipelineRoleArn"]]

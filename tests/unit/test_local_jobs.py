@@ -88,9 +88,31 @@ def test_every_step_of_the_aws_workflows_runs_locally(workflow):
                 assert step["uses"].split("@")[0] in jobs.STAND_INS, (name, step["uses"])
                 continue
             argv = shlex.split(step["run"])
-            assert argv == ["make", "venv"] or (
+            assert argv in (["make", "venv"], ["make", "inference-venv"]) or (
                 argv[0] == ".venv/bin/mlops" and argv[1] in subcommands
             ), (name, step["run"])
+
+
+def test_make_inference_venv_runs_make_for_real_outside_the_outer_make(monkeypatch, tmp_path):
+    """`make pipeline` runs the jobs under make: the step's own make must not join its jobserver."""
+    seen = {}
+
+    def fake_run(argv, cwd, env, check):
+        seen.update(argv=argv, cwd=cwd, env=env)
+        return type("Done", (), {"returncode": 2})()
+
+    monkeypatch.setattr(jobs.subprocess, "run", fake_run)
+    monkeypatch.setenv("MAKEFLAGS", "-j2 --jobserver-auth=fifo:/tmp/x")
+    monkeypatch.setenv("MAKELEVEL", "1")
+    runner = jobs.Runner.__new__(jobs.Runner)
+    runner.rt = type("Runtime", (), {"root": tmp_path})()
+    job = type("Job", (), {"name": "deploy-prod"})()
+    assert runner.run_command(job, "make inference-venv", {}, {}, 0) == 2  # its exit code
+    assert seen["argv"] == ["make", "inference-venv"] and seen["cwd"] == tmp_path
+    assert "MAKEFLAGS" not in seen["env"] and "MAKELEVEL" not in seen["env"]
+    assert runner.run_command(job, "make venv", {}, {}, 0) == 0  # this process is the CLI
+    with pytest.raises(ConfigError, match="only `make venv`, `make inference-venv`"):
+        runner.run_command(job, "make lint", {}, {}, 0)
 
 
 def test_the_github_stand_in_keeps_what_github_setup_sets():

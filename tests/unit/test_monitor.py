@@ -5,14 +5,19 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import xgboost as xgb
+from botocore.exceptions import ClientError
+from moto import mock_aws
 
 from abalone_model import __main__ as entry
-from abalone_model import drift, drift_report, monitor
+from abalone_model import drift, drift_report, metrics, monitor
 from abalone_model import model as artefact
 from abalone_model.features import encode_rows
 from abalone_model.schema import DATA_FILE, Schema
@@ -278,3 +283,189 @@ def test_missing_baseline_and_prediction_count_are_named(baseline, tmp_path, cap
     args = ["--predictions", tmp_path / "p.txt", "--reference-predictions", tmp_path / "p.txt"]
     code, _, err = cli(capsys, "--baseline", baseline, "--batch", batch, *args)
     assert code == 3 and "2 predictions for 3 batch rows" in err
+
+
+# --- drift as CloudWatch metrics ----------------------------------------------------------------
+
+NS = "MLOps/Drift"
+PIPELINE = {"Name": "Pipeline", "Value": "mlops-inference-prod"}
+
+
+@pytest.fixture
+def aws(monkeypatch):
+    """moto's CloudWatch in us-east-1, whatever the shell's AWS variables say."""
+    for name in [n for n in os.environ if n.startswith("AWS_ENDPOINT_URL")]:
+        monkeypatch.delenv(name)
+    for name in ("AWS_PROFILE", "AWS_REGION", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with mock_aws():
+        import boto3
+
+        yield boto3.client("cloudwatch")
+
+
+class Denied:
+    """A CloudWatch client the job's role does not allow to publish."""
+
+    calls = 0
+
+    def put_metric_data(self, **kwargs):
+        self.calls += 1
+        error = {"Code": "AccessDenied", "Message": "User: arn:aws:sts::1:assumed-role/job\nis not"}
+        raise ClientError({"Error": error}, "PutMetricData")
+
+
+class Untouchable:
+    def put_metric_data(self, **kwargs):
+        raise AssertionError("published without --metrics-namespace")
+
+
+def drifted_batch(tmp_path: Path) -> Path:
+    heavier = {n: (lambda v: f"{float(v) * 1.5:.4f}") for n in WEIGHTS}
+    return write_batch(tmp_path / "b.csv", cells(HELD_OUT, **heavier))
+
+
+def test_cli_publishes_drift_metrics_to_cloudwatch(baseline, tmp_path, capsys, aws):
+    out = tmp_path / "out"
+    args = ["--baseline", baseline, "--batch", drifted_batch(tmp_path), "--output", out]
+    dims = ["--metrics-dimension", "Pipeline=mlops-inference-prod"]
+    code, stdout, err = cli(capsys, *args, "--metrics-namespace", NS, *dims)
+    assert code == 0, err
+    result = json.loads((out / "drift.json").read_text())
+    n = len(NAMES)
+    assert f"drift metrics: {1 + 3 * n} published to {NS} (dimensions " in stdout
+    assert "Pipeline=mlops-inference-prod" in stdout.splitlines()[-1]
+
+    top = aws.list_metrics(Namespace=NS, MetricName="MaxDriftScore")["Metrics"]
+    assert [m["Dimensions"] for m in top] == [[PIPELINE]]
+    stats = aws.get_metric_statistics(
+        Namespace=NS,
+        MetricName="MaxDriftScore",
+        Dimensions=[PIPELINE],
+        StartTime="2000-01-01T00:00:00Z",
+        EndTime="2100-01-01T00:00:00Z",
+        Period=60,
+        Statistics=["Maximum"],
+    )["Datapoints"]
+    assert [p["Maximum"] for p in stats] == [pytest.approx(result["max_score"])]
+
+    per_feature = aws.list_metrics(Namespace=NS, MetricName="DriftScore")["Metrics"]
+    by_feature = {
+        d["Value"]: m["Dimensions"]
+        for m in per_feature
+        for d in m["Dimensions"]
+        if d["Name"] == "Feature"
+    }
+    assert len(per_feature) == n and set(by_feature) == set(NAMES)
+    assert all(PIPELINE in dims for dims in by_feature.values())
+    for name in ("OutOfRangeRate", "MissingRate"):
+        assert len(aws.list_metrics(Namespace=NS, MetricName=name)["Metrics"]) == n
+
+
+def test_metric_values_follow_drift_json_and_skip_what_cloudwatch_rejects():
+    result = {
+        "max_score": None,
+        "features": {
+            "a": {"psi": 0.3, "missing_rate": 0.5, "out_of_range_rate": 0.0},
+            "b": {"psi": float("nan"), "missing_rate": float("inf"), "out_of_range_rate": 0.1},
+            "c": {"psi": None},
+        },
+    }
+    data = metrics.metric_data(result, [PIPELINE])
+    got = {(d["MetricName"], d["Dimensions"][-1]["Value"]): d["Value"] for d in data}
+    assert got == {
+        ("DriftScore", "a"): 0.3,
+        ("MissingRate", "a"): 0.5,
+        ("OutOfRangeRate", "a"): 0.0,
+        ("OutOfRangeRate", "b"): 0.1,
+    }
+    assert {d["Unit"] for d in data} == {"None"}
+    assert all(d["Dimensions"][0] == PIPELINE for d in data)
+    result["max_score"] = 0.3
+    top = metrics.metric_data(result, [PIPELINE])[0]
+    assert (top["MetricName"], top["Value"], top["Dimensions"]) == (
+        "MaxDriftScore",
+        0.3,
+        [PIPELINE],
+    )
+
+
+def test_access_denied_is_one_line_and_the_report_is_kept(baseline, tmp_path, capsys, monkeypatch):
+    denied = Denied()
+    monkeypatch.setattr(metrics, "cloudwatch_client", lambda: denied)
+    out = tmp_path / "out"
+    args = ["--baseline", baseline, "--batch", drifted_batch(tmp_path), "--output", out]
+    code, stdout, err = cli(capsys, *args, "--metrics-namespace", NS)
+    assert (code, err.count("\n"), denied.calls) == (2, 1, 1)
+    assert err.startswith(f"error: cannot publish drift metrics to CloudWatch namespace {NS}: ")
+    assert "AccessDenied: User: arn:aws:sts::1:assumed-role/job is not;" in err
+    assert f"grant cloudwatch:PutMetricData on namespace {NS} to the processing job's role" in err
+    assert json.loads((out / "drift.json").read_text())["verdict"] == "drift"
+    assert (out / "report.md").is_file() and "drift:verdict=drift" in stdout
+
+
+def test_publish_turns_client_errors_into_model_errors():
+    with pytest.raises(metrics.ModelError, match=r"namespace NS: AccessDenied: User") as exc:
+        metrics.publish(Denied(), "NS", {"max_score": 0.2, "features": {}}, [])
+    assert "\n" not in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--metrics-dimension", "Pipeline"], "'Pipeline': expected Name=Value"),
+        (["--metrics-dimension", "=prod"], "'=prod': empty name or value"),
+        (["--metrics-dimension", "Pipeline="], "'Pipeline=': empty name or value"),
+        (["--metrics-dimension", "Feature=x"], "'Feature=x': Feature is the monitor's own"),
+        ([f"--metrics-dimension=D{i}=v" for i in range(30)], "30 given, at most 29"),
+        (["--metrics-dimension", "A=1", "--metrics-dimension", "A=2"], "repeated name"),
+    ],
+)
+def test_bad_dimension_is_one_line_usage_error(
+    baseline, tmp_path, capsys, monkeypatch, extra, message
+):
+    monkeypatch.setattr(metrics, "cloudwatch_client", lambda: Untouchable())
+    batch = write_batch(tmp_path / "b.csv", cells(HELD_OUT[:3]))
+    args = ["--baseline", baseline, "--batch", batch, "--output", tmp_path / "o"]
+    code, _, err = cli(capsys, *args, "--metrics-namespace", NS, *extra)
+    assert (code, err.count("\n")) == (64, 1) and err.startswith("error: --metrics-dimension")
+    assert message in err
+    assert not (tmp_path / "o").exists()  # refused before any work
+
+
+def test_without_namespace_nothing_is_published_and_boto3_not_imported(
+    baseline, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setitem(sys.modules, "boto3", None)  # `import boto3` now raises ImportError
+    monkeypatch.setattr(metrics, "cloudwatch_client", lambda: Untouchable())
+    out = tmp_path / "out"
+    args = ["--baseline", baseline, "--batch", drifted_batch(tmp_path), "--output", out]
+    code, stdout, err = cli(capsys, *args)
+    assert (code, err) == (0, "") and "drift metrics" not in stdout
+    assert (out / "drift.json").is_file()
+    code, _, err = cli(capsys, *args, "--metrics-dimension", "Pipeline=p")
+    assert code == 64 and "--metrics-dimension needs --metrics-namespace" in err
+
+
+def test_the_monitor_runs_in_a_process_without_boto3(baseline, tmp_path):
+    block = "import sys; sys.modules['boto3'] = sys.modules['botocore'] = None"
+    run_cli = "from abalone_model.__main__ import main; sys.exit(main(sys.argv[1:]))"
+    out = tmp_path / "out"
+    args = ["--baseline", baseline, "--batch", drifted_batch(tmp_path), "--output", out]
+    done = subprocess.run(
+        [sys.executable, "-c", f"{block}; {run_cli}", "monitor", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (done.returncode, done.stderr) == (0, "") and "drift metrics" not in done.stdout
+    assert (out / "drift.json").is_file()
+
+
+def test_the_client_is_in_the_region_sagemaker_sets(aws, monkeypatch):
+    assert metrics.cloudwatch_client().meta.region_name == "us-east-1"
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")  # a processing container has both
+    assert metrics.cloudwatch_client().meta.region_name == "eu-west-1"

@@ -9,13 +9,14 @@ CLI call; every action is pinned.
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from mlops import bootstrap, github_setup
+from mlops import bootstrap, cli, config, github_setup
 from mlops.local import expressions
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,10 +26,12 @@ STAGES = ("dev", "prod")
 VAR = re.compile(r"\bvars\.([A-Za-z_][A-Za-z0-9_]*)")
 AWS_ACTION = "aws-actions/configure-aws-credentials"
 PIN = re.compile(r"^\s*-?\s*uses:\s*(?P<action>[\w.-]+/[\w./-]+)@(?P<ref>\S+)(?P<rest>.*)$")
-# A step's whole script: one make target, or one call of the pipeline CLI / its metrics report.
+# A step's whole script: one make target, or one call of the pipeline CLI (a command, maybe its
+# action, as in `inference upsert`, then options) / its metrics report.
 ALLOWED_RUN = re.compile(
     r"^(make [a-z][a-z-]*"
-    r"|\.venv/bin/mlops [a-z][a-z-]*(?: --?[a-z-]+(?:[ =](?:\"\$[A-Z_]+\"|[a-z0-9.-]+))?)*"
+    r"|\.venv/bin/mlops [a-z][a-z-]*(?: [a-z][a-z-]*)?"
+    r"(?: --?[a-z-]+(?:[ =](?:\"\$[A-Z_]+\"|[a-z0-9.-]+))?)*"
     r"|\.venv/bin/python -m mlops\.metrics_report(?: --[a-z-]+ (?:\"\$[A-Z_]+\"|[\w./-]+))+)$"
 )
 
@@ -166,6 +169,9 @@ def test_every_run_step_is_a_make_target_or_a_cli_call(flows):
         "make test && rm -rf /",
         ".venv/bin/mlops deploy --stage $(cat f)",
         "echo ${{ github.head_ref }}",
+        ".venv/bin/mlops inference upsert --model-package-arn $(aws sagemaker list-model-packages)",
+        ".venv/bin/mlops inference upsert; make test",
+        ".venv/bin/mlops inference upsert run --stage prod",
     ],
 )
 def test_the_run_step_rule_rejects_logic(script):
@@ -230,7 +236,10 @@ def test_dev_runs_the_system_tests_and_prod_smoke_tests_before_promoting(flows):
     assert [s.split()[1] for s in dev] == ["venv", "deploy", "system-test"]
     assert all("--stage dev" in s for s in dev[1:])
     prod = runs(jobs["deploy-prod"])
-    assert [s.split()[1] for s in prod] == ["venv", "deploy", "system-test", "promote"]
+    assert [s.split()[1] for s in prod] == [
+        *("venv", "deploy", "system-test", "promote"),
+        *("inference-venv", "inference"),  # then batch scoring follows the promoted package
+    ]
 
 
 def test_train_runs_every_step_then_registers(flows):
@@ -484,6 +493,38 @@ def test_model_package_arn_flows_through_job_outputs(flows):
         )
         cli = [s for s in runs(job) if s.startswith(".venv/bin/mlops")]
         assert cli and all('--model-package-arn "$MLOPS_MODEL_PACKAGE_ARN"' in s for s in cli)
+
+
+UPSERT = (
+    '.venv/bin/mlops inference upsert --stage prod --model-package-arn "$MLOPS_MODEL_PACKAGE_ARN"'
+)
+PROMOTE = '.venv/bin/mlops promote --model-package-arn "$MLOPS_MODEL_PACKAGE_ARN"'
+
+
+def test_prod_points_batch_inference_at_the_promoted_package_after_promoting(flows, configured):
+    """The prod pipeline must score with the very package prod now serves: the train job's
+    output, passed as is (without it upsert looks up what the endpoint stack serves)."""
+    job = flows["deploy"]["jobs"]["deploy-prod"]
+    scripts = runs(job)
+    assert scripts.count(UPSERT) == 1
+    assert scripts.index(PROMOTE) < scripts.index("make inference-venv") < scripts.index(UPSERT)
+    assert job["env"]["MLOPS_MODEL_PACKAGE_ARN"] == "${{ needs.train.outputs.model-package-arn }}"
+    (upsert,) = [s for s in steps(job) if " ".join(s.get("run", "").split()) == UPSERT]
+    assert set(upsert) == {"name", "run"}  # no if:, continue-on-error: or env: of its own
+    args = cli._parser().parse_args(shlex.split(UPSERT)[1:])  # what the CLI makes of it
+    assert (args.command, args.action, args.stage) == ("inference", "upsert", env_name(job))
+    assert args.model_package_arn == "$MLOPS_MODEL_PACKAGE_ARN"  # the job's env, not a lookup
+    # it runs as the prod deploy role, the one the bootstrap's prod inference stack grants
+    assert "prod" in config.load(ROOT / "pipeline.toml").inference["stages"]
+    (creds,) = uses(job, AWS_ACTION)
+    assert steps(job).index(creds) < steps(job).index(upsert)
+    var = re.fullmatch(r"\$\{\{ vars\.(\w+) \}\}", creds["with"]["role-to-assume"])[1]
+    roles = template("inference.yaml")["Resources"]["UpsertPolicy"]["Properties"]["Roles"]
+    branches = roles[0]["Fn::Select"][1]["Fn::Split"][1]["Fn::If"]
+    assert branches[0] == "IsProd"
+    assert branches[1] == {
+        "Fn::ImportValue": {"Fn::Sub": f"${{AccessStackName}}-{configured['prod'][var]}"}
+    }
 
 
 def test_deploys_queue_per_environment_and_are_never_cancelled(flows):

@@ -7,8 +7,9 @@ compute pool, which two waiting executions would otherwise fill): steps in depen
 (DependsOn and every ``Steps.X`` reference), each through the local AWS's API AS the pipeline's
 role, as SageMaker Pipelines acts on AWS (CreateProcessingJob / CreateTransformJob, then wait).
 Step types run: Processing, Transform, Condition (then the branch it chose) and Fail; any other
-fails the execution with a reason naming it. Steps run one at a time: one valid order of AWS's
-parallel run. The expressions are in :mod:`mlops.local.pipeline_expressions`.
+fails the execution with a reason naming it. Steps whose dependencies are done run at once, as
+on AWS (Explain needs nothing of Predict, so the two overlap). The expressions are in
+:mod:`mlops.local.pipeline_expressions`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import re
 import threading
 import time
 import uuid
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
 from moto.core.responses import ActionResult
@@ -31,6 +33,7 @@ from mlops.local.pipeline_expressions import Resolver, StepFailed, deps, paramet
 
 RUNS = ("Processing", "Transform", "Condition", "Fail")
 POLL_S = 0.2
+MAX_PARALLEL_STEPS = 8  # they only wait: the jobs themselves queue on the runtime's compute pool
 JOB_TIMEOUT_S = 3600
 _stop = threading.Event()
 _threads: list[threading.Thread] = []
@@ -70,19 +73,26 @@ class Execution:
         self.record.last_modified_time = utcnow()
 
     def _run(self, pending: list[dict[str, Any]]) -> None:
+        """Each ready step on its own thread; the first failure fails the execution once the
+        steps already running have ended."""
         done: set[str] = set()
         self.expr.steps.update({s["Name"]: s for s in pending})
-        while pending:
-            ready = [s for s in pending if deps(s) <= done]
-            if not ready:
-                waiting = {s["Name"]: sorted(deps(s) - done) for s in pending}
-                raise StepFailed(f"steps wait on steps that never run: {waiting}")
-            step = ready[0]
-            pending.remove(step)
-            branch = self._step(step)
-            done.add(step["Name"])
-            self.expr.steps.update({s["Name"]: s for s in branch})
-            pending += branch
+        running: dict[Future, dict[str, Any]] = {}
+        with ThreadPoolExecutor(max_workers=MAX_PARALLEL_STEPS) as pool:
+            while pending or running:
+                for step in [s for s in pending if deps(s) <= done]:
+                    pending.remove(step)
+                    running[pool.submit(self._step, step)] = step
+                if not running:
+                    waiting = {s["Name"]: sorted(deps(s) - done) for s in pending}
+                    raise StepFailed(f"steps wait on steps that never run: {waiting}")
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    step = running.pop(future)
+                    branch = future.result()
+                    done.add(step["Name"])
+                    self.expr.steps.update({s["Name"]: s for s in branch})
+                    pending += branch
 
     def _step(self, step: dict[str, Any]) -> list[dict[str, Any]]:
         """Run one step and record it; a Condition step returns the branch it chose."""

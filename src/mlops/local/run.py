@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,10 +19,15 @@ DEPLOY_WORKFLOW = ".github/workflows/deploy.yml"
 
 @contextmanager
 def workflow_run(
-    root: Path, runs_dir: Path, cfg: Config, approve: Callable[[str], bool]
+    root: Path,
+    runs_dir: Path,
+    cfg: Config,
+    approve: Callable[[str], bool],
+    after: Callable[[Context, Path], Any] | None = None,
 ) -> Iterator[tuple[LocalRuntime, Context, Any, jobs.Runner]]:
-    """The whole run (the run folder written even when a job fails); the runtime stays up while
-    the caller looks at what it made."""
+    """The whole run (the run folder written even when a job fails); ``after`` runs when every
+    job succeeded, before the run folder is written; the runtime stays up while the caller looks
+    at what it made."""
     with LocalRuntime(root, runs_dir) as runtime:
         ctx = Context(
             cfg,
@@ -40,6 +46,11 @@ def workflow_run(
         )
         try:
             runner.run()
+            if after is not None:
+                runtime.merge_jobs(ctx, runner)
+                started = time.monotonic()
+                after(ctx, runtime.run_dir)
+                runtime.extra_timings["batch scoring"] = time.monotonic() - started
         finally:
             runtime.export_jobs(ctx, runner)
         yield runtime, ctx, github, runner

@@ -112,6 +112,7 @@ class LocalRuntime:
         self.tokens = oidc.TokenService()
         self.enforcer = Enforcer(ACCOUNT, REGION)
         self._role_sessions: dict[tuple[str, str], boto3.Session] = {}
+        self.extra_timings: dict[str, float] = {}  # what ran after the jobs (batch scoring)
         moto_gaps.install(self)
         iam_hooks.install(self.enforcer, self.tokens, moto_gaps._wrap)
         self.endpoints = Endpoints(self)
@@ -271,13 +272,9 @@ class LocalRuntime:
         latest.symlink_to(self.run_dir.name)
         log(f"\nrun folder: {self.run_dir} (also {latest})")
 
-    def export_jobs(self, ctx: Any, runner: Any) -> None:
-        """After a workflow run: each job's manifest merged into the run's, the summary, the IAM
-        report (per role: decisions, actions used, grants never used), then the run folder."""
+    def merge_jobs(self, ctx: Any, runner: Any) -> dict[str, float]:
+        """Each job's manifest merged into the run's; returns the seconds of each job that ran."""
         import json
-
-        from mlops import github
-        from mlops.steps.run import summary
 
         timings = {}
         for name, job in runner.jobs.items():
@@ -288,6 +285,15 @@ class LocalRuntime:
                         ctx.manifest.update(section, values)
             if job.status != "skipped":
                 timings[f"job {name}"] = job.seconds
+        return timings
+
+    def export_jobs(self, ctx: Any, runner: Any) -> None:
+        """After a workflow run: the jobs' manifests merged, the summary, the IAM report (per
+        role: decisions, actions used, grants never used), then the run folder."""
+        from mlops import github
+        from mlops.steps.run import summary
+
+        timings = {**self.merge_jobs(ctx, runner), **self.extra_timings}
         ctx.manifest.update("timings", timings)
         ctx.manifest.update(
             "jobs", {n: {"status": j.status, "outputs": j.outputs} for n, j in runner.jobs.items()}

@@ -72,15 +72,20 @@ def serving_package(ctx: Context, stage: str) -> str:
     return params["ModelPackageArn"]
 
 
-def pipeline_role(ctx: Context) -> str:
-    """The role SageMaker Pipelines acts as: the bootstrap output, else the environment."""
-    role = ctx.account.outputs.get(ROLE_OUTPUT) or os.environ.get(ROLE_ENV, "")
+def pipeline_role(ctx: Context, stage: str) -> str:
+    """The role SageMaker Pipelines acts as: the stage's inference stack output (the bootstrap
+    deploys cloudformation/inference.yaml per [inference] stages), else the environment."""
+    if role := os.environ.get(ROLE_ENV, ""):
+        return role
+    name = ctx.config.inference_stack_name(stage)
+    role = stack.outputs(stack.describe(ctx.client("cloudformation"), name) or {}).get(ROLE_OUTPUT)
     if not role:
         raise ConfigError(
-            f"no inference pipeline role: the bootstrap stack has no {ROLE_OUTPUT} output and "
-            f"{ROLE_ENV} is not set (re-deploy cloudformation/bootstrap.yaml, or set {ROLE_ENV})"
+            f"no inference pipeline role for {stage}: stack {name} is missing or has no "
+            f"{ROLE_OUTPUT} output (add {stage} to [inference] stages in pipeline.toml and run "
+            f"scripts/bootstrap again, or set {ROLE_ENV})"
         )
-    return role
+    return str(role)
 
 
 def model_name(ctx: Context, arn: str) -> str:
@@ -104,10 +109,21 @@ def ensure_model(ctx: Context, arn: str) -> str:
     return name
 
 
-def definition_config(ctx: Context) -> dict[str, Any]:
-    """What the compile needs: the jobs' role, the region and any configured instance types."""
-    configured = getattr(ctx.config, "inference", None) or {}
+def metrics_namespace(ctx: Context) -> str:
+    """Where the Monitor step publishes (inference.yaml's DriftAlarm and the execution role's
+    cloudwatch:namespace condition in bootstrap.yaml name the same)."""
+    return f"{ctx.config.project}/inference"
+
+
+def definition_config(ctx: Context, stage: str) -> dict[str, Any]:
+    """What the compile needs: the jobs' role, the region, the configured instance types and the
+    drift metrics' namespace and Pipeline dimension."""
+    configured = ctx.config.inference
     cfg = {"role_arn": ctx.account.SageMakerExecutionRoleArn, "region": ctx.region}
+    cfg |= {
+        "metrics_namespace": metrics_namespace(ctx),
+        "metrics_pipeline": pipeline_name(ctx, stage),
+    }
     return cfg | {k: configured[k] for k in INSTANCE_KEYS if k in configured}
 
 
@@ -186,11 +202,11 @@ def upsert(ctx: Context, stage: str, arn: str | None = None) -> dict[str, Any]:
     """Everything is checked (package, role, lineage) before anything is created or changed."""
     arn = arn or serving_package(ctx, stage)
     package = {**deploy.check_package(ctx, stage, arn), "ModelPackageArn": arn}
-    role = pipeline_role(ctx)
+    role = pipeline_role(ctx, stage)
     params = execution_parameters(ctx, stage, package, model_name(ctx, arn))
     ensure_model(ctx, arn)
     started = time.monotonic()
-    definition = compile_definition(ctx, definition_config(ctx))
+    definition = compile_definition(ctx, definition_config(ctx, stage))
     log(f"inference: definition compiled in {time.monotonic() - started:.1f}s")
     pipeline_arn = put_pipeline(ctx, stage, with_defaults(definition, params), role)
     uri = parameters_uri(ctx, stage)

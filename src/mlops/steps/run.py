@@ -51,6 +51,13 @@ def run(ctx: Context, image_uri: str, approve: Callable[[str], bool]) -> dict[st
     return ctx.manifest.data
 
 
+def _batch(name: str, b: dict) -> list[str]:
+    score = b.get("max_score")
+    shown = f"{score:.3f} ({b.get('max_feature')})" if isinstance(score, int | float) else "n/a"
+    top = ", ".join(b.get("top_features") or []) or "none"
+    return [name, str(b.get("rows")), str(b.get("verdict")), shown, top, f"`{b['predictions']}`"]
+
+
 def summary(ctx: Context, timings: dict[str, float]) -> str:
     """Metrics against the gate, the package, endpoints, tests and seconds per stage."""
     m = ctx.manifest
@@ -72,6 +79,10 @@ def summary(ctx: Context, timings: dict[str, float]) -> str:
             rows.append([s, m.get(f"deploy_{s}.endpoint"), verdict])
     if rows:
         lines.append("\n" + github.table(["stage", "endpoint", "system tests"], rows))
+    batches = m.get("batches") or {}
+    if batches:
+        header = ["batch", "rows", "drift", "max PSI (feature)", "top features", "predictions"]
+        lines.append("\n" + github.table(header, [_batch(n, b) for n, b in batches.items()]))
     lines.append(
         "\n"
         + github.table(

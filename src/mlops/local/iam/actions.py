@@ -261,6 +261,7 @@ CONDITION_PARAMS: dict[str, dict[str, str]] = {
         "application-autoscaling:scalable-dimension": "ScalableDimension",
     },
     "cloudformation": {"cloudformation:RoleArn": "RoleARN"},
+    "cloudwatch": {"cloudwatch:namespace": "Namespace"},  # PutMetricData's only condition key
     "sagemaker": {"sagemaker:ModelApprovalStatus": "ModelApprovalStatus"},
     "s3": {"s3:prefix": "Prefix"},
     "kms": {

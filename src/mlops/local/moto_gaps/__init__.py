@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -17,6 +18,7 @@ from moto.cloudformation import parsing as cfn_parsing
 from moto.glue import models as glue_models
 from moto.moto_api import state_manager
 from moto.sagemaker import models as sm_models
+from moto.sagemaker import responses as sm_responses
 
 from mlops.aws import log
 from mlops.local import pipelines, transform
@@ -80,8 +82,26 @@ def _training_created(_backend: Any, job: Any, *_: Any, **__: Any) -> None:
     _runtime.submit(lambda: _runtime.compute.training(job))
 
 
+_request = threading.local()
+
+
+def _processing_environment(original: Any) -> Any:
+    """moto's CreateProcessingJob drops Environment (its backend takes none); AWS sets it in
+    the container. Kept for the hook below, which runs in this same request thread."""
+
+    def create_processing_job(self: Any) -> Any:
+        _request.environment = self._get_param("Environment") or {}
+        try:
+            return original(self)
+        finally:
+            _request.environment = {}
+
+    return create_processing_job
+
+
 def _processing_created(_backend: Any, job: Any, *_: Any, **__: Any) -> None:
     job.processing_job_status = "InProgress"
+    job.environment = dict(getattr(_request, "environment", {}) or {})
     _runtime.submit(lambda: _runtime.compute.processing(job))
 
 
@@ -434,6 +454,7 @@ def install(runtime: Any) -> None:
     _wrap(glue_models.FakeJobRun, "as_dict", _glue_as_dict)
     _after(sm_models.SageMakerModelBackend, "create_training_job", _training_created)
     _after(sm_models.SageMakerModelBackend, "create_processing_job", _processing_created)
+    _wrap(sm_responses.SageMakerResponse, "create_processing_job", _processing_environment)
     _after(sm_models.SageMakerModelBackend, "create_transform_job", _transform_created)
     pipelines.install(runtime, _wrap)  # executions run their steps for real
     events.install(runtime, _wrap)  # S3 events reach EventBridge rules and pipeline targets
