@@ -32,6 +32,8 @@ def env(tmp_path: Path) -> dict[str, str]:
         "JAVA_HOME": str(tmp_path / "jdk"),
         "SPARK_HOME": str(tmp_path / "spark"),
         "MLOPS_CACHE_DIR": str(tmp_path / "cache"),
+        "XDG_CACHE_HOME": str(tmp_path / "xdg"),  # never the real cache, even if the code is wrong
+        "HOME": str(tmp_path / "home"),
         "PATH": os.environ.get("PATH", ""),
     }
 
@@ -287,6 +289,7 @@ def test_a_real_jvm_accepts_the_options_and_its_dump_is_complete(tmp_path):
         "JAVA_HOME": str(java.parent.parent),
         "SPARK_HOME": str(tmp_path),
         "MLOPS_CACHE_DIR": str(tmp_path / "cache"),
+        "HOME": str(tmp_path / "home"),
     }
     (tmp_path / "jars").mkdir()
     for step in ("dump", "map"):
