@@ -30,6 +30,9 @@ WORKDIR /opt/program
 #   part xgboost imports (`import scipy.sparse` in xgboost.core; xgboost.sklearn's scipy.special
 #   import is optional and we never use the sklearn API). A model that needs more of scipy
 #   (stats, optimize, ...) keeps it by editing the `find "$site/scipy"` line below.
+# - botocore's models of every AWS service but CloudWatch (~20 MB): boto3 is here only for the
+#   Monitor step's drift metrics (abalone_model.metrics). A model that calls more services keeps
+#   their folders by adding `! -name <service>` to the `find "$site/botocore/data"` line.
 # - the libraries' own test suites, C/Cython sources and headers, type stubs, matplotlib's
 #   sample data: none is read at run time.
 # The import check fails the build if a new pin needs something pruned. Bytecode stays: it is what
@@ -44,7 +47,9 @@ RUN python -m pip install --no-cache-dir -r requirements/image.txt \
       ! -name _lib ! -name sparse ! -name __pycache__ -exec rm -rf {} + \
  && rm -rf "$site/scipy.libs" "$site/scipy/sparse/linalg" "$site/scipy/sparse/csgraph" \
       "$site/matplotlib/mpl-data/sample_data" \
- && python -c 'import xgboost, scipy.sparse, matplotlib.backends.backend_agg'
+ && find "$site/botocore/data" -mindepth 1 -maxdepth 1 -type d ! -name cloudwatch -exec rm -rf {} + \
+ && python -c 'import xgboost, scipy.sparse, matplotlib.backends.backend_agg' \
+ && python -c 'import boto3; boto3.client("cloudwatch", region_name="us-east-1")'
 
 # The model package itself (the build context holds only what .dockerignore lets through).
 COPY pyproject.toml ./

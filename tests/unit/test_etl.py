@@ -540,3 +540,47 @@ def test_a_missing_relative_schema_lists_both_places(tmp_path, monkeypatch):
     assert str(info.value) == (
         f"schema file not found (looked in {tmp_path / 'nope.json'}, {here}): pass --schema_file"
     )
+
+
+# --- survivors of the mutation run (argument, schema and header validation) -----------------------
+def test_output_prefix_loses_only_trailing_slashes():
+    cfg = etl.Config.from_strings({"input": "i", "output": "s3://b/DATAX//"})
+    assert cfg.output == "s3://b/DATAX"
+
+
+def test_validation_fraction_one_is_refused_even_when_train_is_tiny():
+    # 1e-20 + 1.0 == 1.0 in floats, so only the vf < 1 bound refuses this split
+    with pytest.raises(etl.EtlError) as info:
+        etl.Config.from_strings(
+            {"input": "i", "output": "o", "train_fraction": "1e-20", "validation_fraction": "1"}
+        )
+    assert str(info.value) == (
+        "--train_fraction 1e-20 and --validation_fraction 1.0 must be in [0, 1) with train > 0 "
+        "and a sum of at most 1 (test gets the rest)"
+    )
+
+
+def test_header_strips_only_the_byte_order_mark():
+    header = ["Xsex", *HEADER[1:]]
+    with pytest.raises(etl.EtlError) as info:
+        etl.read_raw(FakeSpark("\ufeff" + ",".join(header)), "in.csv", SCHEMA_DICT)
+    assert str(info.value) == (
+        f"input in.csv has the wrong columns (missing: ['sex']; unexpected: ['Xsex']; header: "
+        f"{header}): expected {HEADER} in any order"
+    )
+
+
+def test_schema_is_read_as_utf8_whatever_the_locale(tmp_path):
+    path = tmp_path / "schema.json"
+    path.write_text(
+        json.dumps({**SCHEMA_DICT, "description": "abalone \u2014 ring count"}, ensure_ascii=False),
+        encoding="utf-8",
+    )
+    code = (
+        "import runpy, sys; ns = runpy.run_path(sys.argv[1], run_name='etl_script'); "
+        "print(ascii(ns['load_schema'](sys.argv[2])['description']))"
+    )
+    env = {**os.environ, "LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
+    argv = [sys.executable, "-c", code, str(SCRIPT), str(path)]
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+    assert (proc.returncode, proc.stdout) == (0, "'abalone \\u2014 ring count'\n"), proc.stderr

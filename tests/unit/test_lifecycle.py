@@ -964,3 +964,64 @@ def test_set_stage_in_dev_of_a_package_without_a_lifecycle_records_it(ctx, image
     arn = bare_package(ctx, image_uri)
     register.set_stage(ctx, arn, "dev", "Deployed", "endpoint mlops-dev")
     assert stage_of(ctx, arn) == ("dev", "Deployed")
+
+
+@pytest.mark.parametrize(
+    "missing, key, step",
+    [
+        (("train",), "train", "train"),
+        (("etl",), "etl", "etl"),
+        (("evaluate", "uri"), "evaluate.uri", "evaluate"),
+        (("evaluate", "metrics"), "evaluate.metrics", "evaluate"),
+    ],
+)
+def test_register_without_an_earlier_step_names_that_step_in_one_line(ctx, missing, key, step):
+    node = ctx.manifest.data
+    for part in missing[:-1]:
+        node = node[part]
+    del node[missing[-1]]
+    with pytest.raises(ConfigError) as caught:
+        register.run(ctx)
+    assert str(caught.value) == (
+        f"run manifest {ctx.manifest.path} has no {key}: run `mlops {step}` first"
+    )
+    assert ctx.manifest.get("register") is None
+
+
+def test_a_refused_registration_is_one_line_naming_it(ctx, monkeypatch):
+    def refuse(**_kwargs):
+        raise ClientError(
+            {"Error": {"Code": "AccessDeniedException", "Message": "no CreateModelPackage"}},
+            "CreateModelPackage",
+        )
+
+    monkeypatch.setattr(ctx.client("sagemaker"), "create_model_package", refuse)
+    with pytest.raises(PipelineError) as caught:
+        register.run(ctx)
+    assert str(caught.value) == (
+        "create the model package: AccessDeniedException: no CreateModelPackage"
+    )
+    assert ctx.manifest.get("register") is None
+
+
+def test_the_approved_listing_asks_for_the_newest_scan_of_the_group(ctx, monkeypatch):
+    sm = ctx.client("sagemaker")
+    real, sent = sm.list_model_packages, []
+
+    def spy(**kwargs):
+        sent.append(kwargs)
+        return real(**kwargs)
+
+    monkeypatch.setattr(sm, "list_model_packages", spy)
+    (arn,) = packages(ctx, 1)
+    assert [p["ModelPackageArn"] for p in register.approved_newest_first(ctx)] == [arn]
+    assert sent == [
+        {
+            "ModelPackageGroupName": GROUP,
+            "ModelApprovalStatus": "Approved",
+            "SortBy": "CreationTime",
+            "SortOrder": "Descending",
+            "MaxResults": register.SCAN,
+        }
+    ]
+    assert register.SCAN == 50

@@ -469,3 +469,31 @@ def test_join_input_appends_each_prediction_to_its_row():
 def test_join_input_refuses_mismatched_rows(inputs, outputs, header, message):
     with pytest.raises(ValueError, match=message):
         batch.join_input(inputs, outputs, header=header)
+
+
+# --- survivors of the mutation run (media-type parameters, quoted headers) -----------------------
+@pytest.mark.parametrize("accept", ["text/csv;q=0=1", "text/csv;q=1X"])
+def test_a_malformed_q_value_weighs_zero(accept):
+    with pytest.raises(ClientError) as info:
+        parsing.response_family(accept, JSON)
+    assert (info.value.status, info.value.message) == (
+        406,
+        f"unsupported Accept {accept!r}: accept text/csv or application/json",
+    )
+
+
+@pytest.mark.parametrize(
+    ("accept", "family"), [("image/png, ", CSV), (";q=0.5", JSON), ("text/html,,", JSON)]
+)
+def test_an_empty_accept_item_means_the_request_family(accept, family):
+    assert parsing.response_family(accept, family) == family
+
+
+def test_a_large_body_with_a_quoted_header_is_left_to_the_exact_route():
+    row = ROW.encode() + b"\n"
+    body = b'"sex",' + ",".join(NAMES[1:]).encode() + b"\n" + row * 60
+    assert len(body) >= parsing.VECTOR_MIN_BYTES
+    assert parsing.parse_csv_vector(ENC, body) is None
+    np.testing.assert_array_equal(
+        parsing.parse_csv(ENC, body), parsing.parse_csv_exact(ENC, row * 60)
+    )

@@ -8,6 +8,8 @@ import datetime as dt
 import hashlib
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -17,7 +19,7 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from mlops import config, stack
+from mlops import aws, config, stack
 from mlops.account import Account
 from mlops.context import Context
 from mlops.errors import PipelineError
@@ -702,3 +704,98 @@ def test_deploy_id_is_the_version_and_a_digest_of_the_sorted_parameters(ctx):
     deploy_id = params.pop("DeployId")
     digest = hashlib.sha256(json.dumps(dict(sorted(params.items()))).encode()).hexdigest()
     assert deploy_id == f"v7-{digest[:12]}"
+
+
+def test_a_stack_that_cannot_be_described_is_one_line():
+    refused = client_error("AccessDenied", "no cloudformation:DescribeStacks", "DescribeStacks")
+    cfn = FakeCfn([{}], {}, errors={"describe_stacks": refused})
+    with pytest.raises(PipelineError) as caught:
+        stack.describe(cfn, "s")
+    assert str(caught.value) == (
+        "describe stack s: An error occurred (AccessDenied) when calling the DescribeStacks "
+        "operation: no cloudformation:DescribeStacks"
+    )
+
+
+def test_a_change_set_still_pending_after_five_minutes_is_given_up(template, monkeypatch):
+    real, polls = aws.wait_for, []
+    clock = iter(range(0, 10**6, 100))  # every look at the clock is 100 s later
+
+    def sleep(seconds: float) -> None:
+        polls.append(seconds)
+        if len(polls) > 10:
+            raise AssertionError("still waiting for the change set after 1000 s")
+
+    def wait_for(*args, **kwargs):
+        return real(*args, clock=lambda: next(clock), sleep=sleep, **kwargs)
+
+    monkeypatch.setattr(stack, "wait_for", wait_for)
+    cfn = FakeCfn([None], {"Status": "CREATE_PENDING"})
+    with pytest.raises(PipelineError) as caught:
+        stack.deploy(cfn, "s", template, {}, region=REGION)
+    assert re.fullmatch(
+        r"change set deploy-\d{14}-\d+: still CREATE_PENDING after 400s; gave up waiting",
+        str(caught.value),
+    )
+    assert "execute_change_set" not in cfn.calls
+
+
+def test_change_sets_made_in_the_same_second_have_different_names(template, monkeypatch):
+    ticks = iter([7_000_010, 7_000_020])
+    clock = SimpleNamespace(strftime=lambda _f: "20260101000000", monotonic_ns=lambda: next(ticks))
+    monkeypatch.setattr(stack, "time", clock)
+    names = []
+    for _ in range(2):
+        cfn = FakeCfn([{"StackStatus": "UPDATE_COMPLETE"}], {"Status": "FAILED"})
+        with pytest.raises(PipelineError):
+            stack.deploy(cfn, "s", template, {}, region=REGION)
+        (created,) = cfn.sent("create_change_set")
+        names.append(created["ChangeSetName"])
+    assert names[0] != names[1]
+    assert all(name.startswith("deploy-20260101000000-") for name in names)
+
+
+READ_TEMPLATE = """
+import sys
+from pathlib import Path
+
+from mlops import stack
+
+
+class Cfn:
+    def describe_stacks(self, **_kwargs):
+        return {"Stacks": [{"StackStatus": "UPDATE_COMPLETE"}]}
+
+    def describe_stack_events(self, **_kwargs):
+        return {"StackEvents": []}
+
+    def create_change_set(self, **kwargs):
+        self.body = kwargs["TemplateBody"]
+
+    def describe_change_set(self, **_kwargs):
+        return {"Status": "FAILED", "StatusReason": "No updates are to be performed."}
+
+    def delete_change_set(self, **_kwargs):
+        return {}
+
+
+cfn = Cfn()
+stack.deploy(cfn, "s", Path(sys.argv[1]), {}, region="us-east-1")
+sys.stdout.buffer.write(cfn.body.encode("utf-8"))
+"""
+
+
+def test_a_template_is_read_as_utf8_whatever_the_locale(tmp_path):
+    text = "Description: Größe und Café \u2014 a non-ASCII template\nResources: {}\n"
+    path = tmp_path / "t.yaml"
+    path.write_text(text, encoding="utf-8")
+    env = {"LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0", "PATH": ""}
+    done = subprocess.run(
+        [sys.executable, "-c", READ_TEMPLATE, str(path)],
+        env=env,
+        capture_output=True,
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr.decode("utf-8", "replace")
+    assert done.stdout.decode("utf-8") == text

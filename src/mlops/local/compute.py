@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from mlops.aws import download_prefix, list_keys, split_s3
-from mlops.local import spark_cds
 
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 TIMEOUT = 1800
@@ -127,28 +126,14 @@ class Compute:
             argv += [key, str(value)]
         if self.rt.faults.take("glue"):
             argv += ["--max_bad_fraction", "-1"]
-        code, output = self._run_spark(argv, cwd)
+        code, output = self.run(argv, {}, cwd)
         if code == 0:
             for local, uri in outputs:
                 self.upload_dir(local, uri)
             run.status = "SUCCEEDED"
         else:
-            run.error_message = self.reason(spark_cds.clean_output(output), code)
+            run.error_message = self.reason(output, code)
             run.status = "FAILED"
-
-    def _run_spark(self, argv: list[str], cwd: Path) -> tuple[int, str]:
-        """A Spark script's run, its driver JVM started from the shared class archive (faster).
-
-        The output is captured through pipes the JVM inherits, so this returns only once the JVM
-        has exited, i.e. finished writing the archive: only then may it be promoted.
-        """
-        archive = spark_cds.prepare(self.rt.child_env)
-        code = -1
-        try:
-            code, output = self.run(argv, archive.env, cwd)
-        finally:
-            archive.finish(code == 0)
-        return code, output
 
     def _stage_glue_arg(self, uri: str, local: Path, outputs: list[tuple[Path, str]]) -> str:
         bucket, key = split_s3(uri)
