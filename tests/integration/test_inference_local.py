@@ -22,7 +22,7 @@ from mlops import stack
 from mlops.context import Context
 from mlops.errors import ConfigError, PipelineError
 from mlops.local import scoring
-from mlops.steps import inference, register
+from mlops.steps import inference, inference_compile, register
 from mlops.steps import run as run_step
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,7 +44,7 @@ def role(local) -> str:
 @pytest.fixture
 def env(monkeypatch):
     monkeypatch.delenv(inference.ROLE_ENV, raising=False)
-    monkeypatch.delenv(inference.PYTHON_ENV, raising=False)
+    monkeypatch.delenv(inference_compile.PYTHON_ENV, raising=False)
 
 
 @pytest.fixture(scope="module")
@@ -194,7 +194,7 @@ def test_make_pipelines_scoring_finds_drift_only_in_the_shifted_copy(
 
 def test_a_missing_venv_is_one_line_naming_the_make_target(local, upserted, env, monkeypatch):
     _, ctx = local
-    monkeypatch.setenv(inference.PYTHON_ENV, "/nonexistent/python")
+    monkeypatch.setenv(inference_compile.PYTHON_ENV, "/nonexistent/python")
     with pytest.raises(ConfigError) as err:
         inference.upsert(ctx, "prod")
     assert "\n" not in str(err.value) and "run make inference-venv" in str(err.value)
@@ -205,7 +205,7 @@ def test_a_failing_compile_is_its_last_stderr_line(local, upserted, env, monkeyp
     fake = tmp_path / "python"
     fake.write_text("#!/bin/sh\necho 'loading' >&2\necho 'error: the SDK broke' >&2\nexit 4\n")
     fake.chmod(0o755)
-    monkeypatch.setenv(inference.PYTHON_ENV, str(fake))
+    monkeypatch.setenv(inference_compile.PYTHON_ENV, str(fake))
     with pytest.raises(
         PipelineError, match=r"^compile the inference pipeline definition: error: the SDK broke$"
     ):

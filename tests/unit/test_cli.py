@@ -321,9 +321,9 @@ def test_inference_run_needs_an_input(workdir, capsys):
 
 
 def test_inference_without_its_venv_is_exit_4_and_one_line(workdir, capsys, monkeypatch):
-    from mlops.steps import inference
+    from mlops.steps import inference, inference_compile
 
-    monkeypatch.setenv(inference.PYTHON_ENV, str(workdir / "no-venv" / "python"))
+    monkeypatch.setenv(inference_compile.PYTHON_ENV, str(workdir / "no-venv" / "python"))
     monkeypatch.setattr(inference, "serving_package", lambda _ctx, _stage: ARN)
     monkeypatch.setattr(inference.deploy, "check_package", lambda *_: {"ModelPackageArn": ARN})
     monkeypatch.setattr(inference, "pipeline_role", lambda _ctx, _stage: "arn:aws:iam::1:role/p")

@@ -497,3 +497,28 @@ def test_a_large_body_with_a_quoted_header_is_left_to_the_exact_route():
     np.testing.assert_array_equal(
         parsing.parse_csv(ENC, body), parsing.parse_csv_exact(ENC, row * 60)
     )
+
+
+# --- survivors of the mutation run (line ends: CRLF, lone CR, breaks inside quoted cells) --------
+@pytest.mark.parametrize("copies", [1, 100])  # the exact route, and a large body it falls back to
+def test_a_crlf_line_end_is_not_part_of_a_bad_last_cell(copies):
+    body = (ROW + "\r\n") * copies + ROW + "X\r\n" + ROW + "\r\n"
+    with pytest.raises(FeatureError) as info:
+        parsing.parse_body(ENC, CSV, body.encode())
+    assert info.value.message == f"row {copies + 1}: shell_weight is not a number: '0.15X'"
+
+
+def test_a_quoted_body_with_lone_cr_line_ends_is_read_row_by_row():
+    rows = [f'"M"{ROW[1:]}', f'"F"{ROW[1:]}', f'"I"{ROW[1:]}']
+    expected = parsing.parse_body(ENC, CSV, "\n".join(rows).encode())
+    matrix = parsing.parse_body(ENC, CSV, "\r".join(rows).encode())
+    np.testing.assert_array_equal(matrix, expected)
+    assert matrix.shape == (3, ENC.width)
+
+
+@pytest.mark.parametrize("inside", ["\r", "\r\n"])
+def test_a_line_break_inside_a_quoted_cell_is_quoted_as_sent(inside):
+    cell = f"0.{inside}1x"
+    with pytest.raises(FeatureError) as info:
+        parsing.parse_body(ENC, CSV, f'{ROW[:-4]}"{cell}"'.encode())
+    assert info.value.message == f"row 1: shell_weight is not a number: {cell!r}"

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -23,14 +21,12 @@ from botocore.exceptions import ClientError
 from mlops import github, stack
 from mlops.aws import call, log, read_json_object, s3_uri, split_s3, upload_file, wait_for
 from mlops.context import Context
-from mlops.errors import ConfigError, PipelineError
+from mlops.errors import ConfigError
 from mlops.steps import deploy
+from mlops.steps.inference_compile import compile_definition
 
-PYTHON_ENV = "MLOPS_INFERENCE_PYTHON"
 ROLE_ENV = "MLOPS_INFERENCE_ROLE_ARN"
 ROLE_OUTPUT = "InferencePipelineRoleArn"
-VENV_PYTHON = ".venv-inference/bin/python"
-COMPILE_TIMEOUT_S = 600
 # Keys of mlops.inference_definition.DEFAULTS that the config may set (ctx.config.inference)
 INSTANCE_KEYS = tuple(
     f"{j}_instance_{k}" for j in ("transform", "processing") for k in ("type", "count")
@@ -127,31 +123,6 @@ def definition_config(ctx: Context, stage: str) -> dict[str, Any]:
     return cfg | {k: configured[k] for k in INSTANCE_KEYS if k in configured}
 
 
-def compile_definition(ctx: Context, cfg: dict[str, Any]) -> str:
-    """The definition JSON, compiled by the SDK's venv in a subprocess (the SDK is not in .venv)."""
-    python = Path(os.environ.get(PYTHON_ENV) or ctx.root / VENV_PYTHON)
-    if not python.exists():
-        raise ConfigError(
-            f"the inference venv's python {python} is missing: run make inference-venv "
-            f"(or set {PYTHON_ENV})"
-        )
-    with tempfile.TemporaryDirectory(prefix="mlops-inference-") as tmp:
-        config_file, out = Path(tmp) / "config.json", Path(tmp) / "definition.json"
-        config_file.write_text(json.dumps(cfg), encoding="utf-8")
-        command = [str(python), "-m", "mlops.inference_definition"]
-        command += ["--config", str(config_file), "--out", str(out)]
-        try:
-            done = subprocess.run(
-                command, capture_output=True, text=True, timeout=COMPILE_TIMEOUT_S, check=False
-            )
-        except (OSError, subprocess.SubprocessError) as exc:
-            raise PipelineError(f"compile the inference pipeline definition: {exc}") from None
-        if done.returncode != 0:
-            lines = done.stderr.strip().splitlines() or [f"exit code {done.returncode}"]
-            raise PipelineError(f"compile the inference pipeline definition: {lines[-1]}")
-        return out.read_text(encoding="utf-8").strip()
-
-
 def execution_parameters(ctx: Context, stage: str, package: dict, model: str) -> dict[str, str]:
     """The values every execution gets (all but InputDataUri), from the package's own record."""
     arn = package["ModelPackageArn"]
@@ -206,8 +177,9 @@ def upsert(ctx: Context, stage: str, arn: str | None = None) -> dict[str, Any]:
     params = execution_parameters(ctx, stage, package, model_name(ctx, arn))
     ensure_model(ctx, arn)
     started = time.monotonic()
-    definition = compile_definition(ctx, definition_config(ctx, stage))
-    log(f"inference: definition compiled in {time.monotonic() - started:.1f}s")
+    definition, cached = compile_definition(ctx.root, definition_config(ctx, stage))
+    how = "reused (same config, compiler and SDK)" if cached else "compiled"
+    log(f"inference: definition {how} in {time.monotonic() - started:.1f}s")
     pipeline_arn = put_pipeline(ctx, stage, with_defaults(definition, params), role)
     uri = parameters_uri(ctx, stage)
     bucket, key = split_s3(uri)
