@@ -30,7 +30,7 @@ FEATURES = list(Schema.load().raw_names)
 WEIGHTS = ("whole_weight", "shucked_weight", "viscera_weight", "shell_weight")
 
 
-pytestmark = pytest.mark.cost(55)  # seconds on two workers: scheduled first
+pytestmark = pytest.mark.cost(45)  # seconds on two workers: scheduled first
 
 
 @pytest.fixture(scope="module")

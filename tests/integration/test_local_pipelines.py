@@ -48,6 +48,9 @@ ALLOW_ALL = {
 COPIES = 1  # 4177 rows (~170 KB); splitting itself is checked on the pure functions below
 
 
+pytestmark = pytest.mark.cost(8)  # seconds: scheduled before the small modules
+
+
 def get(path: str) -> dict:
     return {"Get": path}
 

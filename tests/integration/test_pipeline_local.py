@@ -27,7 +27,7 @@ from mlops.steps import deploy, etl, evaluate, gate, promote, register, rollback
 ROOT = Path(__file__).resolve().parents[2]
 
 
-pytestmark = pytest.mark.cost(60)  # seconds on two workers: scheduled first
+pytestmark = pytest.mark.cost(55)  # seconds on two workers: scheduled first
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ HEADER = [*SCHEMA.raw_names, SCHEMA.target.name]
 GOOD = "M,0.455,0.365,0.095,0.514,0.2245,0.101,0.15,15"
 
 
-pytestmark = pytest.mark.cost(25)  # seconds on two workers: scheduled first
+pytestmark = pytest.mark.cost(30)  # seconds on two workers: scheduled first
 
 
 def good(rings: int) -> str:

@@ -108,3 +108,23 @@ def test_loopback_connections_still_work():
             client.close()
     finally:
         server.close()
+
+
+def test_modules_with_a_cost_are_scheduled_first_largest_first_the_rest_kept_in_order():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("suite_conftest", ROOT / "tests" / "conftest.py")
+    conftest = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conftest)
+
+    class Item:
+        def __init__(self, name: str, cost: float | None) -> None:
+            self.name, self.cost = name, cost
+
+        def get_closest_marker(self, name: str):
+            assert name == "cost"
+            return None if self.cost is None else pytest.mark.cost(self.cost).mark
+
+    items = [Item("a1", None), Item("w1", 85), Item("b1", None), Item("w2", 85), Item("e1", 30)]
+    conftest.pytest_collection_modifyitems(items)
+    assert [i.name for i in items] == ["w1", "w2", "e1", "a1", "b1"]

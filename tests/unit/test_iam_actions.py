@@ -19,6 +19,9 @@ TO_SM = {"iam:PassedToService": "sagemaker.amazonaws.com"}
 PACKAGE = f"{SM}:model-package/abalone/3"
 
 
+pytestmark = pytest.mark.cost(10)  # seconds: scheduled before the small modules
+
+
 def accesses(service: str, operation: str, **params: Any) -> list[tuple[str, str, dict]]:
     found = act.accesses(service, operation, params, region=REGION, account=ACCOUNT)
     return [(a.action, a.resource, a.context) for a in found]

@@ -48,6 +48,9 @@ SERVING_TEMPLATE = json.dumps(
 )
 
 
+pytestmark = pytest.mark.cost(8)  # seconds: scheduled before the small modules
+
+
 @pytest.fixture
 def moto_rules() -> Iterator[None]:
     """moto with the rules of mlops.local.moto_gaps.rules installed, restored afterwards."""
