@@ -79,7 +79,7 @@ def test_a_leaky_shell_changes_nothing(tmp_path):
     argv += [__file__, "-k", "not leaky_shell and not socket and not loopback"]
     proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "4 passed" in proc.stdout
+    assert "5 passed" in proc.stdout
     assert output.read_text() == "" and summary.read_text() == ""
     assert not (tmp_path / "shell.json").exists()
 

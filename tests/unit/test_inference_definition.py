@@ -32,9 +32,6 @@ _connect = socket.socket.connect
 _getaddrinfo = socket.getaddrinfo
 LOCAL = ("127.0.0.1", "::1", "localhost")
 
-pytestmark = pytest.mark.cost(7)  # seconds: scheduled before the small modules
-
-
 def _refuse(what):
     with open(_log, "a") as fh:
         fh.write(what + "\\n")
@@ -53,6 +50,8 @@ def getaddrinfo(host, *args, **kwargs):
 socket.socket.connect = connect
 socket.getaddrinfo = getaddrinfo
 """
+
+pytestmark = pytest.mark.cost(7)  # seconds: scheduled before the small modules
 
 
 def _venv() -> Path:
