@@ -22,6 +22,16 @@ from mlops.errors import PipelineError
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bootstrap"
 PIPELINE_TOML = Path(__file__).resolve().parents[2] / "pipeline.toml"
+# What the bootstrap passes to inference.yaml for pipeline.toml's [inference]: prod only, no
+# schedule, PSI 0.25
+PROD_INFERENCE_PARAMS = {
+    "ProjectName": "mlops",
+    "Stage": "prod",
+    "BootstrapStackName": "mlops-bootstrap",
+    "AccessStackName": "mlops-github-access",
+    "ScheduleExpression": "",
+    "DriftAlarmThreshold": "0.25",
+}
 BOOT_PARAMS = ["ProjectName", "GlueWorkerType", "GlueNumberOfWorkers", "GlueExecutionClass",
                "ModelPackageGroupName"]  # fmt: skip
 ACCESS_PARAMS = ["GitHubOrg", "GitHubRepo", "CreateOidcProvider", "ExistingOidcProviderArn",
@@ -156,14 +166,7 @@ def test_dry_run_prints_parameters_and_makes_no_call(stand_in, capsys, monkeypat
     assert (access["GitHubOrg"], access["GitHubRepo"]) == ("Acme", "Abalone_Age")
     assert access["BootstrapStackName"] == "mlops-bootstrap"
     assert access["CreateOidcProvider"] == "true"  # the dry run's account has no provider
-    assert inference == {  # pipeline.toml's [inference]: prod only, no schedule, PSI 0.25
-        "ProjectName": "mlops",
-        "Stage": "prod",
-        "BootstrapStackName": "mlops-bootstrap",
-        "AccessStackName": "mlops-github-access",
-        "ScheduleExpression": "",
-        "DriftAlarmThreshold": "0.25",
-    }
+    assert inference == PROD_INFERENCE_PARAMS
     for change_set in change_sets.values():
         assert change_set["Capabilities"] == ["CAPABILITY_NAMED_IAM"]
         assert change_set["Tags"] == [{"Key": "project", "Value": "mlops"}]
@@ -300,14 +303,7 @@ def test_moto_full_run_updates_every_stack_and_sets_variables_from_their_outputs
     assert access["params"]["CreateOidcProvider"] == "true"  # false would delete our provider
     assert access["params"]["GitHubOrg"] == "Acme"
     assert access["params"]["BootstrapStackName"] == "mlops-bootstrap"
-    assert inference["params"] == {
-        "ProjectName": "mlops",
-        "Stage": "prod",
-        "BootstrapStackName": "mlops-bootstrap",
-        "AccessStackName": "mlops-github-access",
-        "ScheduleExpression": "",
-        "DriftAlarmThreshold": "0.25",
-    }
+    assert inference["params"] == PROD_INFERENCE_PARAMS
     outputs = {o["OutputKey"]: o["OutputValue"] for s in (boot, access) for o in s["Outputs"]}
     sets = {(a[3], a[5]): a[7] for a in gh.argv if a[:2] == ["api", "--method"] and len(a) > 7}
     repo_vars = "repos/Acme/abalone/actions/variables"

@@ -43,9 +43,10 @@ class Compute:
         return self.session.client("s3")
 
     def container_credentials(self) -> dict[str, str]:
-        """What the AWS SDK in a job's container finds: its role's credentials (on AWS from the
-        container credentials endpoint) and, offline, the local AWS's endpoint. No region: a
-        job that calls AWS names it in its Environment, as it must on AWS."""
+        """What the AWS SDK in a job's container finds: its role's credentials (on AWS the job
+        acts as its RoleArn, "an IAM role that Amazon SageMaker can assume to perform tasks on
+        your behalf", API_CreateProcessingJob) and, offline, the local AWS's endpoint. No
+        region: a job that calls AWS names it in its Environment."""
         creds = self.session.get_credentials().get_frozen_credentials()
         return {
             "AWS_ACCESS_KEY_ID": creds.access_key,

@@ -22,7 +22,7 @@ from mlops.errors import PipelineError
 from mlops.steps import inference, register
 
 SHIFT = 1.6
-BATCHES = ("held-out-test", "shifted-test")
+STAGE = "prod"
 
 
 def _number(value: str) -> float | None:
@@ -78,16 +78,13 @@ def score_batches(ctx: Context, run_dir: Path) -> dict[str, Any]:
         "held-out-test": _write(folder / "held-out-test.csv", header, rows),
         "shifted-test": _write(folder / "shifted-test.csv", header, _shifted(rows)),
     }
-    log(f"\n== batch scoring: {', '.join(BATCHES)} through {inference.pipeline_name(ctx, 'prod')}")
+    log(f"\n== batch scoring: {', '.join(files)} through {inference.pipeline_name(ctx, STAGE)}")
     with ThreadPoolExecutor(max_workers=len(files)) as pool:
-        found = dict(zip(files, pool.map(lambda f: _run(ctx, f), files.values()), strict=True))
+        runs = pool.map(lambda path: inference.run(ctx, STAGE, str(path)), files.values())
+        found = dict(zip(files, runs, strict=True))
     s3 = ctx.client("s3")
     for name, result in found.items():
         base = result["predictions"].removesuffix("predictions/")
         download_prefix(s3, base, run_dir / "inference" / name)
         ctx.manifest.update("batches", {name: result})
     return found
-
-
-def _run(ctx: Context, path: Path) -> dict[str, Any]:
-    return inference.run(ctx, "prod", str(path))

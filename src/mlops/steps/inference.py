@@ -120,7 +120,7 @@ def definition_config(ctx: Context, stage: str) -> dict[str, Any]:
         "metrics_namespace": metrics_namespace(ctx),
         "metrics_pipeline": pipeline_name(ctx, stage),
     }
-    return cfg | {k: configured[k] for k in INSTANCE_KEYS if k in configured}
+    return cfg | {k: configured[k] for k in INSTANCE_KEYS}
 
 
 def execution_parameters(ctx: Context, stage: str, package: dict, model: str) -> dict[str, str]:

@@ -261,7 +261,9 @@ CONDITION_PARAMS: dict[str, dict[str, str]] = {
         "application-autoscaling:scalable-dimension": "ScalableDimension",
     },
     "cloudformation": {"cloudformation:RoleArn": "RoleARN"},
-    "cloudwatch": {"cloudwatch:namespace": "Namespace"},  # PutMetricData's only condition key
+    # PutMetricData's one condition key: "Actions, resources, and condition keys for Amazon
+    # CloudWatch", https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazoncloudwatch.html
+    "cloudwatch": {"cloudwatch:namespace": "Namespace"},
     "sagemaker": {"sagemaker:ModelApprovalStatus": "ModelApprovalStatus"},
     "s3": {"s3:prefix": "Prefix"},
     "kms": {

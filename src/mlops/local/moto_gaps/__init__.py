@@ -87,7 +87,9 @@ _request = threading.local()
 
 def _processing_environment(original: Any) -> Any:
     """moto's CreateProcessingJob drops Environment (its backend takes none); AWS sets it in
-    the container. Kept for the hook below, which runs in this same request thread."""
+    the container ("The environment variables to set in the Docker container",
+    https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateProcessingJob.html).
+    Kept for the hook below, which runs in this same request thread."""
 
     def create_processing_job(self: Any) -> Any:
         _request.environment = self._get_param("Environment") or {}
