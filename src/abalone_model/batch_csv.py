@@ -41,7 +41,7 @@ def read_batch(path: Path, schema: Schema) -> tuple[list[list[str]], list[str]]:
                 lines = list(csv.reader(fh))
         except (OSError, UnicodeDecodeError, csv.Error) as exc:
             raise InputDataError(f"cannot read batch file {file}: {exc}; pass UTF-8 CSV") from exc
-        part, dropped = _in_schema_order(file, lines, schema)
+        part, dropped = in_schema_order(file, lines, schema)
         rows += part
         ignored.update(dropped)
     if not rows:
@@ -51,8 +51,8 @@ def read_batch(path: Path, schema: Schema) -> tuple[list[list[str]], list[str]]:
     return rows, sorted(ignored)
 
 
-def _in_schema_order(
-    file: Path, lines: list[list[str]], schema: Schema
+def in_schema_order(
+    file: Path | str, lines: list[list[str]], schema: Schema
 ) -> tuple[list[list[str]], list[str]]:
     rows = [r for r in lines if r]
     if not rows:

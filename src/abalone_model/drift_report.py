@@ -46,6 +46,13 @@ def markdown(result: dict[str, Any]) -> str:
         ),
         "",
     ]
+    if c := result.get("capture"):
+        lines += [
+            f"Live traffic: {c['rows']} rows of {c['used']} captured requests between "
+            f"{c['since']} and {c['until']} ({c['in_window']} in the window, {c['unusable']} "
+            f"unusable, {c['unreadable']} unreadable lines or files).",
+            "",
+        ]
     p = result["prediction"]
     if p["status"] == "skipped":
         lines.append(f"Predictions: skipped ({p['reason']}).")
@@ -54,7 +61,8 @@ def markdown(result: dict[str, Any]) -> str:
             f"Predictions: {p['status']}, PSI {p['psi']:.4f} against {p['reference_rows']} "
             f"reference predictions, mean difference {p['mean_difference']:+.4f}."
         )
-    return "\n".join([*lines, "", f"![Most shifted features]({PLOT_FILE})", ""])
+    image = ["", f"![Most shifted features]({PLOT_FILE})"] if feats else []  # no_data: no plot
+    return "\n".join([*lines, *image, ""])
 
 
 def plot(result: dict[str, Any], path: Path) -> None:

@@ -26,7 +26,7 @@ from mlops.github_setup import Gh
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "cloudformation"
 BOOTSTRAP_TEMPLATE, ACCESS_TEMPLATE = "bootstrap.yaml", "github-access.yaml"
-INFERENCE_TEMPLATE = "inference.yaml"
+INFERENCE_TEMPLATE, MONITOR_TEMPLATE = "inference.yaml", "monitor.yaml"
 OIDC_HOST = "token.actions.githubusercontent.com"
 BOOTSTRAP_OUTPUTS = (
     "DataBucket",
@@ -49,7 +49,8 @@ ACCESS_OUTPUTS = (
     "OidcProviderArn",
 )
 INFERENCE_OUTPUTS = ("InferencePipelineRoleArn", "InferencePipelineArn", "DriftAlarmName")
-OUTPUTS = BOOTSTRAP_OUTPUTS + ACCESS_OUTPUTS + INFERENCE_OUTPUTS
+MONITOR_OUTPUTS = ("MonitorWorkflowRoleArn", "MonitorPipelineName")
+OUTPUTS = BOOTSTRAP_OUTPUTS + ACCESS_OUTPUTS + INFERENCE_OUTPUTS + MONITOR_OUTPUTS
 PROJECT_RE = re.compile(r"^[a-z][a-z0-9-]{1,30}[a-z0-9]$")
 MAX_TEMPLATE_BODY = 51_200  # CloudFormation's limit for an inline TemplateBody
 CAPABILITIES = ("CAPABILITY_NAMED_IAM",)
@@ -102,7 +103,7 @@ def dry_clients(inference_stacks: int = 1) -> dict[str, DryClient]:
             "cloudformation",
             {
                 # bootstrap: before, settled; github-access: oidc check, before, settled;
-                # then before and settled for each inference stack
+                # then before and settled for each inference and monitor stack
                 "describe_stacks": [missing, done, missing, missing, done]
                 + [missing, done] * inference_stacks,
                 "create_change_set": [{"Id": "<change-set-arn>"}],
@@ -192,6 +193,11 @@ def parse_args(argv: list[str], templates: Path = TEMPLATES) -> argparse.Namespa
     return cli.parse_args(argv)
 
 
+def monitored_stages(cfg: config.Config) -> list[str]:
+    """The [inference] stages whose endpoint captures data: they get live drift (monitor.yaml)."""
+    return [s for s in cfg.inference["stages"] if cfg.stage(s).capture_sampling_percent > 0]
+
+
 def project_name(name: str) -> str:
     """The project name from pipeline.toml, which the CLI uses for every job, stack and endpoint:
     the IAM grants are scoped by it, so the bootstrap must use the very same one."""
@@ -212,6 +218,7 @@ def bootstrap(args: argparse.Namespace, clients: dict[str, Any], gh: Gh) -> int:
     boot_template = read_template(args.templates, BOOTSTRAP_TEMPLATE)
     access_template = read_template(args.templates, ACCESS_TEMPLATE)
     inference_template = read_template(args.templates, INFERENCE_TEMPLATE)
+    monitor_template = read_template(args.templates, MONITOR_TEMPLATE)
     if args.dry_run:
         aws.log("bootstrap: dry run: printing every call, making none")
     github_setup.check_gh(gh)
@@ -223,7 +230,8 @@ def bootstrap(args: argparse.Namespace, clients: dict[str, Any], gh: Gh) -> int:
     aws.log(
         f"bootstrap: account {account}, region {args.region}, "
         f"stacks {boot}, {access} and "
-        f"{', '.join(cfg.inference_stack_name(s) for s in cfg.inference['stages'])}, repo {repo}"
+        f"{', '.join(cfg.inference_stack_name(s) for s in cfg.inference['stages'])}"
+        f"{''.join(', ' + cfg.monitor_stack_name(s) for s in monitored_stages(cfg))}, repo {repo}"
     )
     deploy = {"region": args.region, "capabilities": CAPABILITIES, "tags": {"project": project}}
     boot_params = {
@@ -236,10 +244,10 @@ def bootstrap(args: argparse.Namespace, clients: dict[str, Any], gh: Gh) -> int:
     found = stack.deploy(cfn, boot, boot_template, boot_params, **deploy)
     outputs = check_outputs(found, boot, BOOTSTRAP_OUTPUTS, BOOTSTRAP_TEMPLATE)
     # Second: its roles import the bootstrap exports, so that stack must be complete first.
-    owner, name = repo.split("/")
+    owner, name_of_repo = repo.split("/")
     access_params = {
         "GitHubOrg": owner,
-        "GitHubRepo": name,
+        "GitHubRepo": name_of_repo,
         **oidc_parameters(clients["iam"], stack.describe(cfn, access)),
         "ProjectName": project,
         "BootstrapStackName": boot,
@@ -259,7 +267,17 @@ def bootstrap(args: argparse.Namespace, clients: dict[str, Any], gh: Gh) -> int:
         name = cfg.inference_stack_name(stage)
         found = stack.deploy(cfn, name, inference_template, params, **deploy)
         check_outputs(found, name, INFERENCE_OUTPUTS, INFERENCE_TEMPLATE)
-    github_setup.configure(gh, repo, reviewers, outputs, args.region, boot)
+    # Fourth: live drift where the stage captures data (schedule, alarm, monitor.yml's role).
+    monitor_roles = {}
+    for stage in monitored_stages(cfg):
+        params = {"ProjectName": project, "Stage": stage, "BootstrapStackName": boot}
+        params |= {"AccessStackName": access, "GitHubOrg": owner, "GitHubRepo": name_of_repo}
+        params["DriftAlarmThreshold"] = str(cfg.inference["drift_alarm_threshold"])
+        name = cfg.monitor_stack_name(stage)
+        found = stack.deploy(cfn, name, monitor_template, params, **deploy)
+        role = check_outputs(found, name, MONITOR_OUTPUTS, MONITOR_TEMPLATE)["MonitorWorkflowRoleArn"]
+        monitor_roles[f"{stage.upper()}_MONITOR_ROLE_ARN"] = role
+    github_setup.configure(gh, repo, reviewers, outputs, args.region, boot, monitor_roles)
     aws.log(f"bootstrap: done. Push to main to run the deploy workflow of {repo}.")
     return 0
 
@@ -269,8 +287,9 @@ def _run(args: argparse.Namespace) -> int:
         import boto3
 
         args.region = args.region or boto3.Session().region_name or "<region>"
-        stages = config.load(args.config).inference["stages"]
-        return bootstrap(args, dry_clients(len(stages)), github_setup.dry_gh)
+        cfg = config.load(args.config)
+        stacks = len(cfg.inference["stages"]) + len(monitored_stages(cfg))
+        return bootstrap(args, dry_clients(stacks), github_setup.dry_gh)
     session = aws.session(args.region)
     args.region = session.region_name
     clients = {s: session.client(s) for s in ("sts", "iam", "cloudformation")}

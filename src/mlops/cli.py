@@ -25,6 +25,7 @@ CREATES_MANIFEST = {
     "rollback",
     "teardown",
     "inference",
+    "monitor",
 }
 
 
@@ -87,6 +88,13 @@ def _parser() -> argparse.ArgumentParser:
     s = act.add_parser("run", help="run it on a CSV batch (a file or s3://) and wait")
     s.add_argument("--input", required=True, help="a local CSV file or an s3:// object or prefix")
     s.add_argument("--stage", choices=STAGES, default="prod")
+    s = sub.add_parser("monitor", help="drift on a stage's live traffic (data capture), reported")
+    s.add_argument("--stage", choices=STAGES, default="prod")
+    s.add_argument("--since", default="24h", help="24h / 90m / 2d back from --until, or ISO 8601")
+    s.add_argument("--until", default="", help="ISO 8601 end of the window (default: now)")
+    s.add_argument(
+        "--issue", action="store_true", help="open or update the GitHub issue labelled drift (gh)"
+    )
     s = sub.add_parser("run", help="every step in order")
     s.add_argument("--local", action="store_true", help="offline: moto + local compute")
     s.add_argument("--approve", action="store_true", help="approve the prod deployment")
@@ -160,7 +168,21 @@ def dispatch(args: argparse.Namespace, ctx: Context) -> Any:
             if args.action == "upsert":
                 return inference.upsert(ctx, args.stage, arn)
             return inference.run(ctx, args.stage, args.input)
+        case "monitor":
+            return _monitor(args, ctx)
     raise AssertionError(args.command)
+
+
+def _monitor(args: argparse.Namespace, ctx: Context) -> Any:
+    from mlops import github_setup
+    from mlops.steps import monitor
+
+    span = monitor.window(args.since, args.until)
+    if not args.issue:
+        return monitor.run(ctx, args.stage, span)
+    gh = github_setup.run_gh
+    repo = os.environ.get("GITHUB_REPOSITORY") or github_setup.detect_repo(gh)
+    return monitor.run(ctx, args.stage, span, gh, repo)
 
 
 def run_pipeline(args: argparse.Namespace, cfg: config.Config) -> None:

@@ -73,6 +73,9 @@ class Config:
     def inference_stack_name(self, stage: str) -> str:
         return f"{self.project}-inference-{stage}"
 
+    def monitor_stack_name(self, stage: str) -> str:
+        return f"{self.project}-monitor-{stage}"
+
 
 class _Reader:
     """Typed access to one TOML table; every error names the dotted key and the file."""

@@ -154,6 +154,7 @@ def configure(
     outputs: dict[str, str],
     region: str,
     stack: str,
+    extra: dict[str, str] | None = None,
 ) -> None:
     """Environments first (environment variables need them), then every variable the workflows
     read: the region, the build role and ECR repository, the bootstrap stack, each deploy role."""
@@ -167,6 +168,7 @@ def configure(
             # the full repository URI: a tag without the registry host would go to Docker Hub
             "ECR_REPOSITORY_URI": outputs["EcrRepositoryUri"],
             "MLOPS_BOOTSTRAP_STACK": stack,
+            **(extra or {}),  # <STAGE>_MONITOR_ROLE_ARN: monitor.yml's role (no environment)
         },
     )
     for env in ("dev", "prod"):

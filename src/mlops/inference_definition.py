@@ -42,6 +42,7 @@ PARAMETERS = (
     "OutputPrefix",  # results go to <OutputPrefix>/<execution id>/{predictions,monitor,explain}
 )
 DEFAULTS: dict[str, Any] = {
+    "pipeline": "batch",  # or "capture": the live-drift pipeline of mlops.monitor_definition
     "region": "us-east-1",
     "transform_instance_type": "ml.m5.large",
     "transform_instance_count": 1,
@@ -242,20 +243,30 @@ def build_definition(cfg: dict[str, Any]) -> str:
     """The pipeline definition JSON (compact) for ``cfg``; opens no network connection."""
     settings = _settings(cfg)
     _offline(settings["region"])
-    definition = json.loads(_pipeline(settings).definition())
+    if settings["pipeline"] == "capture":
+        from mlops.monitor_definition import capture_pipeline
+
+        pipeline = capture_pipeline(settings)
+    elif settings["pipeline"] == "batch":
+        pipeline = _pipeline(settings)
+    else:
+        raise ConfigError(f"unknown pipeline {settings['pipeline']!r}: batch or capture")
+    definition = json.loads(pipeline.definition())
     return json.dumps(definition, separators=(",", ":"), sort_keys=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mlops.inference_definition")
-    parser.add_argument("--config", type=Path, required=True, help="JSON object: see DEFAULTS")
+    parser.add_argument("--config", type=Path, required=True, help="JSON object (see DEFAULTS) or list")
     parser.add_argument("--out", type=Path, required=True, help="where to write the definition")
     args = parser.parse_args(argv)
     try:
         cfg = json.loads(args.config.read_text())
-        if not isinstance(cfg, dict):
-            raise ConfigError(f"{args.config} must hold a JSON object")
-        args.out.write_text(build_definition(cfg) + "\n")
+        many = isinstance(cfg, list)  # several definitions for one SDK import
+        if not all(isinstance(c, dict) for c in (cfg if many else [cfg])):
+            raise ConfigError(f"{args.config} must hold a JSON object or a list of them")
+        text = json.dumps([build_definition(c) for c in cfg]) if many else build_definition(cfg)
+        args.out.write_text(text + "\n")
     except ModuleNotFoundError as exc:
         print(
             f"error: {exc.name} is missing: run this with the inference venv (make inference-venv)",

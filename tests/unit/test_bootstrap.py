@@ -38,6 +38,8 @@ ACCESS_PARAMS = ["GitHubOrg", "GitHubRepo", "CreateOidcProvider", "ExistingOidcP
                  "ProjectName", "BootstrapStackName"]  # fmt: skip
 INFERENCE_PARAMS = ["ProjectName", "Stage", "BootstrapStackName", "AccessStackName",
                     "ScheduleExpression", "DriftAlarmThreshold"]  # fmt: skip
+MONITOR_PARAMS = ["ProjectName", "Stage", "BootstrapStackName", "AccessStackName", "GitHubOrg",
+                  "GitHubRepo", "DriftAlarmThreshold"]  # fmt: skip
 
 
 def _stand_in_template(params: list[str], outputs: tuple[str, ...], resource: str) -> str:
@@ -63,6 +65,8 @@ def stand_in(tmp_path: Path) -> Path:
     (tmp_path / bs.ACCESS_TEMPLATE).write_text(access)
     inference = _stand_in_template(INFERENCE_PARAMS, bs.INFERENCE_OUTPUTS, "AWS::SNS::Topic")
     (tmp_path / bs.INFERENCE_TEMPLATE).write_text(inference)
+    monitor = _stand_in_template(MONITOR_PARAMS, bs.MONITOR_OUTPUTS, "AWS::SNS::Topic")
+    (tmp_path / bs.MONITOR_TEMPLATE).write_text(monitor)
     return tmp_path
 
 
@@ -130,12 +134,13 @@ def test_dry_run_lists_every_call_in_order(stand_in, capsys):
         "aws iam list_open_id_connect_providers",
         *deploy("mlops-github-access"),
         *deploy("mlops-inference-prod"),  # third: it imports both stacks' exports
+        *deploy("mlops-monitor-prod"),  # fourth: prod captures data, so it gets live drift
         "gh api --method PUT repos/OWNER/REPO/environments/dev",
         "gh api --method PUT repos/OWNER/REPO/environments/prod",
         "gh api repos/OWNER/REPO/environments/prod --jq '[.protection_rules[]?.type]",  # kept?
         "gh api repos/OWNER/REPO/branches/main --jq .protected",
         "gh api --paginate repos/OWNER/REPO/actions/variables --jq",
-        *["gh api --method POST repos/OWNER/REPO/actions/variables"] * 4,
+        *["gh api --method POST repos/OWNER/REPO/actions/variables"] * 5,  # + PROD_MONITOR_ROLE_ARN
         "gh api --paginate repos/OWNER/REPO/environments/dev/variables --jq",
         *["gh api --method POST repos/OWNER/REPO/environments/dev/variables"] * 2,
         "gh api --paginate repos/OWNER/REPO/environments/prod/variables --jq",
@@ -155,11 +160,19 @@ def test_dry_run_prints_parameters_and_makes_no_call(stand_in, capsys, monkeypat
     change_sets = _change_sets(out)
     # The names come from pipeline.toml, as the CLI's jobs, stacks and endpoints do (the IAM
     # grants are scoped by ProjectName), never from the repository's name.
-    assert list(change_sets) == ["mlops-bootstrap", "mlops-github-access", "mlops-inference-prod"]
-    boot, access, inference = (
+    assert list(change_sets) == [
+        "mlops-bootstrap", "mlops-github-access", "mlops-inference-prod", "mlops-monitor-prod"
+    ]
+    boot, access, inference, live = (
         {p["ParameterKey"]: p["ParameterValue"] for p in cs["Parameters"]}
         for cs in change_sets.values()
     )
+    assert live == {
+        "ProjectName": "mlops", "Stage": "prod", "BootstrapStackName": "mlops-bootstrap",
+        "AccessStackName": "mlops-github-access", "GitHubOrg": "Acme", "GitHubRepo": "Abalone_Age",
+        "DriftAlarmThreshold": "0.25",
+    }
+    assert "-f name=PROD_MONITOR_ROLE_ARN -f 'value=<MonitorWorkflowRoleArn>'" in out
     assert (boot["ProjectName"], access["ProjectName"]) == ("mlops", "mlops")
     assert boot["ModelPackageGroupName"] == "mlops-models"
     assert (boot["GlueExecutionClass"], boot["GlueNumberOfWorkers"]) == ("FLEX", "4")
@@ -185,8 +198,9 @@ def test_the_project_and_bootstrap_stack_come_from_the_config_file(stand_in, tmp
         "churn-base",
         "churn-model-github-access",
         "churn-model-inference-prod",
+        "churn-model-monitor-prod",
     ]
-    boot, access, inference = (
+    boot, access, inference, _ = (
         {p["ParameterKey"]: p["ParameterValue"] for p in cs["Parameters"]}
         for cs in change_sets.values()
     )
@@ -263,6 +277,7 @@ EARLIER = (  # what an earlier bootstrap made: (stack, template, parameters)
     ("mlops-bootstrap", bs.BOOTSTRAP_TEMPLATE, BOOT_PARAMS),
     ("mlops-github-access", bs.ACCESS_TEMPLATE, ACCESS_PARAMS),
     ("mlops-inference-prod", bs.INFERENCE_TEMPLATE, INFERENCE_PARAMS),
+    ("mlops-monitor-prod", bs.MONITOR_TEMPLATE, MONITOR_PARAMS),
 )
 
 
@@ -373,7 +388,12 @@ def test_one_inference_stack_per_configured_stage_after_github_access(
         ("mlops-bootstrap", bs.BOOTSTRAP_TEMPLATE),
         ("mlops-github-access", bs.ACCESS_TEMPLATE),  # before: inference imports its exports
     ]
-    assert deploys[2:] == [
+    inference = [d for d in deploys[2:] if d[1] == bs.INFERENCE_TEMPLATE]
+    # live drift only where the stage captures: prod (100 %), not dev (0 %), after the inference
+    monitored = [(d[0], d[2]["Stage"]) for d in deploys[2:] if d[1] == bs.MONITOR_TEMPLATE]
+    assert monitored == [("mlops-monitor-prod", "prod")]
+    assert [d[1] for d in deploys[2:]][-1] == bs.MONITOR_TEMPLATE
+    assert inference == [
         (
             f"mlops-inference-{stage}",
             bs.INFERENCE_TEMPLATE,
@@ -611,6 +631,8 @@ def test_dry_run_with_two_inference_stages_creates_both(stand_in, tmp_path, caps
     argv = ["--dry-run", "--repo", "o/r", "--region", "us-east-2", "--config", str(config)]
     assert bs.main([*argv, "--templates", str(stand_in)]) == 0
     out = capsys.readouterr().out
-    assert list(_change_sets(out))[2:] == ["mlops-inference-dev", "mlops-inference-prod"]
+    assert list(_change_sets(out))[2:] == [
+        "mlops-inference-dev", "mlops-inference-prod", "mlops-monitor-prod"
+    ]
     creates = [line for line in out.splitlines() if "create_change_set" in line]
     assert all('"ChangeSetType": "CREATE"' in line for line in creates), creates

@@ -516,6 +516,9 @@ PIPELINE_ARN = {
     "Fn::Sub": "arn:${AWS::Partition}:sagemaker:${AWS::Region}:${AWS::AccountId}:"
     "pipeline/${ProjectName}-inference-${Stage}"
 }
+MONITOR_PIPELINE_ARN = {  # the live-drift pipeline of the stage (cloudformation/monitor.yaml)
+    "Fn::Sub": PIPELINE_ARN["Fn::Sub"].replace("-inference-", "-monitor-")
+}
 THIS_ACCOUNT = {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
 
 
@@ -724,7 +727,7 @@ UPSERT_GRANTS = {  # action -> its resources: what `mlops inference upsert` call
         }
     ],
     **{
-        f"sagemaker:{verb}": [PIPELINE_ARN]
+        f"sagemaker:{verb}": [PIPELINE_ARN, MONITOR_PIPELINE_ARN]
         for verb in ("DescribePipeline", "CreatePipeline", "UpdatePipeline", "AddTags")
     },
     **{
@@ -1266,7 +1269,7 @@ def test_inference_deploys_after_bootstrap_into_moto(aws, boot_out, access_out) 
     upsert = _inline(session, access_out["DevDeployRoleArn"])
     assert list(upsert) == ["abalone-inference-dev-upsert"]
     resources = _upsert_resources(upsert["abalone-inference-dev-upsert"])
-    assert resources["sagemaker:CreatePipeline"] == [arn]
+    assert resources["sagemaker:CreatePipeline"] == [arn, arn.replace("-inference-", "-monitor-")]
     assert resources["iam:PassRole"] == [out["InferencePipelineRoleArn"]]
     assert resources["sagemaker:CreateModel"] == [
         f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model/abalone-batch-*",

@@ -19,9 +19,9 @@ FAKE = """#!{python}
 import json, sys
 with open({runs!r}, "a") as log:
     log.write("run\\n")
-config = json.load(open(sys.argv[4]))
-step = {{"RoleArn": config["role_arn"], "Region": config["region"]}}
-json.dump({{"Steps": [step]}}, open(sys.argv[6], "w"))
+configs = json.load(open(sys.argv[4]))
+steps = [{{"RoleArn": c["role_arn"], "Region": c["region"], "Kind": c.get("pipeline")}} for c in configs]
+json.dump([json.dumps({{"Steps": [step]}}) for step in steps], open(sys.argv[6], "w"))
 """
 
 
@@ -59,11 +59,24 @@ def test_another_config_compiler_or_lock_compiles_again(venv, monkeypatch, tmp_p
     lock.write_text("sagemaker-mlops==1.27.0\n")
     _, cached = ic.compile_definition(venv, {"role_arn": ROLE, "region": "eu-west-1"})
     assert not cached and runs(venv) == 3
-    compiler = tmp_path / "inference_definition.py"
-    compiler.write_text(ic.COMPILER.read_text() + "\n# changed\n")
-    monkeypatch.setattr(ic, "COMPILER", compiler)
-    _, cached = ic.compile_definition(venv, {"role_arn": ROLE, "region": "eu-west-1"})
-    assert not cached and runs(venv) == 4
+    originals = ic.COMPILERS
+    for n, original in enumerate(originals):  # either compiler's source
+        compiler = tmp_path / original.name
+        compiler.write_text(original.read_text() + "\n# changed\n")
+        monkeypatch.setattr(ic, "COMPILERS", tuple(compiler if c == original else c for c in originals))
+        _, cached = ic.compile_definition(venv, {"role_arn": ROLE, "region": "eu-west-1"})
+        assert not cached and runs(venv) == 4 + n
+
+
+def test_several_definitions_compile_in_one_run_and_come_back_in_order(venv):
+    cfgs = [{"role_arn": ROLE, "region": "us-east-1", "pipeline": k} for k in ("batch", "capture")]
+    texts, cached = ic.compile_definitions(venv, cfgs)
+    assert cached == 0 and runs(venv) == 1
+    assert [json.loads(t)["Steps"][0]["Kind"] for t in texts] == ["batch", "capture"]
+    cfgs.append({"role_arn": OTHER, "region": "eu-west-1", "pipeline": "capture"})
+    texts, cached = ic.compile_definitions(venv, cfgs)
+    assert cached == 2 and runs(venv) == 2  # only the new one compiled
+    assert json.loads(texts[2])["Steps"][0] == {"RoleArn": OTHER, "Region": "eu-west-1", "Kind": "capture"}
 
 
 def test_a_cache_that_cannot_be_written_compiles_every_time(venv):

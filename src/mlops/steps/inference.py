@@ -22,8 +22,8 @@ from mlops import github, stack
 from mlops.aws import call, log, read_json_object, s3_uri, split_s3, upload_file, wait_for
 from mlops.context import Context
 from mlops.errors import ConfigError
-from mlops.steps import deploy
-from mlops.steps.inference_compile import compile_definition
+from mlops.steps import deploy, monitor
+from mlops.steps.inference_compile import compile_definitions
 
 ROLE_ENV = "MLOPS_INFERENCE_ROLE_ARN"
 ROLE_OUTPUT = "InferencePipelineRoleArn"
@@ -154,11 +154,13 @@ def with_defaults(definition: str, values: dict[str, str]) -> str:
     return json.dumps(parsed, sort_keys=True, separators=(",", ":"))
 
 
-def put_pipeline(ctx: Context, stage: str, definition: str, role: str) -> str:
-    """CreatePipeline the first time, UpdatePipeline after: one pipeline per stage."""
-    sm, name = ctx.client("sagemaker"), pipeline_name(ctx, stage)
+def put_pipeline(
+    ctx: Context, stage: str, definition: str, role: str, name: str = "", what: str = "batch inference"
+) -> str:
+    """CreatePipeline the first time, UpdatePipeline after: one pipeline per stage and kind."""
+    sm, name = ctx.client("sagemaker"), name or pipeline_name(ctx, stage)
     kwargs: dict[str, Any] = {"PipelineName": name, "PipelineDefinition": definition}
-    kwargs |= {"RoleArn": role, "PipelineDescription": f"batch inference for {stage}"}
+    kwargs |= {"RoleArn": role, "PipelineDescription": f"{what} for {stage}"}
     if _exists(f"describe pipeline {name}", sm.describe_pipeline, PipelineName=name):
         action, fn = "updated", sm.update_pipeline
     else:
@@ -176,11 +178,15 @@ def upsert(ctx: Context, stage: str, arn: str | None = None) -> dict[str, Any]:
     role = pipeline_role(ctx, stage)
     params = execution_parameters(ctx, stage, package, model_name(ctx, arn))
     ensure_model(ctx, arn)
-    started = time.monotonic()
-    definition, cached = compile_definition(ctx.root, definition_config(ctx, stage))
-    how = "reused (same config, compiler and SDK)" if cached else "compiled"
-    log(f"inference: definition {how} in {time.monotonic() - started:.1f}s")
-    pipeline_arn = put_pipeline(ctx, stage, with_defaults(definition, params), role)
+    started, cfg = time.monotonic(), definition_config(ctx, stage)
+    live = [monitor.definition_config(ctx, stage, cfg)] if monitor.captures(ctx, stage) else []
+    definitions, cached = compile_definitions(ctx.root, [cfg, *live])
+    how = f"{cached} reused (same config, compiler and SDK), {len(definitions) - cached} compiled"
+    log(f"inference: definitions {how} in {time.monotonic() - started:.1f}s")
+    pipeline_arn = put_pipeline(ctx, stage, with_defaults(definitions[0], params), role)
+    if live:  # the live-drift pipeline, on the same package (cloudformation/monitor.yaml starts it)
+        live_defaults = with_defaults(definitions[1], monitor.defaults(ctx, stage, params))
+        put_pipeline(ctx, stage, live_defaults, role, monitor.pipeline_name(ctx, stage), "live drift")
     uri = parameters_uri(ctx, stage)
     bucket, key = split_s3(uri)
     body = json.dumps(params, indent=2).encode()
