@@ -21,7 +21,7 @@ from mlops.local import expressions
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = ROOT / ".github" / "workflows"
-NAMES = ("ci", "deploy", "rollback", "teardown")
+NAMES = ("ci", "deploy", "rollback", "teardown", "monitor")
 STAGES = ("dev", "prod")
 VAR = re.compile(r"\bvars\.([A-Za-z_][A-Za-z0-9_]*)")
 AWS_ACTION = "aws-actions/configure-aws-credentials"
@@ -105,6 +105,7 @@ def test_only_the_comment_job_writes_and_only_pull_request_comments(flows):
     for where, job in all_jobs(flows):
         writes = {k for k, v in job.get("permissions", {}).items() if v == "write"} - {"id-token"}
         expected = {"pull-requests"} if where in {"ci.comment", "deploy.test"} else set()
+        expected = {"issues"} if where == "monitor.monitor" else expected  # the drift issue
         assert writes == expected, where
 
 
@@ -343,7 +344,8 @@ def configured() -> dict[str, dict[str, str]]:
     github_setup.configure writes them (every output's value is its own name)."""
     gh = RecordingGh()
     outputs = {key: key for key in bootstrap.OUTPUTS}
-    github_setup.configure(gh, "o/r", [], outputs, "REGION", "STACK")
+    monitor_roles = {f"{s.upper()}_MONITOR_ROLE_ARN": "MonitorWorkflowRoleArn" for s in STAGES}
+    github_setup.configure(gh, "o/r", [], outputs, "REGION", "STACK", monitor_roles)
     scopes = {"repo": gh.variables.pop("repos/o/r/actions")}
     for stage in STAGES:
         scopes[stage] = gh.variables.pop(f"repos/o/r/environments/{stage}")
@@ -431,7 +433,14 @@ CfnLoader.add_multi_constructor("!", _intrinsic)
 
 
 def template(name: str) -> dict[str, Any]:
-    return yaml.load((ROOT / "cloudformation" / name).read_text(), Loader=CfnLoader)
+    found = yaml.load((ROOT / "cloudformation" / name).read_text(), Loader=CfnLoader)
+    if name == "github-access.yaml":  # the GitHub roles: those and monitor.yaml's workflow role
+        live = yaml.load((ROOT / "cloudformation" / "monitor.yaml").read_text(), Loader=CfnLoader)
+        for key in ("Resources", "Outputs"):
+            found[key] |= {f"Monitor{k}": v for k, v in live[key].items()}
+        found["Outputs"]["MonitorWorkflowRoleArn"] = found["Outputs"].pop("MonitorMonitorWorkflowRoleArn")
+        found["Outputs"]["MonitorWorkflowRoleArn"]["Value"]["Fn::GetAtt"][0] = "MonitorWorkflowRole"
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -641,3 +650,18 @@ def test_capture_check_waits_minutes_for_asynchronous_delivery():
     test = (ROOT / "tests" / "system" / "test_endpoint.py").read_text(encoding="utf-8")
     assert 'getoption("capture_wait_seconds")' in test
     assert "range(60)" not in test  # the old fixed 60 x 1 s
+
+
+def test_monitor_runs_daily_on_main_without_an_environment_and_reports_to_an_issue(flows):
+    flow = flows["monitor"]
+    assert set(triggers(flow)) == {"schedule", "workflow_dispatch"}
+    (job,) = flow["jobs"].values()
+    assert env_name(job) is None  # a reviewed environment would hold every scheduled run
+    assert job["permissions"] == {"contents": "read", "id-token": "write", "issues": "write"}
+    (step,) = [s for s in steps(job) if "mlops monitor" in s.get("run", "")]
+    assert step["run"] == '.venv/bin/mlops monitor --stage prod --since "$SINCE" --issue'
+    assert step["env"] == {"GH_TOKEN": "${{ github.token }}", "SINCE": "${{ inputs.since || '24h' }}"}
+    live = template("monitor.yaml")
+    trust = live["Resources"]["WorkflowRole"]["Properties"]["AssumeRolePolicyDocument"]
+    sub = trust["Statement"][0]["Condition"]["StringEquals"]["token.actions.githubusercontent.com:sub"]
+    assert sub == {"Fn::Sub": "repo:${GitHubOrg}/${GitHubRepo}:ref:refs/heads/main"}

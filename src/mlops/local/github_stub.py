@@ -19,6 +19,7 @@ class LocalGitHub:
     variables: dict[str, dict[str, str]] = field(default_factory=lambda: {"": {}})
     environments: dict[str, dict[str, Any]] = field(default_factory=dict)
     calls: list[list[str]] = field(default_factory=list)
+    issues: dict[int, dict[str, Any]] = field(default_factory=dict)  # number -> the issue
 
     def __call__(self, args: list[str], body: dict | None = None, placeholder: str = "") -> str:
         """Answer one ``gh`` argv as GitHub's API would."""
@@ -54,7 +55,38 @@ class LocalGitHub:
             fields = dict(a.split("=", 1) for a in args if "=" in a and not a.startswith("-"))
             self.variables.setdefault(scope, {})[fields["name"]] = fields["value"]
             return "{}"
+        if path == f"{repo}/issues" or path.startswith(f"{repo}/issues/"):
+            return self._issues(method, path.removeprefix(f"{repo}/issues").strip("/"), args, body)
         raise PipelineError(f"local GitHub: no stand-in for {method} {path}")
+
+    def _issues(self, method: str, rest: str, args: list[str], body: dict | None) -> str:
+        """List (open, by label: the oldest's number, as github_issue's --jq asks), create,
+        update and comment, as the REST API's issues endpoints do."""
+        if not rest and method == "GET":
+            fields = dict(a.split("=", 1) for a in args if "=" in a and not a.startswith("-"))
+            label, state = fields.get("labels", ""), fields.get("state", "open")
+            found = [n for n, i in sorted(self.issues.items())
+                     if i["state"] == state and (not label or label in i["labels"])]
+            return str(found[0]) if found else ""
+        if not rest and method == "POST":
+            if not (body or {}).get("title"):
+                raise PipelineError("local GitHub: 422 an issue needs a title")
+            number = max(self.issues, default=0) + 1
+            self.issues[number] = {"title": body["title"], "body": body.get("body", ""),
+                                   "labels": list(body.get("labels", [])), "state": "open",
+                                   "comments": []}
+            return str(number)
+        number, _, sub = rest.partition("/")
+        issue = self.issues.get(int(number)) if number.isdigit() else None
+        if issue is None:
+            raise PipelineError(f"local GitHub: 404 no issue {number}")
+        if method == "PATCH" and not sub:
+            issue.update({k: v for k, v in (body or {}).items() if k in ("title", "body", "state")})
+            return "{}"
+        if method == "POST" and sub == "comments":
+            issue["comments"].append((body or {}).get("body", ""))
+            return "{}"
+        raise PipelineError(f"local GitHub: no stand-in for {method} issues/{rest}")
 
     def _scope(self, path: str) -> str:
         """ "" for repository variables, else the environment's name."""

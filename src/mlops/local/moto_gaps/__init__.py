@@ -441,6 +441,15 @@ def _alarm(name: str, props: dict[str, Any]) -> tuple[str, dict[str, str]]:
     return alarm, {"Arn": f"arn:aws:cloudwatch:::alarm:{alarm}"}
 
 
+@_gap("AWS::Scheduler::Schedule")
+def _schedule(name: str, props: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    """Through CreateSchedule, which checks the expression and the target as AWS does."""
+    schedule = props.get("Name") or name
+    kwargs = _pick(props, "ScheduleExpression FlexibleTimeWindow Target State Description KmsKeyArn")
+    arn = _client("scheduler").create_schedule(Name=schedule, **kwargs)["ScheduleArn"]
+    return schedule, {"Arn": arn}
+
+
 def install(runtime: Any) -> None:
     """Apply every patch; :func:`uninstall` restores moto as it was."""
     global _runtime
