@@ -48,6 +48,7 @@ def workflow_run(
             runner.run()
             if after is not None:
                 runtime.merge_jobs(ctx, runner)
+                runtime.endpoints.flush_all()  # capture AWS would have delivered by now
                 started = time.monotonic()
                 after(ctx, runtime.run_dir)
                 runtime.extra_timings["batch scoring"] = time.monotonic() - started

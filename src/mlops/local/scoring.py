@@ -4,7 +4,8 @@ The held-out raw test split (the data the model never saw in training: no drift 
 shifted copy of it (every numeric feature x1.6: drift expected), each through
 ``mlops inference run`` (upload, StartPipelineExecution, wait), both at once as two arrivals
 would run on AWS. The results land in the run folder under ``inference/<batch>/`` (predictions,
-drift report, explanations) and a line each in the run summary.
+drift report, explanations) and a line each in the run summary. Beside them, the capture
+monitor judges the last hour of prod's data capture (``mlops monitor``), as its schedule would.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ from typing import Any
 from mlops.aws import download_prefix, log
 from mlops.context import Context
 from mlops.errors import PipelineError
-from mlops.steps import inference, register
+from mlops.steps import inference, monitor, register
 
 SHIFT = 1.6
 STAGE = "prod"
+LIVE = "live-traffic"  # prod's data capture (the system tests' requests), by the capture monitor
 
 
 def _number(value: str) -> float | None:
@@ -79,12 +81,19 @@ def score_batches(ctx: Context, run_dir: Path) -> dict[str, Any]:
         "shifted-test": _write(folder / "shifted-test.csv", header, _shifted(rows)),
     }
     log(f"\n== batch scoring: {', '.join(files)} through {inference.pipeline_name(ctx, STAGE)}")
-    with ThreadPoolExecutor(max_workers=len(files)) as pool:
+    live = monitor.captures(ctx, STAGE)
+    if live:
+        log(f"== live drift: the last hour of {STAGE}'s data capture through {monitor.pipeline_name(ctx, STAGE)}")
+    with ThreadPoolExecutor(max_workers=len(files) + 1) as pool:
         runs = pool.map(lambda path: inference.run(ctx, STAGE, str(path)), files.values())
+        watched = pool.submit(monitor.run, ctx, STAGE, monitor.window("1h")) if live else None
         found = dict(zip(files, runs, strict=True))
+        if watched is not None:  # the system tests' traffic to prod
+            found[LIVE] = watched.result()
     s3 = ctx.client("s3")
     for name, result in found.items():
-        base = result["predictions"].removesuffix("predictions/")
-        download_prefix(s3, base, run_dir / "inference" / name)
-        ctx.manifest.update("batches", {name: result})
+        base = result.get("report_uri") or result["predictions"].removesuffix("predictions/")
+        if base:
+            download_prefix(s3, base, run_dir / "inference" / name)
+        ctx.manifest.update("batches", {name: {k: v for k, v in result.items() if k != "report"}})
     return found

@@ -55,7 +55,8 @@ def _batch(name: str, b: dict) -> list[str]:
     score = b.get("max_score")
     shown = f"{score:.3f} ({b.get('max_feature')})" if isinstance(score, int | float) else "n/a"
     top = ", ".join(b.get("top_features") or []) or "none"
-    return [name, str(b.get("rows")), str(b.get("verdict")), shown, top, f"`{b['predictions']}`"]
+    where = b.get("predictions") or b.get("report_uri") or "n/a"  # live traffic: its report
+    return [name, str(b.get("rows")), str(b.get("verdict")), shown, top, f"`{where}`"]
 
 
 def summary(ctx: Context, timings: dict[str, float]) -> str:
