@@ -16,10 +16,16 @@ from datetime import UTC, datetime
 
 import pytest
 
+from botocore.exceptions import ClientError
+
 from abalone_model.schema import DATA_FILE, Schema
 from mlops import stack
+from mlops.aws import new_session
+from mlops.context import Context
 from mlops.errors import ConfigError
+from mlops.local import oidc
 from mlops.local.github_stub import LocalGitHub
+from mlops.manifest import Manifest
 from mlops.steps import inference, monitor
 
 pytestmark = pytest.mark.cost(40)  # seconds on two workers: scheduled early
@@ -122,3 +128,35 @@ def test_a_stage_without_capture_is_one_line_naming_the_setting(local, upserted)
     _, ctx = local
     with pytest.raises(ConfigError, match=r"dev captures no data \(capture_sampling_percent = 0"):
         monitor.run(ctx, "dev", monitor.window())
+
+
+def _as_monitor_workflow(runtime, ctx, tmp_path, event: str = "schedule", ref: str = "refs/heads/main"):
+    """A Context with the credentials monitor.yml's configure-aws-credentials step would get."""
+    found = stack.describe(ctx.client("cloudformation"), "mlops-monitor-prod")
+    role = stack.outputs(found)["MonitorWorkflowRoleArn"]
+    claims = oidc.claims(LocalGitHub().repository, event=event, ref=ref, workflow="monitor.yml")
+    creds = runtime.anonymous_client("sts").assume_role_with_web_identity(
+        RoleArn=role, RoleSessionName="GitHubActions", WebIdentityToken=runtime.tokens.issue(claims)
+    )["Credentials"]
+    session = new_session(
+        aws_access_key_id=creds["AccessKeyId"],
+        aws_secret_access_key=creds["SecretAccessKey"],
+        aws_session_token=creds["SessionToken"],
+        region_name=runtime.region,
+    )
+    return Context(ctx.config, session, Manifest(tmp_path / "run.json"), root=ctx.root)
+
+
+def test_the_monitor_workflow_role_runs_it_and_nothing_else(local, upserted, tmp_path):
+    runtime, ctx = local
+    as_workflow = _as_monitor_workflow(runtime, ctx, tmp_path)
+    found = monitor.run(as_workflow, "prod", monitor.window("1h"))
+    assert found["verdict"] in ("drift", "no_drift") and found["rows"] > 0
+    with pytest.raises(ClientError, match="AccessDenied"):  # the batch pipeline is not its own
+        as_workflow.client("sagemaker").start_pipeline_execution(PipelineName="mlops-inference-prod")
+
+
+def test_a_pull_request_token_cannot_assume_the_monitor_role(local, upserted, tmp_path):
+    runtime, ctx = local
+    with pytest.raises(ClientError, match="AccessDenied|Not authorized"):
+        _as_monitor_workflow(runtime, ctx, tmp_path, event="pull_request", ref="refs/pull/7/merge")

@@ -71,6 +71,8 @@ COVERED: dict[str, tuple[str, ...]] = {
         "UpdatePipeline",
         "DescribePipeline",
         "StartPipelineExecution",
+        "DescribePipelineExecution",
+        "ListPipelineExecutionSteps",
         "AddTags",
         "ListTags",
         "DeleteTags",

@@ -144,6 +144,11 @@ NAMES: dict[tuple[str, str], Name] = {
         ("ModelPackageGroupName",), lambda v, _p: _arn_or(v, lambda n: n)
     ),
     (_SM, "pipeline"): Name(("PipelineName",)),
+    # DescribePipelineExecution, ListPipelineExecutionSteps: the execution, by its ARN
+    (_SM, "pipeline-execution"): Name(
+        ("PipelineExecutionArn",),
+        lambda v, _p: _arn_or(v, lambda n: {"PipelineName": "*", "RandomString": n}),
+    ),
     ("glue", "job"): Name(("JobName", "Name")),
     ("ecr", "repository"): Name(("repositoryName", "repositoryNames")),
     ("cloudformation", "stack"): Name(("StackName",), _stack),
