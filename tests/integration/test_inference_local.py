@@ -136,7 +136,7 @@ def test_upsert_twice_updates_the_one_pipeline(local, upserted, env):
     again = inference.upsert(ctx, "prod")
     after = sm.describe_pipeline(PipelineName="mlops-inference-prod")
     names = [p["PipelineName"] for p in sm.list_pipelines()["PipelineSummaries"]]
-    assert names == ["mlops-inference-prod"]
+    assert sorted(names) == ["mlops-inference-prod", "mlops-monitor-prod"]  # + live drift
     assert again["pipeline_arn"] == upserted["pipeline_arn"]
     definition = json.loads(after["PipelineDefinition"])
     assert [s["Name"] for s in definition["Steps"]] == [
@@ -168,6 +168,9 @@ def test_make_pipelines_scoring_finds_drift_only_in_the_shifted_copy(
     assert held["input"] == f"s3://{bucket}/batches/held-out-test.csv"  # uploaded from the file
     assert (held["verdict"], shifted["verdict"]) == ("no_drift", "drift")
     assert held["rows"] == shifted["rows"] == len(_predictions(ctx, shifted))
+    live = found.pop(scoring.LIVE)  # prod's capture (the system tests' traffic): a drift report
+    report = json.loads((tmp_path / "inference" / scoring.LIVE / "monitor" / "drift.json").read_text())
+    assert report["rows"] == live["rows"] > 0 and report["capture"]["used"] > 0
     for name in found:  # predictions, drift report and explanations in the run folder
         folder = tmp_path / "inference" / name
         assert json.loads((folder / "monitor" / "drift.json").read_text())["verdict"]

@@ -1291,6 +1291,7 @@ def test_a_prod_inference_stack_grants_the_prod_deploy_role_in_moto(aws, boot_ou
     from types import SimpleNamespace
 
     from mlops.steps import inference as step
+    from mlops.steps import monitor
 
     cfn, _, session = aws
     provider = f"arn:aws:iam::{ACCOUNT}:oidc-provider/token.actions.githubusercontent.com"
@@ -1319,8 +1320,9 @@ def test_a_prod_inference_stack_grants_the_prod_deploy_role_in_moto(aws, boot_ou
     )
     pipeline = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:pipeline/{step.pipeline_name(ctx, 'prod')}"
     assert pipeline == out["InferencePipelineArn"]
+    live = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:pipeline/{monitor.pipeline_name(ctx, 'prod')}"
     for verb in ("DescribePipeline", "CreatePipeline", "UpdatePipeline", "AddTags"):
-        assert resources[f"sagemaker:{verb}"] == [pipeline]
+        assert resources[f"sagemaker:{verb}"] == [pipeline, live]
     model = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model/{step.model_name(ctx, 'x/7')}"
     assert fnmatch.fnmatchcase(model, resources["sagemaker:CreateModel"][0])
     bucket, key = step.parameters_uri(ctx, "prod").removeprefix("s3://").split("/", 1)
