@@ -43,14 +43,19 @@ class Window:
         end = parse_time(until, "--until") if until else datetime.now(UTC)
         start = parse_time(since, "--since") if since else end - timedelta(hours=hours)
         if start >= end:
-            raise ModelError(f"the window is empty: --since {start:%FT%TZ} is not before {end:%FT%TZ}")
+            raise ModelError(
+                f"the window is empty: --since {start:%FT%TZ} is not before {end:%FT%TZ}"
+            )
         return cls(start, end)
 
     def __contains__(self, moment: datetime) -> bool:
         return self.since <= moment < self.until
 
     def to_dict(self) -> dict[str, str]:
-        return {"since": f"{self.since:%Y-%m-%dT%H:%M:%SZ}", "until": f"{self.until:%Y-%m-%dT%H:%M:%SZ}"}
+        return {
+            "since": f"{self.since:%Y-%m-%dT%H:%M:%SZ}",
+            "until": f"{self.until:%Y-%m-%dT%H:%M:%SZ}",
+        }
 
 
 def parse_time(text: str, what: str) -> datetime:
@@ -58,7 +63,9 @@ def parse_time(text: str, what: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
-        raise ModelError(f"{what} {text!r} is not an ISO 8601 time, e.g. 2026-12-01T06:00:00Z") from None
+        raise ModelError(
+            f"{what} {text!r} is not an ISO 8601 time, e.g. 2026-12-01T06:00:00Z"
+        ) from None
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 

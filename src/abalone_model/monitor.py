@@ -174,7 +174,11 @@ def _args(argv: list[str]) -> argparse.Namespace:
     add("--baseline", type=Path, default=PROCESSING / "baseline" / "statistics.json")
     add("--batch", type=Path, help="raw CSV file or directory (default: /opt/ml/processing/batch)")
     add("--capture", type=Path, help="an endpoint's data capture (JSON Lines) instead of a batch")
-    add("--since", default="", help="with --capture: ISO 8601 start (default: --window-hours before --until)")
+    add(
+        "--since",
+        default="",
+        help="with --capture: ISO 8601 start (default: --window-hours before --until)",
+    )
     add("--until", default="", help="with --capture: ISO 8601 end, exclusive (default: now)")
     add("--window-hours", type=float, default=24.0, help="with --capture: the window's length")
     add("--schema", type=Path, help="schema.json (default: the model's, else the packaged one)")

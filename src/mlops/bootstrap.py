@@ -275,7 +275,9 @@ def bootstrap(args: argparse.Namespace, clients: dict[str, Any], gh: Gh) -> int:
         params["DriftAlarmThreshold"] = str(cfg.inference["drift_alarm_threshold"])
         name = cfg.monitor_stack_name(stage)
         found = stack.deploy(cfn, name, monitor_template, params, **deploy)
-        role = check_outputs(found, name, MONITOR_OUTPUTS, MONITOR_TEMPLATE)["MonitorWorkflowRoleArn"]
+        role = check_outputs(found, name, MONITOR_OUTPUTS, MONITOR_TEMPLATE)[
+            "MonitorWorkflowRoleArn"
+        ]
         monitor_roles[f"{stage.upper()}_MONITOR_ROLE_ARN"] = role
     github_setup.configure(gh, repo, reviewers, outputs, args.region, boot, monitor_roles)
     aws.log(f"bootstrap: done. Push to main to run the deploy workflow of {repo}.")

@@ -20,15 +20,27 @@ BODY_LIMIT = 65536  # GitHub's maximum issue body, in characters
 def _fit(text: str) -> str:
     if len(text) <= BODY_LIMIT:
         return text
-    return text[: BODY_LIMIT - 80] + "\n\n… (cut to GitHub's body limit: the full report is in S3)\n"
+    return (
+        text[: BODY_LIMIT - 80] + "\n\n… (cut to GitHub's body limit: the full report is in S3)\n"
+    )
 
 
 def open_issue(gh: Gh, repo: str) -> int | None:
     """The number of the open ``drift`` issue (the oldest), or None."""
     jq = "[.[] | select(.pull_request == null)] | sort_by(.number) | .[0].number // empty"
     found = gh(
-        ["api", "--method", "GET", f"repos/{repo}/issues", "-f", f"labels={LABEL}",
-         "-f", "state=open", "--jq", jq],
+        [
+            "api",
+            "--method",
+            "GET",
+            f"repos/{repo}/issues",
+            "-f",
+            f"labels={LABEL}",
+            "-f",
+            "state=open",
+            "--jq",
+            jq,
+        ],
         placeholder="",
     )
     return int(found) if found.strip() else None

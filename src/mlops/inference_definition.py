@@ -257,7 +257,9 @@ def build_definition(cfg: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mlops.inference_definition")
-    parser.add_argument("--config", type=Path, required=True, help="JSON object (see DEFAULTS) or list")
+    parser.add_argument(
+        "--config", type=Path, required=True, help="JSON object (see DEFAULTS) or list"
+    )
     parser.add_argument("--out", type=Path, required=True, help="where to write the definition")
     args = parser.parse_args(argv)
     try:

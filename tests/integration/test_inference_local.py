@@ -169,7 +169,9 @@ def test_make_pipelines_scoring_finds_drift_only_in_the_shifted_copy(
     assert (held["verdict"], shifted["verdict"]) == ("no_drift", "drift")
     assert held["rows"] == shifted["rows"] == len(_predictions(ctx, shifted))
     live = found.pop(scoring.LIVE)  # prod's capture (the system tests' traffic): a drift report
-    report = json.loads((tmp_path / "inference" / scoring.LIVE / "monitor" / "drift.json").read_text())
+    report = json.loads(
+        (tmp_path / "inference" / scoring.LIVE / "monitor" / "drift.json").read_text()
+    )
     assert report["rows"] == live["rows"] > 0 and report["capture"]["used"] > 0
     for name in found:  # predictions, drift report and explanations in the run folder
         folder = tmp_path / "inference" / name

@@ -15,7 +15,6 @@ import time
 from datetime import UTC, datetime
 
 import pytest
-
 from botocore.exceptions import ClientError
 
 from abalone_model.schema import DATA_FILE, Schema
@@ -61,7 +60,7 @@ def _now() -> str:
 
 
 def test_upsert_creates_the_capture_pipeline_on_the_serving_package(local, upserted):
-    runtime, ctx = local
+    _, ctx = local
     sm = ctx.client("sagemaker")
     described = sm.describe_pipeline(PipelineName="mlops-monitor-prod")
     definition = json.loads(described["PipelineDefinition"])
@@ -82,7 +81,9 @@ def test_live_traffic_like_the_training_data_does_not_drift(local, upserted):
     found = monitor.run(ctx, "prod", monitor.window(since))
     assert found["verdict"] == "no_drift", found
     assert found["rows"] == 1200 and found["window"]["used"] == 12
-    assert found["report_uri"].startswith(f"s3://{ctx.account.ArtifactBucket}/inference/prod/monitor/")
+    assert found["report_uri"].startswith(
+        f"s3://{ctx.account.ArtifactBucket}/inference/prod/monitor/"
+    )
     assert "Live traffic: 1200 rows of 12 captured requests" in found["report"]
 
 
@@ -130,7 +131,9 @@ def test_a_stage_without_capture_is_one_line_naming_the_setting(local, upserted)
         monitor.run(ctx, "dev", monitor.window())
 
 
-def _as_monitor_workflow(runtime, ctx, tmp_path, event: str = "schedule", ref: str = "refs/heads/main"):
+def _as_monitor_workflow(
+    runtime, ctx, tmp_path, event: str = "schedule", ref: str = "refs/heads/main"
+):
     """A Context with the credentials monitor.yml's configure-aws-credentials step would get."""
     found = stack.describe(ctx.client("cloudformation"), "mlops-monitor-prod")
     role = stack.outputs(found)["MonitorWorkflowRoleArn"]
@@ -153,10 +156,12 @@ def test_the_monitor_workflow_role_runs_it_and_nothing_else(local, upserted, tmp
     found = monitor.run(as_workflow, "prod", monitor.window("1h"))
     assert found["verdict"] in ("drift", "no_drift") and found["rows"] > 0
     with pytest.raises(ClientError, match="AccessDenied"):  # the batch pipeline is not its own
-        as_workflow.client("sagemaker").start_pipeline_execution(PipelineName="mlops-inference-prod")
+        as_workflow.client("sagemaker").start_pipeline_execution(
+            PipelineName="mlops-inference-prod"
+        )
 
 
 def test_a_pull_request_token_cannot_assume_the_monitor_role(local, upserted, tmp_path):
     runtime, ctx = local
-    with pytest.raises(ClientError, match="AccessDenied|Not authorized"):
+    with pytest.raises(ClientError, match=r"AccessDenied|Not authorized"):
         _as_monitor_workflow(runtime, ctx, tmp_path, event="pull_request", ref="refs/pull/7/merge")

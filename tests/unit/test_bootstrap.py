@@ -161,15 +161,22 @@ def test_dry_run_prints_parameters_and_makes_no_call(stand_in, capsys, monkeypat
     # The names come from pipeline.toml, as the CLI's jobs, stacks and endpoints do (the IAM
     # grants are scoped by ProjectName), never from the repository's name.
     assert list(change_sets) == [
-        "mlops-bootstrap", "mlops-github-access", "mlops-inference-prod", "mlops-monitor-prod"
+        "mlops-bootstrap",
+        "mlops-github-access",
+        "mlops-inference-prod",
+        "mlops-monitor-prod",
     ]
     boot, access, inference, live = (
         {p["ParameterKey"]: p["ParameterValue"] for p in cs["Parameters"]}
         for cs in change_sets.values()
     )
     assert live == {
-        "ProjectName": "mlops", "Stage": "prod", "BootstrapStackName": "mlops-bootstrap",
-        "AccessStackName": "mlops-github-access", "GitHubOrg": "Acme", "GitHubRepo": "Abalone_Age",
+        "ProjectName": "mlops",
+        "Stage": "prod",
+        "BootstrapStackName": "mlops-bootstrap",
+        "AccessStackName": "mlops-github-access",
+        "GitHubOrg": "Acme",
+        "GitHubRepo": "Abalone_Age",
         "DriftAlarmThreshold": "0.25",
     }
     assert "-f name=PROD_MONITOR_ROLE_ARN -f 'value=<MonitorWorkflowRoleArn>'" in out
@@ -632,7 +639,9 @@ def test_dry_run_with_two_inference_stages_creates_both(stand_in, tmp_path, caps
     assert bs.main([*argv, "--templates", str(stand_in)]) == 0
     out = capsys.readouterr().out
     assert list(_change_sets(out))[2:] == [
-        "mlops-inference-dev", "mlops-inference-prod", "mlops-monitor-prod"
+        "mlops-inference-dev",
+        "mlops-inference-prod",
+        "mlops-monitor-prod",
     ]
     creates = [line for line in out.splitlines() if "create_change_set" in line]
     assert all('"ChangeSetType": "CREATE"' in line for line in creates), creates

@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from tests.unit.test_monitor import HELD_OUT, NAMES, WEIGHTS, baseline, cells, cli  # noqa: F401
 
 from abalone_model import capture, monitor
 from abalone_model.errors import ModelError
 from abalone_model.schema import Schema
-from tests.unit.test_monitor import HELD_OUT, NAMES, WEIGHTS, baseline, cells, cli  # noqa: F401
 
 SCHEMA = Schema.load()
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -57,7 +57,12 @@ def test_records_in_the_window_give_their_rows_and_predictions(tmp_path):
     assert found.rows == rows[:2]
     assert found.predictions == [10.5, 10.5]
     assert found.counts == {
-        "files": 2, "records": 3, "in_window": 1, "used": 1, "unreadable": 0, "unusable": 0
+        "files": 2,
+        "records": 3,
+        "in_window": 1,
+        "used": 1,
+        "unreadable": 0,
+        "unusable": 0,
     }
 
 
@@ -93,7 +98,12 @@ def test_bad_lines_and_refused_bodies_are_counted_not_fatal(tmp_path):
     ("since", "until", "hours", "expected"),
     [
         ("", "2026-12-01T12:00:00Z", 24, ("2026-11-30T12:00:00Z", "2026-12-01T12:00:00Z")),
-        ("2026-12-01", "2026-12-01T06:00:00+02:00", 24, ("2026-12-01T00:00:00Z", "2026-12-01T04:00:00Z")),
+        (
+            "2026-12-01",
+            "2026-12-01T06:00:00+02:00",
+            24,
+            ("2026-12-01T00:00:00Z", "2026-12-01T04:00:00Z"),
+        ),
         ("", "2026-12-01T12:00:00Z", 1.5, ("2026-12-01T10:30:00Z", "2026-12-01T12:00:00Z")),
     ],
 )
@@ -141,12 +151,16 @@ def test_a_quiet_window_is_no_data_with_a_report(baseline, tmp_path, capsys):  #
     old = csv_call(cells(HELD_OUT[:5]), NOW - timedelta(days=3))
     folder = write(tmp_path / "capture", [old])
     args = ["--capture", str(folder), "--until", "2026-12-01T12:00:00Z"]
-    code, out, err = cli(capsys, *args, "--baseline", str(baseline), "--output", str(tmp_path / "o"))
+    code, out, err = cli(
+        capsys, *args, "--baseline", str(baseline), "--output", str(tmp_path / "o")
+    )
     assert (code, err) == (0, "")
     report = json.loads((tmp_path / "o" / "drift.json").read_text())
     assert report["verdict"] == "no_data" and report["rows"] == 0
     assert report["capture"]["records"] == 1 and report["capture"]["in_window"] == 0
-    assert "no usable captured requests between 2026-11-30T12:00:00Z" in report["prediction"]["reason"]
+    assert (
+        "no usable captured requests between 2026-11-30T12:00:00Z" in report["prediction"]["reason"]
+    )
     assert "Live traffic: 0 rows" in (tmp_path / "o" / "report.md").read_text()
     assert not (tmp_path / "o" / "drift.png").exists()
     assert "drift:verdict=no_data" in out and "capture: 0 of 0 requests" in out
@@ -162,7 +176,9 @@ def test_the_cli_judges_captured_predictions_against_the_reference(baseline, tmp
     code, out, err = cli(capsys, *args, "--output", str(tmp_path / "o"))
     assert (code, err) == (0, "")
     report = json.loads((tmp_path / "o" / "drift.json").read_text())
-    assert report["prediction"]["status"] == "drift" and report["prediction"]["reference_rows"] == 300
+    assert (
+        report["prediction"]["status"] == "drift" and report["prediction"]["reference_rows"] == 300
+    )
     assert "capture: 1 of 1 requests" in out
 
 

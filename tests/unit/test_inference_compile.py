@@ -20,7 +20,8 @@ import json, sys
 with open({runs!r}, "a") as log:
     log.write("run\\n")
 configs = json.load(open(sys.argv[4]))
-steps = [{{"RoleArn": c["role_arn"], "Region": c["region"], "Kind": c.get("pipeline")}} for c in configs]
+steps = [{{"RoleArn": c["role_arn"], "Region": c["region"], "Kind": c.get("pipeline")}}
+         for c in configs]
 json.dump([json.dumps({{"Steps": [step]}}) for step in steps], open(sys.argv[6], "w"))
 """
 
@@ -63,7 +64,9 @@ def test_another_config_compiler_or_lock_compiles_again(venv, monkeypatch, tmp_p
     for n, original in enumerate(originals):  # either compiler's source
         compiler = tmp_path / original.name
         compiler.write_text(original.read_text() + "\n# changed\n")
-        monkeypatch.setattr(ic, "COMPILERS", tuple(compiler if c == original else c for c in originals))
+        monkeypatch.setattr(
+            ic, "COMPILERS", tuple(compiler if c == original else c for c in originals)
+        )
         _, cached = ic.compile_definition(venv, {"role_arn": ROLE, "region": "eu-west-1"})
         assert not cached and runs(venv) == 4 + n
 
@@ -76,7 +79,11 @@ def test_several_definitions_compile_in_one_run_and_come_back_in_order(venv):
     cfgs.append({"role_arn": OTHER, "region": "eu-west-1", "pipeline": "capture"})
     texts, cached = ic.compile_definitions(venv, cfgs)
     assert cached == 2 and runs(venv) == 2  # only the new one compiled
-    assert json.loads(texts[2])["Steps"][0] == {"RoleArn": OTHER, "Region": "eu-west-1", "Kind": "capture"}
+    assert json.loads(texts[2])["Steps"][0] == {
+        "RoleArn": OTHER,
+        "Region": "eu-west-1",
+        "Kind": "capture",
+    }
 
 
 def test_a_cache_that_cannot_be_written_compiles_every_time(venv):

@@ -16,9 +16,21 @@ from mlops.steps import monitor
     [
         ("24h", "", {"Since": "", "Until": "", "WindowHours": "24"}),
         ("90m", "", {"Since": "", "Until": "", "WindowHours": "1.5"}),
-        ("2d", "2026-12-01T06:00:00Z", {"Since": "", "Until": "2026-12-01T06:00:00Z", "WindowHours": "48"}),
-        ("2026-12-01T06:00:00+02:00", "", {"Since": "2026-12-01T04:00:00Z", "Until": "", "WindowHours": "24"}),
-        ("2026-11-30", "2026-12-01", {"Since": "2026-11-30T00:00:00Z", "Until": "2026-12-01T00:00:00Z", "WindowHours": "24"}),
+        (
+            "2d",
+            "2026-12-01T06:00:00Z",
+            {"Since": "", "Until": "2026-12-01T06:00:00Z", "WindowHours": "48"},
+        ),
+        (
+            "2026-12-01T06:00:00+02:00",
+            "",
+            {"Since": "2026-12-01T04:00:00Z", "Until": "", "WindowHours": "24"},
+        ),
+        (
+            "2026-11-30",
+            "2026-12-01",
+            {"Since": "2026-11-30T00:00:00Z", "Until": "2026-12-01T00:00:00Z", "WindowHours": "24"},
+        ),
     ],
 )
 def test_the_window_becomes_the_executions_parameters(since, until, expected):
@@ -74,7 +86,13 @@ def test_other_labels_do_not_count_and_the_oldest_open_one_is_updated():
     gh = LocalGitHub()
     gh.issues[1] = {"title": "bug", "body": "", "labels": ["bug"], "state": "open", "comments": []}
     for n in (2, 3):
-        gh.issues[n] = {"title": "d", "body": "", "labels": ["drift"], "state": "open", "comments": []}
+        gh.issues[n] = {
+            "title": "d",
+            "body": "",
+            "labels": ["drift"],
+            "state": "open",
+            "comments": [],
+        }
     assert github_issue.report(gh, gh.repository, "Drift", "b", "c") == ("updated", 2)
 
 

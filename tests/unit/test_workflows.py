@@ -438,7 +438,9 @@ def template(name: str) -> dict[str, Any]:
         live = yaml.load((ROOT / "cloudformation" / "monitor.yaml").read_text(), Loader=CfnLoader)
         for key in ("Resources", "Outputs"):
             found[key] |= {f"Monitor{k}": v for k, v in live[key].items()}
-        found["Outputs"]["MonitorWorkflowRoleArn"] = found["Outputs"].pop("MonitorMonitorWorkflowRoleArn")
+        found["Outputs"]["MonitorWorkflowRoleArn"] = found["Outputs"].pop(
+            "MonitorMonitorWorkflowRoleArn"
+        )
         found["Outputs"]["MonitorWorkflowRoleArn"]["Value"]["Fn::GetAtt"][0] = "MonitorWorkflowRole"
     return found
 
@@ -660,8 +662,13 @@ def test_monitor_runs_daily_on_main_without_an_environment_and_reports_to_an_iss
     assert job["permissions"] == {"contents": "read", "id-token": "write", "issues": "write"}
     (step,) = [s for s in steps(job) if "mlops monitor" in s.get("run", "")]
     assert step["run"] == '.venv/bin/mlops monitor --stage prod --since "$SINCE" --issue'
-    assert step["env"] == {"GH_TOKEN": "${{ github.token }}", "SINCE": "${{ inputs.since || '24h' }}"}
+    assert step["env"] == {
+        "GH_TOKEN": "${{ github.token }}",
+        "SINCE": "${{ inputs.since || '24h' }}",
+    }
     live = template("monitor.yaml")
     trust = live["Resources"]["WorkflowRole"]["Properties"]["AssumeRolePolicyDocument"]
-    sub = trust["Statement"][0]["Condition"]["StringEquals"]["token.actions.githubusercontent.com:sub"]
+    sub = trust["Statement"][0]["Condition"]["StringEquals"][
+        "token.actions.githubusercontent.com:sub"
+    ]
     assert sub == {"Fn::Sub": "repo:${GitHubOrg}/${GitHubRepo}:ref:refs/heads/main"}

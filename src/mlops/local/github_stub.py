@@ -65,16 +65,23 @@ class LocalGitHub:
         if not rest and method == "GET":
             fields = dict(a.split("=", 1) for a in args if "=" in a and not a.startswith("-"))
             label, state = fields.get("labels", ""), fields.get("state", "open")
-            found = [n for n, i in sorted(self.issues.items())
-                     if i["state"] == state and (not label or label in i["labels"])]
+            found = [
+                n
+                for n, i in sorted(self.issues.items())
+                if i["state"] == state and (not label or label in i["labels"])
+            ]
             return str(found[0]) if found else ""
         if not rest and method == "POST":
             if not (body or {}).get("title"):
                 raise PipelineError("local GitHub: 422 an issue needs a title")
             number = max(self.issues, default=0) + 1
-            self.issues[number] = {"title": body["title"], "body": body.get("body", ""),
-                                   "labels": list(body.get("labels", [])), "state": "open",
-                                   "comments": []}
+            self.issues[number] = {
+                "title": body["title"],
+                "body": body.get("body", ""),
+                "labels": list(body.get("labels", [])),
+                "state": "open",
+                "comments": [],
+            }
             return str(number)
         number, _, sub = rest.partition("/")
         issue = self.issues.get(int(number)) if number.isdigit() else None

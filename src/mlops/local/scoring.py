@@ -83,7 +83,8 @@ def score_batches(ctx: Context, run_dir: Path) -> dict[str, Any]:
     log(f"\n== batch scoring: {', '.join(files)} through {inference.pipeline_name(ctx, STAGE)}")
     live = monitor.captures(ctx, STAGE)
     if live:
-        log(f"== live drift: the last hour of {STAGE}'s data capture through {monitor.pipeline_name(ctx, STAGE)}")
+        name = monitor.pipeline_name(ctx, STAGE)
+        log(f"== live drift: the last hour of {STAGE}'s data capture through {name}")
     with ThreadPoolExecutor(max_workers=len(files) + 1) as pool:
         runs = pool.map(lambda path: inference.run(ctx, STAGE, str(path)), files.values())
         watched = pool.submit(monitor.run, ctx, STAGE, monitor.window("1h")) if live else None

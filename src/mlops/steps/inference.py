@@ -155,7 +155,12 @@ def with_defaults(definition: str, values: dict[str, str]) -> str:
 
 
 def put_pipeline(
-    ctx: Context, stage: str, definition: str, role: str, name: str = "", what: str = "batch inference"
+    ctx: Context,
+    stage: str,
+    definition: str,
+    role: str,
+    name: str = "",
+    what: str = "batch inference",
 ) -> str:
     """CreatePipeline the first time, UpdatePipeline after: one pipeline per stage and kind."""
     sm, name = ctx.client("sagemaker"), name or pipeline_name(ctx, stage)
@@ -186,7 +191,9 @@ def upsert(ctx: Context, stage: str, arn: str | None = None) -> dict[str, Any]:
     pipeline_arn = put_pipeline(ctx, stage, with_defaults(definitions[0], params), role)
     if live:  # the live-drift pipeline, on the same package (cloudformation/monitor.yaml starts it)
         live_defaults = with_defaults(definitions[1], monitor.defaults(ctx, stage, params))
-        put_pipeline(ctx, stage, live_defaults, role, monitor.pipeline_name(ctx, stage), "live drift")
+        put_pipeline(
+            ctx, stage, live_defaults, role, monitor.pipeline_name(ctx, stage), "live drift"
+        )
     uri = parameters_uri(ctx, stage)
     bucket, key = split_s3(uri)
     body = json.dumps(params, indent=2).encode()

@@ -84,7 +84,9 @@ def compile_definitions(root: Path, cfgs: list[dict[str, Any]]) -> tuple[list[st
                 tmp = path.with_suffix(f".{os.getpid()}.tmp")
                 tmp.write_text(text, encoding="utf-8")
                 tmp.replace(path)
-    found = [texts[p].replace(ROLE_PLACEHOLDER, c["role_arn"]) for p, c in zip(paths, cfgs, strict=True)]
+    found = [
+        texts[p].replace(ROLE_PLACEHOLDER, c["role_arn"]) for p, c in zip(paths, cfgs, strict=True)
+    ]
     return found, len(paths) - len(missing)
 
 

@@ -30,7 +30,9 @@ def pipeline_name(ctx: Context, stage: str) -> str:
 
 def capture_uri(ctx: Context, stage: str) -> str:
     """Where the stage's endpoint captures (deploy's CaptureS3Uri, then endpoint/variant/...)."""
-    return s3_uri(ctx.account.CaptureBucket, "capture", stage, ctx.config.endpoint_name(stage)) + "/"
+    return (
+        s3_uri(ctx.account.CaptureBucket, "capture", stage, ctx.config.endpoint_name(stage)) + "/"
+    )
 
 
 def output_prefix(ctx: Context, stage: str) -> str:
@@ -51,7 +53,10 @@ def defaults(ctx: Context, stage: str, params: dict[str, str]) -> dict[str, str]
     """The execution defaults: the serving package's values, the capture and output prefixes."""
     keep = ("ImageUri", "ModelDataUri", "BaselineUri", "TestDataUri")
     found = {k: params[k] for k in keep}
-    return found | {"CaptureUri": capture_uri(ctx, stage), "OutputPrefix": output_prefix(ctx, stage)}
+    return found | {
+        "CaptureUri": capture_uri(ctx, stage),
+        "OutputPrefix": output_prefix(ctx, stage),
+    }
 
 
 # --- the window -------------------------------------------------------------------------------
@@ -134,9 +139,16 @@ def _nothing_captured(ctx: Context, stage: str, span: dict[str, str]) -> dict[st
     """No execution: SageMaker refuses a processing input prefix without objects."""
     log(f"monitor: nothing captured yet under {capture_uri(ctx, stage)}: no execution started")
     reason = f"nothing captured yet under {capture_uri(ctx, stage)}"
-    return {"verdict": "no_data", "max_score": None, "max_feature": None, "rows": 0,
-            "report": f"# Drift report\n\n**Verdict: no_data**: {reason}.\n", "report_uri": "",
-            "window": span, "out_of_range": {}}
+    return {
+        "verdict": "no_data",
+        "max_score": None,
+        "max_feature": None,
+        "rows": 0,
+        "report": f"# Drift report\n\n**Verdict: no_data**: {reason}.\n",
+        "report_uri": "",
+        "window": span,
+        "out_of_range": {},
+    }
 
 
 def _read(ctx: Context, base: str) -> dict[str, Any]:
@@ -161,8 +173,10 @@ def _report(
 ) -> dict[str, Any]:
     score = found["max_score"]
     shown = f"{score:.3f}" if isinstance(score, int | float) else "n/a"
-    log(f"monitor: {stage} live traffic: {found['verdict']} (max PSI {shown} on "
-        f"{found['max_feature']}, {found['rows']} rows)")
+    log(
+        f"monitor: {stage} live traffic: {found['verdict']} (max PSI {shown} on "
+        f"{found['max_feature']}, {found['rows']} rows)"
+    )
     if found["out_of_range"]:
         counts = ", ".join(f"{n} {c}" for n, c in sorted(found["out_of_range"].items()))
         log(f"monitor: values outside the training ranges: {counts}")
@@ -170,10 +184,14 @@ def _report(
         log(f"monitor: report in {found['report_uri']}")
     github.set_output("drift-verdict", found["verdict"])
     github.set_output("report-uri", found["report_uri"])
-    github.summary(f"### Live drift ({stage})\n\n{found['report']}\n\nReport: `{found['report_uri']}`")
+    github.summary(
+        f"### Live drift ({stage})\n\n{found['report']}\n\nReport: `{found['report_uri']}`"
+    )
     if gh is not None and found["verdict"] == "drift":
         found["issue"] = _issue(ctx, stage, found, gh, repo)
-    ctx.manifest.update("monitor", {"stage": stage, **{k: v for k, v in found.items() if k != "report"}})
+    ctx.manifest.update(
+        "monitor", {"stage": stage, **{k: v for k, v in found.items() if k != "report"}}
+    )
     return found
 
 
@@ -181,8 +199,10 @@ def _issue(ctx: Context, stage: str, found: dict[str, Any], gh: Gh, repo: str) -
     endpoint = ctx.config.endpoint_name(stage)
     when = datetime.now(UTC)
     title = f"Drift on live traffic of {endpoint} ({stage})"
-    body = f"{found['report']}\n\nReport: `{found['report_uri']}`\nExecution: `{found.get('execution_arn', '')}`\n"
-    note = f"Drift found again at {when:%Y-%m-%d %H:%M} UTC: max PSI {found['max_score']:.3f} on `{found['max_feature']}`; the body holds this report."
+    body = f"{found['report']}\n\nReport: `{found['report_uri']}`\n"
+    body += f"Execution: `{found.get('execution_arn', '')}`\n"
+    note = f"Drift found again at {when:%Y-%m-%d %H:%M} UTC: max PSI {found['max_score']:.3f} "
+    note += f"on `{found['max_feature']}`; the body holds this report."
     action, number = github_issue.report(gh, repo, title, body, note)
     log(f"monitor: GitHub issue #{number} {action} (label {github_issue.LABEL}) in {repo}")
     return {"action": action, "number": number}

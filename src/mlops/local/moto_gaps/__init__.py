@@ -445,12 +445,16 @@ def _alarm(name: str, props: dict[str, Any]) -> tuple[str, dict[str, str]]:
 def _schedule(name: str, props: dict[str, Any]) -> tuple[str, dict[str, str]]:
     """Through CreateSchedule, which checks the expression and the target as AWS does."""
     schedule = props.get("Name") or name
-    kwargs = _pick(props, "ScheduleExpression FlexibleTimeWindow Target State Description KmsKeyArn")
+    kwargs = _pick(
+        props, "ScheduleExpression FlexibleTimeWindow Target State Description KmsKeyArn"
+    )
     # moto resolves a Ref to a Number parameter as a number; CloudFormation gives a string ("the
     # parameter value becomes a string", Parameters, CloudFormation User Guide:
     # https://docs.aws.amazon.com/AWSCloudFormation/latest/UserGuide/parameters-section-structure.html)
-    for item in kwargs.get("Target", {}).get("SageMakerPipelineParameters", {}).get(
-        "PipelineParameterList", []
+    for item in (
+        kwargs.get("Target", {})
+        .get("SageMakerPipelineParameters", {})
+        .get("PipelineParameterList", [])
     ):
         item["Value"] = str(item["Value"])
     arn = _client("scheduler").create_schedule(Name=schedule, **kwargs)["ScheduleArn"]
