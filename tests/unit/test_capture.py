@@ -53,14 +53,15 @@ def test_records_in_the_window_give_their_rows_and_predictions(tmp_path):
     early = NOW - timedelta(hours=24, seconds=1)
     folder = write(tmp_path, [csv_call(rows[:2], inside, header=True), csv_call(rows[2:], late)])
     write(folder, [csv_call(rows, early)], "b.jsonl")
+    write(folder, [csv_call(rows[:1], WINDOW.since)], "c.jsonl")  # the start is in, the end out
     found = capture.read_capture(folder, SCHEMA, WINDOW)
-    assert found.rows == rows[:2]
-    assert found.predictions == [10.5, 10.5]
+    assert found.rows == rows[:2] + rows[:1]
+    assert found.predictions == [10.5, 10.5, 10.5]
     assert found.counts == {
-        "files": 2,
-        "records": 3,
-        "in_window": 1,
-        "used": 1,
+        "files": 3,
+        "records": 4,
+        "in_window": 2,
+        "used": 2,
         "unreadable": 0,
         "unusable": 0,
     }
