@@ -136,7 +136,7 @@ def _has_capture(ctx: Context, stage: str) -> bool:
 
 
 def _nothing_captured(ctx: Context, stage: str, span: dict[str, str]) -> dict[str, Any]:
-    """No execution: SageMaker refuses a processing input prefix without objects."""
+    """No execution: nothing to judge, and a job downloading an empty prefix only costs start-up."""
     log(f"monitor: nothing captured yet under {capture_uri(ctx, stage)}: no execution started")
     reason = f"nothing captured yet under {capture_uri(ctx, stage)}"
     return {
