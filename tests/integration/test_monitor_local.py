@@ -13,6 +13,7 @@ import csv
 import json
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
@@ -22,21 +23,34 @@ from mlops import stack
 from mlops.aws import new_session
 from mlops.context import Context
 from mlops.errors import ConfigError
-from mlops.local import oidc
+from mlops.local import jobs, oidc
 from mlops.local.github_stub import LocalGitHub
 from mlops.manifest import Manifest
 from mlops.steps import inference, monitor
 
 pytestmark = pytest.mark.cost(40)  # seconds on two workers: scheduled early
 
+ROOT = Path(__file__).resolve().parents[2]
 NAMES = list(Schema.load().raw_names)
 WEIGHTS = [n for n in NAMES if n.endswith("weight")]
 
 
 @pytest.fixture(scope="module")
 def upserted(local, in_prod) -> dict:
-    _, ctx = local
+    """The pipelines on prod's package; the system tests' traffic delivered to the capture."""
+    runtime, ctx = local
+    runtime.endpoints.flush_all()
     return inference.upsert(ctx, "prod")
+
+
+@pytest.fixture(scope="module")
+def calm(local, upserted) -> tuple[str, dict]:
+    """(since, result): traffic like the training data, sent and judged once."""
+    runtime, ctx = local
+    since = _now()
+    _send(ctx, _rows())
+    runtime.endpoints.flush_all()
+    return since, monitor.run(ctx, "prod", monitor.window(since))
 
 
 def _send(ctx, rows: list[dict], per_call: int = 100) -> None:
@@ -73,17 +87,13 @@ def test_upsert_creates_the_capture_pipeline_on_the_serving_package(local, upser
     assert described["RoleArn"] == stack.outputs(found)["InferencePipelineRoleArn"]
 
 
-def test_live_traffic_like_the_training_data_does_not_drift(local, upserted):
-    runtime, ctx = local
-    since = _now()
-    _send(ctx, _rows())
-    runtime.endpoints.flush_all()
-    found = monitor.run(ctx, "prod", monitor.window(since))
+def test_live_traffic_like_the_training_data_does_not_drift(local, calm):
+    _, ctx = local
+    _, found = calm
     assert found["verdict"] == "no_drift", found
     assert found["rows"] == 1200 and found["window"]["used"] == 12
-    assert found["report_uri"].startswith(
-        f"s3://{ctx.account.ArtifactBucket}/inference/prod/monitor/"
-    )
+    prefix = f"s3://{ctx.account.ArtifactBucket}/inference/prod/monitor/"
+    assert found["report_uri"].startswith(prefix)
     assert "Live traffic: 1200 rows of 12 captured requests" in found["report"]
 
 
@@ -105,7 +115,7 @@ def test_heavier_abalone_drift_and_open_then_update_one_issue(local, upserted):
     assert again["report_uri"] in github.issues[1]["body"]  # the body is the latest report
 
 
-def test_metrics_go_to_the_dimension_the_alarm_watches(local, upserted):
+def test_metrics_go_to_the_dimension_the_alarm_watches(local, calm):
     _, ctx = local
     cw = ctx.client("cloudwatch")
     listed = cw.list_metrics(Namespace="mlops/inference", MetricName="MaxDriftScore")["Metrics"]
@@ -165,3 +175,28 @@ def test_a_pull_request_token_cannot_assume_the_monitor_role(local, upserted, tm
     runtime, ctx = local
     with pytest.raises(ClientError, match=r"AccessDenied|Not authorized"):
         _as_monitor_workflow(runtime, ctx, tmp_path, event="pull_request", ref="refs/pull/7/merge")
+
+
+def test_monitor_yml_runs_as_a_scheduled_job_and_reports_drift_to_the_issue(local, upserted):
+    """The workflow file itself, as GitHub would run it on its schedule: the repository
+    variable for the role, a token for main without an environment, `gh` for the issue."""
+    runtime, ctx = local
+    since = _now()
+    _send(ctx, _rows(1.6))
+    runtime.endpoints.flush_all()
+    flow = ROOT / ".github" / "workflows" / "monitor.yml"
+    runner = jobs.Runner(
+        runtime,
+        flow,
+        runtime.github,
+        lambda _what: False,
+        sha="1" * 40,
+        event="schedule",
+        inputs={"since": since},
+    )
+    done = runner.run()
+    assert done["monitor"].status == "success"
+    issues = [i for i in runtime.github.issues.values() if "drift" in i["labels"]]
+    assert len(issues) == 1 and "**Verdict: drift**" in issues[0]["body"]
+    summary = (done["monitor"].workspace / "summary.md").read_text()
+    assert summary.startswith("### Live drift (prod)")

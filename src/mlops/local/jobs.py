@@ -245,9 +245,13 @@ class Runner:
         }
         saved = {k: os.environ.get(k) for k in values}
         os.environ.update(values)
+        from mlops import github_setup
+
+        gh, github_setup.run_gh = github_setup.run_gh, self.github  # the runner's gh CLI
         try:
             yield
         finally:
+            github_setup.run_gh = gh
             for key, value in saved.items():
                 if value is None:
                     os.environ.pop(key, None)

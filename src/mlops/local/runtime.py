@@ -237,6 +237,7 @@ class LocalRuntime:
         os.environ["MLOPS_BOOTSTRAP_STACK"] = cfg.bootstrap_stack
         self._saved_env.setdefault("MLOPS_BOOTSTRAP_STACK", None)
         self.registry = LocalRegistry(self, ctx.root / "src" / cfg.model_package)
+        self.github = github  # what the bootstrap set: variables and environments
         if push:
             uri = github.vars_for()["ECR_REPOSITORY_URI"]
             self.image_uri = f"{uri}@{self.registry.push({}, f'{uri}:{ctx.run_id}')}"
