@@ -658,6 +658,7 @@ def test_parameters_carry_the_stage_and_the_account(ctx, cfg, stage):
         "DeploymentType": s.deployment_type,
         "CanarySizePercent": str(s.canary_size_percent),
         "WaitIntervalInSeconds": str(s.wait_interval_seconds),
+        "TerminationWaitInSeconds": str(s.termination_wait_seconds),
         "LatencyAlarmThresholdMicroseconds": str(s.latency_alarm_microseconds),
     }
     assert all(isinstance(v, str) for v in params.values())

@@ -46,6 +46,7 @@ def parameters(ctx: Context, stage: str, arn: str) -> dict[str, str]:
         "DeploymentType": s.deployment_type,
         "CanarySizePercent": str(s.canary_size_percent),
         "WaitIntervalInSeconds": str(s.wait_interval_seconds),
+        "TerminationWaitInSeconds": str(s.termination_wait_seconds),
         "LatencyAlarmThresholdMicroseconds": str(s.latency_alarm_microseconds),
     }
     digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
