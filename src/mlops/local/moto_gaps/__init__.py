@@ -22,7 +22,7 @@ from moto.sagemaker import responses as sm_responses
 
 from mlops.aws import log
 from mlops.local import pipelines, transform
-from mlops.local.moto_gaps import events, rules
+from mlops.local.moto_gaps import alarms, api_destinations, events, rules
 
 _patches: list[tuple[Any, str, Any]] = []
 _restarts: list[Any] = []  # endpoints a failed stack update must serve again
@@ -441,6 +441,10 @@ def _alarm(name: str, props: dict[str, Any]) -> tuple[str, dict[str, str]]:
     return alarm, {"Arn": f"arn:aws:cloudwatch:::alarm:{alarm}"}
 
 
+for _type, _apply in api_destinations.CFN.items():  # EventBridge connections and API destinations
+    _gap(_type)(_apply)
+
+
 def install(runtime: Any) -> None:
     """Apply every patch; :func:`uninstall` restores moto as it was."""
     global _runtime
@@ -460,6 +464,8 @@ def install(runtime: Any) -> None:
     _after(sm_models.SageMakerModelBackend, "create_transform_job", _transform_created)
     pipelines.install(runtime, _wrap)  # executions run their steps for real
     events.install(runtime, _wrap)  # S3 events reach EventBridge rules and pipeline targets
+    api_destinations.install(runtime)  # ... and API destination targets, as the target's role
+    alarms.install(_wrap)  # alarm state changes reach EventBridge rules too
     _after(sm_models.SageMakerModelBackend, "create_endpoint", _endpoint_created)
     _wrap(sm_models.SageMakerModelBackend, "delete_endpoint", _endpoint_deleting)
     _wrap(cfn_models.CloudFormationBackend, "execute_change_set", _execute_change_set)
@@ -472,6 +478,7 @@ def install(runtime: Any) -> None:
 def uninstall() -> None:
     global _runtime
     events.uninstall()
+    api_destinations.uninstall()
     pipelines.uninstall()
     while _patches:
         cls, name, original = _patches.pop()

@@ -32,6 +32,7 @@ from moto.s3 import models as s3_models
 from moto.s3 import notifications
 
 from mlops.aws import log
+from mlops.local.moto_gaps import api_destinations
 
 # reason per event: "Event message detail field", Amazon S3 User Guide, "EventBridge event message
 # structure" (https://docs.aws.amazon.com/AmazonS3/latest/userguide/ev-events.html)
@@ -87,14 +88,18 @@ def _send(original: Any) -> Any:
             return original(account_id, bucket, event_name, key)
         if event_name == "s3:ObjectCreated:Put" and key.multipart is not None:
             return None  # moto's put inside CompleteMultipartUpload: S3 sends that event only
-        event = object_created(bucket, event_name, key)
-        bus = events_backends[bucket.account_id][bucket.region_name].event_buses.get("default")
-        for rule in list(bus.rules.values()) if bus else []:
-            if rule.state == "ENABLED" and rule.event_pattern.matches_event(event):
-                _deliver(rule, event)
+        route(bucket.account_id, bucket.region_name, object_created(bucket, event_name, key))
         return None
 
     return send
+
+
+def route(account: str, region: str, event: dict[str, Any]) -> None:
+    """An AWS service's event to the enabled rules of the default bus that match it."""
+    bus = events_backends[account][region].event_buses.get("default")
+    for rule in list(bus.rules.values()) if bus else []:
+        if rule.state == "ENABLED" and rule.event_pattern.matches_event(event):
+            _deliver(rule, event)
 
 
 def _deliver(rule: Any, event: dict[str, Any]) -> None:
@@ -103,14 +108,9 @@ def _deliver(rule: Any, event: dict[str, Any]) -> None:
         arn = target.get("Arn", "")
         pipeline = PIPELINE.match(arn)
         if pipeline:
-            thread = threading.Thread(
-                target=_start,
-                args=(rule.name, target, pipeline["name"], event),
-                name=f"events-{rule.name}",
-                daemon=True,
-            )
-            _threads.append(thread)
-            thread.start()
+            _thread(rule, _start, (rule.name, target, pipeline["name"], event))
+        elif api_destinations.API_DESTINATION.match(arn):
+            _thread(rule, api_destinations.deliver, (rule, target, copy.deepcopy(event)))
         elif arn.split(":")[2:3] and arn.split(":")[2] in MOTO_DELIVERS:
             known.append(target)
         elif (rule.name, arn) not in _undelivered:
@@ -123,6 +123,12 @@ def _deliver(rule: Any, event: dict[str, Any]) -> None:
             only.send_to_targets({**copy.deepcopy(event), "time": unix_time()}, False)
         except Exception as exc:  # asynchronous on AWS: the upload succeeds whatever happens here
             log(f"  local: EventBridge rule {rule.name} could not deliver: {exc}")
+
+
+def _thread(rule: Any, fn: Any, args: tuple) -> None:
+    thread = threading.Thread(target=fn, args=args, name=f"events-{rule.name}", daemon=True)
+    _threads.append(thread)
+    thread.start()
 
 
 def _start(rule: str, target: dict[str, Any], name: str, event: dict[str, Any]) -> None:
