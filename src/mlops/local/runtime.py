@@ -213,10 +213,16 @@ class LocalRuntime:
 
     # --- what AWS would already have ------------------------------------------------------------
     def bootstrap(
-        self, ctx: Any, *, push: bool = True, github: LocalGitHub | None = None
+        self,
+        ctx: Any,
+        *,
+        push: bool = True,
+        github: LocalGitHub | None = None,
+        retrain: bool = False,
     ) -> LocalGitHub:
         """scripts/bootstrap into the local AWS (the same code: both stacks, the GitHub setup
-        into a local stand-in for GitHub), and for step-level tests an image in ECR."""
+        into a local stand-in for GitHub), and for step-level tests an image in ECR. ``retrain``:
+        also retrain.yaml, with the local GitHub API's token (``--retrain-token-env``)."""
         from mlops import bootstrap as bootstrap_mod
 
         cfg = ctx.config
@@ -235,9 +241,15 @@ class LocalRuntime:
                 str(ctx.root / "pipeline.toml"),
                 "--templates",
                 str(ctx.root / "cloudformation"),
+                *(["--retrain-token-env", "MLOPS_LOCAL_GITHUB_TOKEN"] if retrain else []),
             ]
         )
-        clients = {name: self.session.client(name) for name in ("sts", "iam", "cloudformation")}
+        self.github_api.repository = github.repository
+        self._set_env({"MLOPS_LOCAL_GITHUB_TOKEN": self.github_api.token if retrain else None})
+        clients = {
+            name: self.session.client(name)
+            for name in ("sts", "iam", "cloudformation", "secretsmanager")
+        }
         bootstrap_mod.bootstrap(args, clients, github)
         os.environ["MLOPS_BOOTSTRAP_STACK"] = cfg.bootstrap_stack
         self._saved_env.setdefault("MLOPS_BOOTSTRAP_STACK", None)
