@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from types import SimpleNamespace
 
 from mlops.local.moto_gaps import alarms
@@ -17,11 +17,15 @@ class Alarm:
         self.statistic, self.extended_statistic, self.description = "Maximum", None, "drift"
         self.dimensions = [SimpleNamespace(name="Pipeline", value="mlops-inference-prod")]
         self.state_value, self.state_reason, self.state_reason_data = "OK", "init", "{}"
-        self.state_updated_timestamp = datetime(2026, 12, 2, 14, 0, tzinfo=timezone.utc)
+        self.state_updated_timestamp = datetime(2026, 12, 2, 14, 0, tzinfo=UTC)
 
     def update_state(self, reason: str, reason_data: str, state_value: str) -> None:
-        self.state_reason, self.state_reason_data, self.state_value = reason, reason_data, state_value
-        self.state_updated_timestamp = datetime(2026, 12, 2, 15, 0, tzinfo=timezone.utc)
+        self.state_reason, self.state_reason_data, self.state_value = (
+            reason,
+            reason_data,
+            state_value,
+        )
+        self.state_updated_timestamp = datetime(2026, 12, 2, 15, 0, tzinfo=UTC)
 
 
 def test_a_change_is_routed_once_in_cloudwatchs_shape(monkeypatch):
@@ -31,7 +35,7 @@ def test_a_change_is_routed_once_in_cloudwatchs_shape(monkeypatch):
     alarm = Alarm()
     update(alarm, "drift found", "{}", "ALARM")
     update(alarm, "still", "{}", "ALARM")  # no change: no event
-    (account, region, event), = routed
+    ((account, region, event),) = routed
     assert (account, region) == ("123456789012", "us-east-1")
     assert event["detail-type"] == "CloudWatch Alarm State Change"
     assert event["source"] == "aws.cloudwatch" and event["resources"] == [ARN]

@@ -20,8 +20,12 @@ class _Cfn(yaml.SafeLoader):
     pass
 
 
-_Cfn.add_multi_constructor("!", lambda loader, suffix, node: loader.construct_scalar(node)
-                           if isinstance(node, yaml.ScalarNode) else None)
+_Cfn.add_multi_constructor(
+    "!",
+    lambda loader, suffix, node: (
+        loader.construct_scalar(node) if isinstance(node, yaml.ScalarNode) else None
+    ),
+)
 
 
 def s3_event(key: str) -> dict:
@@ -36,8 +40,12 @@ def s3_event(key: str) -> dict:
 
 def template_targets() -> dict[str, dict]:
     text = (ROOT / "cloudformation/retrain.yaml").read_text()
-    resources = yaml.load(text, Loader=_Cfn)["Resources"]  # noqa: S506 - a SafeLoader subclass
-    return {k: r["Properties"]["Targets"][0] for k, r in resources.items() if r["Type"] == "AWS::Events::Rule"}
+    resources = yaml.load(text, Loader=_Cfn)["Resources"]
+    return {
+        k: r["Properties"]["Targets"][0]
+        for k, r in resources.items()
+        if r["Type"] == "AWS::Events::Rule"
+    }
 
 
 def test_the_new_data_rule_body_is_githubs_dispatch_with_the_key():
@@ -55,7 +63,11 @@ def test_the_drift_rule_body_names_the_alarm_and_no_data():
     event = {"detail": {"alarmName": "mlops-inference-prod-drift", "state": {"value": "ALARM"}}}
     assert json.loads(ad.transform(target, event, RULE_ARN, "r")) == {
         "event_type": "retrain",
-        "client_payload": {"reason": "drift", "alarm": "mlops-inference-prod-drift", "data_key": ""},
+        "client_payload": {
+            "reason": "drift",
+            "alarm": "mlops-inference-prod-drift",
+            "data_key": "",
+        },
     }
 
 
@@ -63,7 +75,8 @@ def test_values_outside_quotes_are_json_and_predefined_variables_exist():
     target = {
         "InputTransformer": {
             "InputPathsMap": {"size": "$.detail.object.size", "obj": "$.detail.object"},
-            "InputTemplate": '{"n": <size>, "o": <obj>, "rule": "<aws.events.rule-name>", "e": <aws.events.event>}',
+            "InputTemplate": '{"n": <size>, "o": <obj>, "rule": "<aws.events.rule-name>", '
+            '"e": <aws.events.event>}',
         }
     }
     out = json.loads(ad.transform(target, s3_event("k"), RULE_ARN, "r"))
@@ -81,14 +94,19 @@ def test_a_string_inside_quotes_is_not_escaped_as_eventbridge_does():
 
 
 def test_a_path_the_event_lacks_makes_no_variable():
-    target = {"InputTransformer": {"InputPathsMap": {"x": "$.detail.nope"}, "InputTemplate": '"<x>"'}}
+    target = {
+        "InputTransformer": {"InputPathsMap": {"x": "$.detail.nope"}, "InputTemplate": '"<x>"'}
+    }
     assert ad.transform(target, s3_event("k"), RULE_ARN, "r") == '"<x>"'
 
 
 def test_input_inputpath_and_no_transformer():
     event = s3_event("k")
     assert ad.transform({"Input": '{"a":1}'}, event, RULE_ARN, "r") == '{"a":1}'
-    assert json.loads(ad.transform({"InputPath": "$.detail.object"}, event, RULE_ARN, "r")) == event["detail"]["object"]
+    assert (
+        json.loads(ad.transform({"InputPath": "$.detail.object"}, event, RULE_ARN, "r"))
+        == event["detail"]["object"]
+    )
     assert json.loads(ad.transform({}, event, RULE_ARN, "r")) == event
 
 
@@ -129,22 +147,34 @@ def test_the_connection_sends_its_api_key_and_invocation_headers():
 
 
 def test_only_mapped_hosts_are_called(monkeypatch):
-    monkeypatch.setattr(ad, "_runtime", SimpleNamespace(api_hosts={"api.github.com": "http://127.0.0.1:9"}))
+    monkeypatch.setattr(
+        ad, "_runtime", SimpleNamespace(api_hosts={"api.github.com": "http://127.0.0.1:9"})
+    )
     url = ad._local_url("https://api.github.com/repos/o/r/dispatches")
     assert url == "http://127.0.0.1:9/repos/o/r/dispatches"
-    with pytest.raises(ValueError, match="no stand-in for example.com"):
+    with pytest.raises(ValueError, match=r"no stand-in for example\.com"):
         ad._local_url("https://example.com/hook")
 
 
 def test_an_endpoint_that_is_not_https_is_refused():
     with pytest.raises(ValueError, match="must use HTTPS"):
-        ad.api_destination("d", {"InvocationEndpoint": "http://api.github.com/x", "HttpMethod": "POST", "ConnectionArn": "c"})
+        ad.api_destination(
+            "d",
+            {
+                "InvocationEndpoint": "http://api.github.com/x",
+                "HttpMethod": "POST",
+                "ConnectionArn": "c",
+            },
+        )
 
 
 @pytest.mark.parametrize(
     ("arn", "name"),
     [
-        ("arn:aws:events:us-east-1:123456789012:api-destination/mlops-github-dispatch/0f-1a", "mlops-github-dispatch"),
+        (
+            "arn:aws:events:us-east-1:123456789012:api-destination/mlops-github-dispatch/0f-1a",
+            "mlops-github-dispatch",
+        ),
         ("arn:aws:events:us-east-1:123456789012:api-destination/d", "d"),
     ],
 )

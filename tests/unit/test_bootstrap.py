@@ -624,7 +624,9 @@ RETRAIN_TOKEN = "github_pat_11ABCDEFG0123456789_abcdef"
 def _retrain_stand_in(stand_in: Path) -> Path:
     from mlops import retrain_setup
 
-    (stand_in / retrain_setup.TEMPLATE).write_text((bs.TEMPLATES / retrain_setup.TEMPLATE).read_text())
+    (stand_in / retrain_setup.TEMPLATE).write_text(
+        (bs.TEMPLATES / retrain_setup.TEMPLATE).read_text()
+    )
     return stand_in
 
 
@@ -648,7 +650,7 @@ def test_retrain_keeps_the_token_in_secrets_manager_and_deploys_retrain_last(
     monkeypatch.setattr(
         bs.stack,
         "deploy",
-        lambda *a, **k: {**recorded.deploy(*a, **k), **{o: "<o>" for o in retrain_setup.OUTPUTS}},
+        lambda *a, **k: {**recorded.deploy(*a, **k), **dict.fromkeys(retrain_setup.OUTPUTS, "<o>")},
     )
     argv = ["--region", "eu-west-1", "--repo", "o/r", "--retrain-token-env", "MY_DISPATCH_TOKEN"]
     args = bs.parse_args([*argv, "--templates", str(_retrain_stand_in(stand_in))])

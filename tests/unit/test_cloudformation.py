@@ -1371,7 +1371,10 @@ def test_retrain_destination_is_githubs_dispatches_endpoint_rate_limited(retrain
         "${TokenSecretVersion}}}"
     )
     headers = {h["Key"]: h["Value"] for h in auth["InvocationHttpParameters"]["HeaderParameters"]}
-    assert headers == {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}
+    assert headers == {
+        "Accept": "application/vnd.github+json",
+        "X-GitHub-Api-Version": "2022-11-28",
+    }
 
 
 def test_retrain_rules_follow_training_data_and_every_drift_alarm(retrain: dict) -> None:
@@ -1395,7 +1398,9 @@ def test_retrain_rules_follow_training_data_and_every_drift_alarm(retrain: dict)
     assert drift["detail"]["state"] == {"value": ["ALARM"]}
     stages = inference["Parameters"]["Stage"]["AllowedValues"]
     names = {n["Fn::Sub"] for n in drift["detail"]["alarmName"]}
-    assert names == {f"${{ProjectName}}-{k}-{s}-drift" for k in ("inference", "monitor") for s in stages}
+    assert names == {
+        f"${{ProjectName}}-{k}-{s}-drift" for k in ("inference", "monitor") for s in stages
+    }
     # the batch alarm's name is inference.yaml's own
     alarm = inference["Resources"]["DriftAlarm"]["Properties"]["AlarmName"]["Fn::Sub"]
     assert alarm.replace("${Stage}", "prod") in names

@@ -80,18 +80,18 @@ def test_the_expected_header_is_the_configured_datas():
 
 
 class S3:
-    class exceptions:  # noqa: N801 - boto3's shape
+    class exceptions:
         ClientError = ClientError
 
     def __init__(self, objects: dict[str, bytes]) -> None:
         self.objects = objects
 
-    def head_object(self, Bucket: str, Key: str) -> dict:  # noqa: N803
+    def head_object(self, Bucket: str, Key: str) -> dict:
         if Key not in self.objects:
             raise ClientError({"Error": {"Code": "404", "Message": "Not Found"}}, "HeadObject")
         return {"ContentLength": len(self.objects[Key])}
 
-    def get_object(self, Bucket: str, Key: str) -> dict:  # noqa: N803
+    def get_object(self, Bucket: str, Key: str) -> dict:
         return {"Body": io.BytesIO(self.objects[Key])}
 
 
@@ -117,7 +117,7 @@ def test_fetch_returns_the_uri_and_the_sha_of_the_named_object():
 
 
 def test_fetch_refuses_a_missing_object_and_checks_the_key_first():
-    with pytest.raises(ConfigError, match="s3://data/training/none.csv does not exist"):
+    with pytest.raises(ConfigError, match=r"s3://data/training/none\.csv does not exist"):
         data_key.fetch(ctx({}), "training/none.csv")
     with pytest.raises(ConfigError, match="under training/"):
         data_key.fetch(ctx({"raw/x.csv": b""}), "raw/x.csv")
@@ -134,9 +134,15 @@ def test_the_etl_trains_on_the_named_data_and_decides_reuse_on_its_sha(monkeypat
         seen["plan"] = (retrain, data_sha256)
         return {"ModelPackageArn": "arn:reused"}
 
-    monkeypatch.setattr(etl.data_key_mod, "fetch", lambda _c, key: {"data_uri": f"s3://data/{key}", "data_sha256": "abc", "rows": 1})
+    monkeypatch.setattr(
+        etl.data_key_mod,
+        "fetch",
+        lambda _c, key: {"data_uri": f"s3://data/{key}", "data_sha256": "abc", "rows": 1},
+    )
     monkeypatch.setattr(etl.reuse, "plan", plan)
-    monkeypatch.setattr(etl.reuse, "etl_outputs", lambda found: {"reused_from": found["ModelPackageArn"]})
+    monkeypatch.setattr(
+        etl.reuse, "etl_outputs", lambda found: {"reused_from": found["ModelPackageArn"]}
+    )
     manifest = SimpleNamespace(update=lambda *a: None)
     result = etl.run(SimpleNamespace(manifest=manifest), False, "training/x.csv", "new-data")
     assert seen["plan"] == (False, "abc") and result == {"reused_from": "arn:reused"}

@@ -20,7 +20,11 @@ def api():
 
 
 def headers(api, **extra):
-    return {"User-Agent": "Amazon/EventBridge/ApiDestinations", "Authorization": f"Bearer {api.token}", **extra}
+    return {
+        "User-Agent": "Amazon/EventBridge/ApiDestinations",
+        "Authorization": f"Bearer {api.token}",
+        **extra,
+    }
 
 
 def body(**fields) -> bytes:
@@ -56,7 +60,12 @@ def test_another_repository_or_path_is_404(api):
     other = "/repos/someone/else/dispatches"
     assert api.answer("POST", other, headers(api), body(event_type="x"))[0] == 404
     assert api.answer("GET", PATH, headers(api), b"")[0] == 404
-    assert api.answer("POST", f"/repos/{REPO.upper()}/dispatches", headers(api), body(event_type="x"))[0] == 204
+    assert (
+        api.answer("POST", f"/repos/{REPO.upper()}/dispatches", headers(api), body(event_type="x"))[
+            0
+        ]
+        == 204
+    )
 
 
 @pytest.mark.parametrize(
@@ -69,7 +78,10 @@ def test_another_repository_or_path_is_404(api):
         body(event_type=7),
         body(event_type="x" * 101),
         body(event_type="retrain", client_payload="text"),
-        body(event_type="retrain", client_payload={str(i): i for i in range(MAX_PAYLOAD_PROPERTIES + 1)}),
+        body(
+            event_type="retrain",
+            client_payload={str(i): i for i in range(MAX_PAYLOAD_PROPERTIES + 1)},
+        ),
     ],
 )
 def test_a_body_github_rejects_is_422(api, sent):
@@ -78,7 +90,9 @@ def test_a_body_github_rejects_is_422(api, sent):
 
 
 def test_the_limits_themselves_pass(api):
-    sent = body(event_type="x" * 100, client_payload={str(i): i for i in range(MAX_PAYLOAD_PROPERTIES)})
+    sent = body(
+        event_type="x" * 100, client_payload={str(i): i for i in range(MAX_PAYLOAD_PROPERTIES)}
+    )
     assert api.answer("POST", PATH, headers(api), sent)[0] == 204
 
 
@@ -92,7 +106,10 @@ def test_over_http_on_loopback(api):
         with urllib.request.urlopen(request, timeout=5) as answer:
             assert answer.status == 204
         request = urllib.request.Request(
-            api.url + PATH, data=body(event_type="retrain"), headers=headers(api, Authorization="Bearer no"), method="POST"
+            api.url + PATH,
+            data=body(event_type="retrain"),
+            headers=headers(api, Authorization="Bearer no"),
+            method="POST",
         )
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(request, timeout=5)

@@ -25,7 +25,9 @@ def test_or_from_stdin():
     assert retrain_setup.read_token("-", io.StringIO(TOKEN + "\n")) == TOKEN
 
 
-@pytest.mark.parametrize("value", ["", "short", "with space in it 0123456789", "tab\there0123456789abcdef"])
+@pytest.mark.parametrize(
+    "value", ["", "short", "with space in it 0123456789", "tab\there0123456789abcdef"]
+)
 def test_an_empty_or_malformed_token_is_refused_without_showing_it(monkeypatch, value):
     monkeypatch.setenv("GH_DISPATCH", value)
     with pytest.raises(ConfigError) as refused:
@@ -51,7 +53,9 @@ class Secrets:
     def describe_secret(self, **args):
         self.calls.append(("describe", args))
         if not self.exists:
-            raise ClientError({"Error": {"Code": "ResourceNotFoundException", "Message": "no"}}, "DescribeSecret")
+            raise ClientError(
+                {"Error": {"Code": "ResourceNotFoundException", "Message": "no"}}, "DescribeSecret"
+            )
         return {}
 
     def create_secret(self, **args):
@@ -67,7 +71,7 @@ def test_a_new_secret_is_created_and_an_existing_one_gets_a_version():
     created, updated = Secrets(False), Secrets(True)
     assert retrain_setup.put_token(created, "mlops-github-dispatch", TOKEN) == "v-created"
     assert retrain_setup.put_token(updated, "mlops-github-dispatch", TOKEN) == "v-new"
-    (_, args), = [c for c in created.calls if c[0] == "create"]
+    ((_, args),) = [c for c in created.calls if c[0] == "create"]
     assert args["Name"] == "mlops-github-dispatch"
     assert json.loads(args["SecretString"]) == {"authorization": f"Bearer {TOKEN}"}
     assert [c[0] for c in updated.calls] == ["describe", "put"]
@@ -80,8 +84,10 @@ def test_the_parameters_are_the_templates():
         pass
 
     Loader.add_multi_constructor("!", lambda *_: None)
-    text = (Path(__file__).resolve().parents[2] / "cloudformation" / retrain_setup.TEMPLATE).read_text()
-    template = yaml.load(text, Loader=Loader)  # noqa: S506 - a SafeLoader subclass
+    text = (
+        Path(__file__).resolve().parents[2] / "cloudformation" / retrain_setup.TEMPLATE
+    ).read_text()
+    template = yaml.load(text, Loader=Loader)
     given = retrain_setup.parameters("mlops", "mlops-bootstrap", "octo-org/repo", "v" * 32)
     required = {k for k, p in template["Parameters"].items() if "Default" not in p}
     assert required <= set(given) <= set(template["Parameters"])

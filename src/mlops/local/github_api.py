@@ -106,7 +106,7 @@ class GitHubApi:
                 self.end_headers()
                 self.wfile.write(data)
 
-            do_POST = do_GET = do_PUT = do_PATCH = do_DELETE = _serve  # noqa: N815
+            do_POST = do_GET = do_PUT = do_PATCH = do_DELETE = _serve
 
             def log_message(self, *_args: Any) -> None:  # the local AWS logs deliveries itself
                 return None

@@ -34,8 +34,7 @@ def check_key(key: str) -> str:
         raise ConfigError(f"data key {shown}: must be under {PREFIX} in the data bucket")
     if len(key) > MAX_KEY or ".." in key or not KEY_RE.fullmatch(key):
         raise ConfigError(
-            f"data key {shown}: use a path of letters, digits, '.', '_', '-' and '/' "
-            "ending in .csv"
+            f"data key {shown}: use a path of letters, digits, '.', '_', '-' and '/' ending in .csv"
         )
     return key
 
@@ -65,7 +64,9 @@ def check_csv(data: bytes, expected: list[str], where: str) -> int:
         width, count = len(header), 0
         for number, row in enumerate(rows, start=2):
             if row and len(row) != width:
-                raise ConfigError(f"{where} line {number}: {len(row)} fields, the header has {width}")
+                raise ConfigError(
+                    f"{where} line {number}: {len(row)} fields, the header has {width}"
+                )
             count += bool(row)
     except csv.Error as exc:
         raise ConfigError(f"{where} is not a CSV the ETL can read: {exc}") from None

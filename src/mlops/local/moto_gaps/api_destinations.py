@@ -220,7 +220,7 @@ def _invoke(rule: Any, target: dict[str, Any], event: dict[str, Any]) -> int:
         headers[fixed] = HEADERS[fixed]
     url = _local_url(destination.invocation_endpoint)
     body = transform(target, event, rule.arn, rule.name).encode()
-    request = urllib.request.Request(
+    request = urllib.request.Request(  # noqa: S310 - http://127.0.0.1 only (_local_url)
         url, data=body, method=destination.http_method, headers=headers
     )
     try:
@@ -228,7 +228,9 @@ def _invoke(rule: Any, target: dict[str, Any], event: dict[str, Any]) -> int:
             return answer.status
     except urllib.error.HTTPError as exc:
         text = exc.read().decode(errors="replace")[:200].replace("\n", " ")
-        raise ValueError(f"HTTP {exc.code} from {destination.invocation_endpoint}: {text}") from None
+        raise ValueError(
+            f"HTTP {exc.code} from {destination.invocation_endpoint}: {text}"
+        ) from None
 
 
 def _connection_headers(conn: Any) -> dict[str, str]:
