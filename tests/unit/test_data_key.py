@@ -146,3 +146,80 @@ def test_the_etl_trains_on_the_named_data_and_decides_reuse_on_its_sha(monkeypat
     manifest = SimpleNamespace(update=lambda *a: None)
     result = etl.run(SimpleNamespace(manifest=manifest), False, "training/x.csv", "new-data")
     assert seen["plan"] == (False, "abc") and result == {"reused_from": "arn:reused"}
+
+
+def test_the_columns_may_come_in_any_order_as_the_etl_takes_them():
+    shuffled = ",".join(reversed(HEADER.split(",")))
+    assert data_key.check_csv(csv_bytes(shuffled, ROW), HEADER.split(","), "s3://b/k") == 1
+    doubled = HEADER + ",rings"
+    with pytest.raises(ConfigError, match="header"):
+        data_key.check_csv(csv_bytes(doubled, ROW + ",1"), HEADER.split(","), "s3://b/k")
+
+
+def test_the_glue_job_reads_the_dispatched_object_and_the_configured_data_is_not_uploaded(
+    monkeypatch,
+):
+    from mlops.steps import etl
+
+    started, uploaded = {}, []
+
+    class Glue:
+        def get_job(self, JobName):  # noqa: N803
+            return {"Job": {"Command": {"ScriptLocation": "s3://art/code/etl.py"}}}
+
+        def start_job_run(self, JobName, Arguments):  # noqa: N803
+            started.update(Arguments)
+            return {"JobRunId": "jr_1"}
+
+    named = {"data_uri": "s3://data/training/x.csv", "data_sha256": "abc", "rows": 1}
+    monkeypatch.setattr(etl.data_key_mod, "fetch", lambda _c, _k: named)
+    monkeypatch.setattr(etl.reuse, "plan", lambda *_a: None)
+    monkeypatch.setattr(etl, "upload_if_changed", lambda _s3, path, uri: uploaded.append(uri))
+    monkeypatch.setattr(etl, "wait_for", lambda *a, **k: None)
+    monkeypatch.setattr(etl, "read_json_object", lambda *_a: {"split_counts": {"train": 1}})
+    records = {}
+    cfg = SimpleNamespace(
+        glue_script="src/abalone_model/etl.py", glue_extra_files=(), etl={"seed": "42"}, data="x"
+    )
+    context = SimpleNamespace(
+        config=cfg,
+        account=SimpleNamespace(GlueJobName="job", ArtifactBucket="art", DataBucket="data"),
+        client=lambda service: Glue() if service == "glue" else None,
+        root=ROOT,
+        run_id="r1",
+        region="us-east-1",
+        manifest=SimpleNamespace(update=lambda section, values: records.update({section: values})),
+    )
+    result = etl.run(context, False, "training/x.csv", "new-data")
+    assert started["--input"] == "s3://data/training/x.csv"
+    assert uploaded == ["s3://art/code/etl.py"]  # the script only: no raw/ upload
+    assert (result["data_uri"], result["data_sha256"]) == ("s3://data/training/x.csv", "abc")
+    assert records["etl"]["data_uri"] == "s3://data/training/x.csv"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"MLOPS_DATA_KEY": "../raw/abalone.csv"},
+            "error: data key ../raw/abalone.csv: must be under training/",
+        ),
+        (
+            {"MLOPS_RETRAIN_REASON": "$(id)"},
+            "error: retrain reason '$(id)': expected one of new-data, drift",
+        ),
+    ],
+)
+def test_the_cli_refuses_a_bad_payload_in_one_line_before_any_aws_call(
+    env, message, monkeypatch, tmp_path, capsys
+):
+    from mlops import cli
+
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens: no call made
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert cli.main(["--manifest", str(tmp_path / "run.json"), "etl"]) == EXIT_CONFIG
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(message)

@@ -3,8 +3,8 @@
 The key arrives in an untrusted payload (anyone with the token, or any object created under
 ``training/``, can send one), so it is checked before anything uses it: its characters, its
 prefix, that the object exists in the data bucket, and that it is a CSV the ETL can read (UTF-8,
-a header, rows as wide as the header, and the very columns of the configured data, which is
-what the model's Glue script expects). Any refusal is one line (ConfigError, exit 4).
+a header, rows as wide as the header, and the very columns of the configured data in any order,
+which is what the model's Glue script expects). Any refusal is one line (ConfigError, exit 4).
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def check_csv(data: bytes, expected: list[str], where: str) -> int:
             count += bool(row)
     except csv.Error as exc:
         raise ConfigError(f"{where} is not a CSV the ETL can read: {exc}") from None
-    if [h.strip() for h in header] != expected:
+    if sorted(h.strip() for h in header) != sorted(expected):  # the ETL takes any order
         raise ConfigError(
             f"{where}: header {','.join(header)[:120]!r} is not the training data's "
             f"{','.join(expected)[:120]!r}"
