@@ -164,10 +164,10 @@ def test_the_glue_job_reads_the_dispatched_object_and_the_configured_data_is_not
     started, uploaded = {}, []
 
     class Glue:
-        def get_job(self, JobName):  # noqa: N803
+        def get_job(self, JobName):
             return {"Job": {"Command": {"ScriptLocation": "s3://art/code/etl.py"}}}
 
-        def start_job_run(self, JobName, Arguments):  # noqa: N803
+        def start_job_run(self, JobName, Arguments):
             started.update(Arguments)
             return {"JobRunId": "jr_1"}
 
