@@ -3,8 +3,10 @@
 Deploys cloudformation/bootstrap.yaml as ``<project>-bootstrap``, then
 cloudformation/github-access.yaml (which imports its exports) as ``<project>-github-access``, then
 cloudformation/inference.yaml (which imports both) as ``<project>-inference-<stage>`` for each of
-pipeline.toml's ``[inference] stages``, each with :func:`mlops.stack.deploy`, checks their
-outputs, then sets up GitHub with :mod:`mlops.github_setup`. ``--dry-run`` prints every AWS and
+pipeline.toml's ``[inference] stages``, then, only with ``--retrain-token-env``,
+cloudformation/retrain.yaml as ``<project>-retrain`` (:mod:`mlops.retrain_setup`), each with
+:func:`mlops.stack.deploy`, checks their outputs, then sets up GitHub with
+:mod:`mlops.github_setup`. ``--dry-run`` prints every AWS and
 gh call instead of making it. Needs admin AWS credentials and an authenticated ``gh``.
 """
 

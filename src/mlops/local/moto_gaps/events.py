@@ -13,8 +13,11 @@ the enabled rules of the default bus of the bucket's account and region, as S3 s
 pipeline target starts its pipeline on a thread of its own, AS the target's RoleArn assumed by
 events.amazonaws.com (trust policy and sagemaker:StartPipelineExecution enforced), with the
 target's PipelineParameterList; a failure is one log line (AWS counts it as a failed invocation
-and sends the event to the target's DLQ), the upload succeeds. moto keeps delivering the targets
-it knows (CloudWatch Logs, SQS, event buses); any other target is logged once, undelivered.
+and sends the event to the target's DLQ), the upload succeeds. An API destination target is
+called by :mod:`api_destinations` the same way (its own thread, as its role, one line on failure);
+other services' events (CloudWatch alarms, :mod:`alarms`) go through :func:`route` too. moto
+keeps delivering the targets it knows (CloudWatch Logs, SQS, event buses); any other target is
+logged once, undelivered.
 """
 
 from __future__ import annotations
