@@ -205,6 +205,9 @@ def _invoke(rule: Any, target: dict[str, Any], event: dict[str, Any]) -> int:
         raise ValueError("the target has no RoleArn (an API destination target needs one)")
     enforcer = _runtime.enforcer
     principal = enforcer.service_principal(target["RoleArn"], "events")  # the trust policy
+    # authorised on the destination's ARN as the target names it (name/uuid); the Service
+    # Authorization Reference's format is api-destination/<name> (CloudFormation's ArnForPolicy),
+    # so retrain.yaml grants both: which one AWS evaluates is not documented
     enforcer.check(principal, [Access("events:InvokeApiDestination", arn)])
     name = API_DESTINATION.match(arn)
     destination = _backend().destinations.get(name["name"]) if name else None
