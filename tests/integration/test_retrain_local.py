@@ -187,3 +187,20 @@ def test_a_wrong_token_is_refused_by_github_and_logged(local, capsys):
     finally:
         runtime.github_api.token = right
     assert "HTTP 401" in capsys.readouterr().err
+
+
+def test_a_new_token_through_the_bootstrap_reaches_the_connection(local):
+    """Running the bootstrap again with another token stores a new secret version, whose id
+    changes the stack's parameter, so CloudFormation re-resolves the connection's reference."""
+    runtime, ctx = local
+    old = runtime.github_api.token
+    runtime.github_api.token = "github_pat_local_rotated_0123456789abcdef"
+    runtime.bootstrap(ctx, push=False, retrain=True)  # the bootstrap reads the runtime's token
+    before = len(runtime.github_api.calls)
+    body = f"{HEADER}\nM,0.5,0.4,0.1,0.5,0.2,0.1,0.2,10\n".encode()
+    runtime.session.client("s3").put_object(
+        Bucket=ctx.account.DataBucket, Key="training/rotated.csv", Body=body
+    )
+    (call,) = new_calls(runtime, before)
+    assert call.status == 204, old
+    assert call.headers["Authorization"] == f"Bearer {runtime.github_api.token}"
