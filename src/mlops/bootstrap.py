@@ -3,8 +3,10 @@
 Deploys cloudformation/bootstrap.yaml as ``<project>-bootstrap``, then
 cloudformation/github-access.yaml (which imports its exports) as ``<project>-github-access``, then
 cloudformation/inference.yaml (which imports both) as ``<project>-inference-<stage>`` for each of
-pipeline.toml's ``[inference] stages``, each with :func:`mlops.stack.deploy`, checks their
-outputs, then sets up GitHub with :mod:`mlops.github_setup`. ``--dry-run`` prints every AWS and
+pipeline.toml's ``[inference] stages``, then, only with ``--retrain-token-env``,
+cloudformation/retrain.yaml as ``<project>-retrain`` (:mod:`mlops.retrain_setup`), each with
+:func:`mlops.stack.deploy`, checks their outputs, then sets up GitHub with
+:mod:`mlops.github_setup`. ``--dry-run`` prints every AWS and
 gh call instead of making it. Needs admin AWS credentials and an authenticated ``gh``.
 """
 
@@ -20,7 +22,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-from mlops import aws, config, github_setup, stack
+from mlops import aws, config, github_setup, retrain_setup, stack
 from mlops.errors import EXIT_USAGE, ConfigError, PipelineError
 from mlops.github_setup import Gh
 
@@ -71,7 +73,7 @@ class DryClient:
 
     def __getattr__(self, operation: str) -> Callable[..., dict]:
         def call(**params: Any) -> dict:
-            shown = {k: _short(v) for k, v in params.items()}
+            shown = {k: "<secret>" if k == "SecretString" else _short(v) for k, v in params.items()}
             print(f"aws {self.service} {operation} {json.dumps(shown, sort_keys=True)}", flush=True)
             queue = self.answers.get(operation, [{}])
             answer = queue.pop(0) if len(queue) > 1 else queue[0]
@@ -86,9 +88,9 @@ def _short(value: Any) -> Any:
     return f"<{len(value)} bytes>" if isinstance(value, str) and len(value) > 200 else value
 
 
-def dry_clients(inference_stacks: int = 1) -> dict[str, DryClient]:
+def dry_clients(inference_stacks: int = 1, retrain: bool = False) -> dict[str, DryClient]:
     """Placeholder answers: no OIDC provider yet, no stacks yet, creates that succeed."""
-    outputs = [{"OutputKey": k, "OutputValue": f"<{k}>"} for k in OUTPUTS]
+    outputs = [{"OutputKey": k, "OutputValue": f"<{k}>"} for k in OUTPUTS + retrain_setup.OUTPUTS]
     done = {
         "Stacks": [{"StackName": "<stack>", "StackStatus": "CREATE_COMPLETE", "Outputs": outputs}]
     }
@@ -96,7 +98,12 @@ def dry_clients(inference_stacks: int = 1) -> dict[str, DryClient]:
         "Error": {"Code": "ValidationError", "Message": "Stack with id <stack> does not exist"}
     }
     missing = ClientError(error, "DescribeStacks")
+    no_secret = ClientError(
+        {"Error": {"Code": "ResourceNotFoundException", "Message": "not found"}}, "DescribeSecret"
+    )
+    secrets = {"describe_secret": [no_secret], "create_secret": [{"VersionId": "0" * 32}]}
     return {
+        "secretsmanager": DryClient("secretsmanager", secrets),
         "sts": DryClient("sts", {"get_caller_identity": [{"Account": "<account>"}]}),
         "iam": DryClient("iam", {"list_open_id_connect_providers": [{}]}),
         "cloudformation": DryClient(
@@ -105,7 +112,7 @@ def dry_clients(inference_stacks: int = 1) -> dict[str, DryClient]:
                 # bootstrap: before, settled; github-access: oidc check, before, settled;
                 # then before and settled for each inference and monitor stack
                 "describe_stacks": [missing, done, missing, missing, done]
-                + [missing, done] * inference_stacks,
+                + [missing, done] * (inference_stacks + retrain),
                 "create_change_set": [{"Id": "<change-set-arn>"}],
                 "describe_change_set": [{"Status": "CREATE_COMPLETE", "Changes": []}],
                 "describe_stack_events": [{"StackEvents": []}],
@@ -189,6 +196,7 @@ def parse_args(argv: list[str], templates: Path = TEMPLATES) -> argparse.Namespa
         help=f"where {BOOTSTRAP_TEMPLATE}, {ACCESS_TEMPLATE} and {INFERENCE_TEMPLATE} are "
         "(default: cloudformation/)",
     )
+    cli.add_argument("--retrain-token-env", metavar="NAME", help=retrain_setup.HELP)
     cli.add_argument("--dry-run", action="store_true", help="print every call, make none")
     return cli.parse_args(argv)
 
@@ -219,6 +227,10 @@ def bootstrap(args: argparse.Namespace, clients: dict[str, Any], gh: Gh) -> int:
     access_template = read_template(args.templates, ACCESS_TEMPLATE)
     inference_template = read_template(args.templates, INFERENCE_TEMPLATE)
     monitor_template = read_template(args.templates, MONITOR_TEMPLATE)
+    retrain_template, token = None, ""
+    if args.retrain_token_env:  # opt-in; the token is read (and checked) before any call
+        retrain_template = read_template(args.templates, retrain_setup.TEMPLATE)
+        token = retrain_setup.read_token(args.retrain_token_env)
     if args.dry_run:
         aws.log("bootstrap: dry run: printing every call, making none")
     github_setup.check_gh(gh)
@@ -279,6 +291,13 @@ def bootstrap(args: argparse.Namespace, clients: dict[str, Any], gh: Gh) -> int:
             "MonitorWorkflowRoleArn"
         ]
         monitor_roles[f"{stage.upper()}_MONITOR_ROLE_ARN"] = role
+    if retrain_template:  # last: its rules follow the data bucket and the drift alarms
+        secret = retrain_setup.secret_name(project)
+        version = retrain_setup.put_token(clients["secretsmanager"], secret, token)
+        params = retrain_setup.parameters(project, boot, repo, version)
+        name = retrain_setup.stack_name(project)
+        found = stack.deploy(cfn, name, retrain_template, params, **deploy)
+        check_outputs(found, name, retrain_setup.OUTPUTS, retrain_setup.TEMPLATE)
     github_setup.configure(gh, repo, reviewers, outputs, args.region, boot, monitor_roles)
     aws.log(f"bootstrap: done. Push to main to run the deploy workflow of {repo}.")
     return 0
@@ -291,10 +310,11 @@ def _run(args: argparse.Namespace) -> int:
         args.region = args.region or boto3.Session().region_name or "<region>"
         cfg = config.load(args.config)
         stacks = len(cfg.inference["stages"]) + len(monitored_stages(cfg))
-        return bootstrap(args, dry_clients(stacks), github_setup.dry_gh)
+        clients = dry_clients(stacks, bool(args.retrain_token_env))
+        return bootstrap(args, clients, github_setup.dry_gh)
     session = aws.session(args.region)
     args.region = session.region_name
-    clients = {s: session.client(s) for s in ("sts", "iam", "cloudformation")}
+    clients = {s: session.client(s) for s in ("sts", "iam", "cloudformation", "secretsmanager")}
     return bootstrap(args, clients, github_setup.run_gh)
 
 

@@ -58,6 +58,19 @@ def _parser() -> argparse.ArgumentParser:
         default=os.environ.get("MLOPS_RETRAIN", "").lower() == "true",
         help="run ETL and training even when a package was trained on the same inputs",
     )
+    sub.choices["etl"].add_argument(
+        "--data-key",
+        default=os.environ.get("MLOPS_DATA_KEY", ""),
+        metavar="KEY",
+        help="train on this object under training/ of the data bucket (a repository dispatch "
+        "names it) instead of [model] data",
+    )
+    sub.choices["etl"].add_argument(
+        "--reason",
+        default=os.environ.get("MLOPS_RETRAIN_REASON", ""),
+        choices=("", "new-data", "drift"),
+        help="why a repository dispatch asked to retrain (printed)",
+    )
     s = sub.add_parser("image", help="find this commit's image in ECR; pin it by digest")
     s.add_argument("--repository-uri", required=True, help="the ECR repository URI")
     s.add_argument("--tag", required=True, help="the image tag (the commit sha)")
@@ -145,7 +158,7 @@ def dispatch(args: argparse.Namespace, ctx: Context) -> Any:
         case "image":
             return image.run(ctx, args.repository_uri, args.tag, args.digest)
         case "etl":
-            return etl.run(ctx, args.retrain)
+            return etl.run(ctx, args.retrain, args.data_key, args.reason)
         case "train":
             return train.run(ctx, _require(args.image_uri, "--image-uri"))
         case "evaluate":

@@ -645,3 +645,79 @@ def test_dry_run_with_two_inference_stages_creates_both(stand_in, tmp_path, caps
     ]
     creates = [line for line in out.splitlines() if "create_change_set" in line]
     assert all('"ChangeSetType": "CREATE"' in line for line in creates), creates
+
+
+# --- retraining by itself: opt-in, the token in Secrets Manager, retrain.yaml last ----------------
+
+RETRAIN_TOKEN = "github_pat_11ABCDEFG0123456789_abcdef"
+
+
+def _retrain_stand_in(stand_in: Path) -> Path:
+    from mlops import retrain_setup
+
+    (stand_in / retrain_setup.TEMPLATE).write_text(
+        (bs.TEMPLATES / retrain_setup.TEMPLATE).read_text()
+    )
+    return stand_in
+
+
+def test_without_the_option_no_secret_and_no_retrain_stack(stand_in, monkeypatch):
+    recorded = Recorded()
+    monkeypatch.setattr(bs.stack, "deploy", recorded.deploy)
+    args = bs.parse_args(["--region", "eu-west-1", "--repo", "o/r", "--templates", str(stand_in)])
+    clients = bs.dry_clients()
+    clients["secretsmanager"] = None  # any use would fail
+    assert bs.bootstrap(args, clients, recorded.gh) == 0
+    assert "mlops-retrain" not in [c[1] for c in recorded.calls if c[0] == "deploy"]
+
+
+def test_retrain_keeps_the_token_in_secrets_manager_and_deploys_retrain_last(
+    stand_in, monkeypatch, capsys
+):
+    from mlops import retrain_setup
+
+    monkeypatch.setenv("MY_DISPATCH_TOKEN", RETRAIN_TOKEN)
+    recorded = Recorded()
+    monkeypatch.setattr(
+        bs.stack,
+        "deploy",
+        lambda *a, **k: {**recorded.deploy(*a, **k), **dict.fromkeys(retrain_setup.OUTPUTS, "<o>")},
+    )
+    argv = ["--region", "eu-west-1", "--repo", "o/r", "--retrain-token-env", "MY_DISPATCH_TOKEN"]
+    args = bs.parse_args([*argv, "--templates", str(_retrain_stand_in(stand_in))])
+    assert bs.bootstrap(args, bs.dry_clients(retrain=True), recorded.gh) == 0
+    deploys = [c for c in recorded.calls if c[0] == "deploy"]
+    assert deploys[-1][1:4] == (
+        "mlops-retrain",
+        "retrain.yaml",
+        {
+            "ProjectName": "mlops",
+            "BootstrapStackName": "mlops-bootstrap",
+            "GitHubOwner": "o",
+            "GitHubRepo": "r",
+            "TokenSecretName": "mlops-github-dispatch",
+            "TokenSecretVersion": "0" * 32,  # what CreateSecret answered
+        },
+    )
+    out = capsys.readouterr().out
+    assert "aws secretsmanager create_secret" in out and '"SecretString": "<secret>"' in out
+    assert RETRAIN_TOKEN not in out  # a dry client prints its calls: never the token
+
+
+def test_a_missing_token_fails_before_any_call(stand_in, monkeypatch, capsys):
+    monkeypatch.delenv("MY_DISPATCH_TOKEN", raising=False)
+    folder = str(_retrain_stand_in(stand_in))
+    argv = ["--dry-run", "--repo", "o/r", "--region", "eu-west-1", "--templates", folder]
+    assert bs.main([*argv, "--retrain-token-env", "MY_DISPATCH_TOKEN"]) == 4
+    captured = capsys.readouterr()
+    assert captured.out == ""  # no call printed: refused first
+    (line,) = captured.err.splitlines()
+    assert line.startswith(
+        "bootstrap: error: no GitHub token in environment variable MY_DISPATCH_TOKEN: set it to"
+    )
+
+
+def test_the_help_names_the_token_permission(capsys):
+    with pytest.raises(SystemExit):
+        bs.parse_args(["--help"])
+    assert "Contents: Read and write" in " ".join(capsys.readouterr().out.split())

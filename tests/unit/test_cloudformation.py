@@ -35,7 +35,13 @@ STAR_RESOURCE_ACTIONS = {
     "application-autoscaling:DescribeScalingPolicies",
     "application-autoscaling:DescribeScalingActivities",
 }
-TEMPLATES = ["bootstrap.yaml", "github-access.yaml", "endpoint.yaml", "inference.yaml"]
+TEMPLATES = [
+    "bootstrap.yaml",
+    "github-access.yaml",
+    "endpoint.yaml",
+    "inference.yaml",
+    "retrain.yaml",
+]
 MAX_LINES = 300  # the project's limit for one template
 BOOTSTRAP_OUTPUTS = {
     "DataBucket",
@@ -1328,3 +1334,78 @@ def test_a_prod_inference_stack_grants_the_prod_deploy_role_in_moto(aws, boot_ou
     bucket, key = step.parameters_uri(ctx, "prod").removeprefix("s3://").split("/", 1)
     assert resources["s3:PutObject"] == [f"arn:aws:s3:::{bucket}/{key}"]
     assert resources["iam:PassRole"] == [out["InferencePipelineRoleArn"]]
+
+
+# --- retrain.yaml: EventBridge -> API destination -> GitHub repository dispatch ------------------
+
+
+@pytest.fixture(scope="module")
+def retrain() -> dict:
+    return load("retrain.yaml")
+
+
+def test_retrain_invoke_role_may_only_invoke_that_destination(retrain: dict) -> None:
+    props = retrain["Resources"]["InvokeRole"]["Properties"]
+    (trust,) = props["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "events.amazonaws.com"}
+    assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+    (policy,) = props["Policies"]
+    (statement,) = policy["PolicyDocument"]["Statement"]
+    assert statement["Action"] == "events:InvokeApiDestination"
+    assert statement["Resource"] == [
+        {"Fn::GetAtt": ["ApiDestination", "ArnForPolicy"]},
+        {"Fn::GetAtt": ["ApiDestination", "Arn"]},
+    ]
+
+
+def test_retrain_destination_is_githubs_dispatches_endpoint_rate_limited(retrain: dict) -> None:
+    props = retrain["Resources"]["ApiDestination"]["Properties"]
+    assert props["HttpMethod"] == "POST"
+    assert props["InvocationEndpoint"] == {
+        "Fn::Sub": "https://api.github.com/repos/${GitHubOwner}/${GitHubRepo}/dispatches"
+    }
+    assert props["InvocationRateLimitPerSecond"] == {"Ref": "InvocationRateLimit"}
+    conn = retrain["Resources"]["Connection"]["Properties"]
+    auth = conn["AuthParameters"]
+    assert conn["AuthorizationType"] == "API_KEY"
+    assert auth["ApiKeyAuthParameters"]["ApiKeyName"] == "Authorization"
+    value = auth["ApiKeyAuthParameters"]["ApiKeyValue"]["Fn::Sub"]
+    # the token from Secrets Manager, pinned to the version the bootstrap stored
+    assert value == (
+        "{{resolve:secretsmanager:${TokenSecretName}:SecretString:authorization::"
+        "${TokenSecretVersion}}}"
+    )
+    headers = {h["Key"]: h["Value"] for h in auth["InvocationHttpParameters"]["HeaderParameters"]}
+    assert headers == {
+        "Accept": "application/vnd.github+json",
+        "X-GitHub-Api-Version": "2022-11-28",
+    }
+
+
+def test_retrain_rules_follow_training_data_and_every_drift_alarm(retrain: dict) -> None:
+    inference = load("inference.yaml")
+    rules = of_type(retrain, "AWS::Events::Rule")
+    assert set(rules) == {"NewDataRule", "DriftRule"}
+    for rule in rules.values():
+        (target,) = rule["Properties"]["Targets"]
+        assert target["Arn"] == {"Fn::GetAtt": ["ApiDestination", "Arn"]}
+        assert target["RoleArn"] == {"Fn::GetAtt": ["InvokeRole", "Arn"]}
+        template = target["InputTransformer"]["InputTemplate"]
+        assert template.startswith('{"event_type": "retrain", "client_payload": {')
+    new = rules["NewDataRule"]["Properties"]["EventPattern"]
+    assert new["detail"]["bucket"]["name"] == [
+        {"Fn::ImportValue": {"Fn::Sub": "${BootstrapStackName}-DataBucket"}}
+    ]
+    assert new["detail"]["object"]["key"] == [{"prefix": {"Ref": "TrainingPrefix"}}]
+    assert retrain["Parameters"]["TrainingPrefix"]["Default"] == "training/"
+    drift = rules["DriftRule"]["Properties"]["EventPattern"]
+    assert drift["detail-type"] == ["CloudWatch Alarm State Change"]
+    assert drift["detail"]["state"] == {"value": ["ALARM"]}
+    stages = inference["Parameters"]["Stage"]["AllowedValues"]
+    names = {n["Fn::Sub"] for n in drift["detail"]["alarmName"]}
+    assert names == {
+        f"${{ProjectName}}-{k}-{s}-drift" for k in ("inference", "monitor") for s in stages
+    }
+    # the batch alarm's name is inference.yaml's own
+    alarm = inference["Resources"]["DriftAlarm"]["Properties"]["AlarmName"]["Fn::Sub"]
+    assert alarm.replace("${Stage}", "prod") in names

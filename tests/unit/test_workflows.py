@@ -213,11 +213,62 @@ def test_baseline_cache_is_written_only_from_main(flows):
 # --- the deploy chain ----------------------------------------------------------------------------
 
 
-def test_deploy_runs_on_main_and_by_hand_and_reuses_ci(flows):
+def test_deploy_runs_on_main_by_hand_and_on_retrain_dispatches_and_reuses_ci(flows):
     deploy = flows["deploy"]
-    assert set(triggers(deploy)) == {"push", "workflow_dispatch"}
+    assert set(triggers(deploy)) == {"push", "workflow_dispatch", "repository_dispatch"}
     assert triggers(deploy)["push"]["branches"] == ["main"]
+    # exactly the event type retrain.yaml's input transformers send, nothing else
+    assert triggers(deploy)["repository_dispatch"] == {"types": ["retrain"]}
     assert deploy["jobs"]["test"]["uses"] == "./.github/workflows/ci.yml"
+
+
+PAYLOAD = re.compile(r"github\.event\.client_payload\.(\w+)")
+
+
+def test_the_dispatch_payload_reaches_only_the_etl_step_and_only_through_env(flows):
+    """Untrusted input (anyone who can create an object under training/ sends one): never
+    inline in a script, only in env of `mlops etl`, which validates it."""
+    text = (WORKFLOWS / "deploy.yml").read_text(encoding="utf-8")
+    used = []
+    for where, job in all_jobs(flows):
+        for s in steps(job):
+            assert not PAYLOAD.search(s.get("run", "")), f"{where}: payload inline in run:"
+            assert not PAYLOAD.search(str(s.get("with", {}))), f"{where}: payload in with:"
+            for name, value in s.get("env", {}).items():
+                used += [(where, s.get("run"), name, f) for f in PAYLOAD.findall(str(value))]
+        assert not PAYLOAD.search(str(job.get("env", {}))), where
+    assert sorted(f for *_, f in used) == ["data_key", "reason", "reason"]
+    assert {(w, r) for w, r, *_ in used} == {("deploy.train", ".venv/bin/mlops etl")}
+    assert {n for _, _, n, _ in used} == {"MLOPS_RETRAIN", "MLOPS_DATA_KEY", "MLOPS_RETRAIN_REASON"}
+    assert text.count("client_payload") == 3
+
+
+def test_a_drift_dispatch_retrains_and_a_new_data_dispatch_names_its_data(flows):
+    (etl,) = [s for s in steps(flows["deploy"]["jobs"]["train"]) if "mlops etl" in s.get("run", "")]
+    retrain = etl["env"]["MLOPS_RETRAIN"]
+    for event, inputs, expected in (
+        ({"client_payload": {"reason": "drift", "data_key": ""}}, {}, "true"),
+        ({"client_payload": {"reason": "new-data", "data_key": "training/x.csv"}}, {}, "false"),
+        ({}, {"retrain": True}, "true"),  # workflow_dispatch with the retrain input
+        ({}, {}, "false"),  # push
+    ):
+        contexts = {"inputs": inputs, "github": {"event": event}}
+        assert expressions.render(retrain, contexts) == expected, (event, inputs)
+    contexts = {"github": {"event": {"client_payload": {"data_key": "training/x.csv"}}}}
+    assert expressions.render(etl["env"]["MLOPS_DATA_KEY"], contexts) == "training/x.csv"
+    for name in ("MLOPS_DATA_KEY", "MLOPS_RETRAIN", "MLOPS_RETRAIN_REASON"):
+        assert f"--{name.lower()}" not in etl["run"]  # env only: the CLI reads it (cli.py)
+
+
+def test_dispatched_runs_queue_behind_the_push_runs_and_are_never_cancelled(flows):
+    """A dispatch runs on the default branch (github.ref is it): the same groups as a push to
+    main, so a burst of uploads queues (GitHub keeps the newest pending run) and never cancels a
+    training or a deploy under way."""
+    jobs = flows["deploy"]["jobs"]
+    for job_id in ("build-and-push", "train"):
+        concurrency = jobs[job_id]["concurrency"]
+        assert "${{ github.ref }}" in concurrency["group"], job_id
+        assert concurrency["cancel-in-progress"] is False, job_id
 
 
 def test_deploy_chain_order_and_environments(flows):

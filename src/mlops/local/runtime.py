@@ -27,6 +27,7 @@ from mlops.errors import ConfigError
 from mlops.local import moto_gaps, oidc
 from mlops.local.compute import Compute
 from mlops.local.endpoints import Endpoints
+from mlops.local.github_api import GitHubApi
 from mlops.local.github_stub import LocalGitHub
 from mlops.local.iam import actions as iam_actions
 from mlops.local.iam import hooks as iam_hooks
@@ -112,6 +113,9 @@ class LocalRuntime:
         self.tokens = oidc.TokenService()
         self.enforcer = Enforcer(ACCOUNT, REGION)
         self._role_sessions: dict[tuple[str, str], boto3.Session] = {}
+        # HTTPS hosts an API destination may call, each mapped to its local stand-in
+        self.github_api = GitHubApi(LocalGitHub().repository).start()
+        self.api_hosts = {"api.github.com": self.github_api.url}
         self.extra_timings: dict[str, float] = {}  # what ran after the jobs (batch scoring)
         moto_gaps.install(self)
         iam_hooks.install(self.enforcer, self.tokens, moto_gaps._wrap)
@@ -144,6 +148,7 @@ class LocalRuntime:
             self.executor.shutdown(wait=True, cancel_futures=True)
         finally:
             moto_gaps.uninstall()
+            self.github_api.stop()
             self.server.stop()
             moto_api_backend.reset()
             for key, value in self._saved_env.items():
@@ -208,10 +213,16 @@ class LocalRuntime:
 
     # --- what AWS would already have ------------------------------------------------------------
     def bootstrap(
-        self, ctx: Any, *, push: bool = True, github: LocalGitHub | None = None
+        self,
+        ctx: Any,
+        *,
+        push: bool = True,
+        github: LocalGitHub | None = None,
+        retrain: bool = False,
     ) -> LocalGitHub:
         """scripts/bootstrap into the local AWS (the same code: both stacks, the GitHub setup
-        into a local stand-in for GitHub), and for step-level tests an image in ECR."""
+        into a local stand-in for GitHub), and for step-level tests an image in ECR. ``retrain``:
+        also retrain.yaml, with the local GitHub API's token (``--retrain-token-env``)."""
         from mlops import bootstrap as bootstrap_mod
 
         cfg = ctx.config
@@ -230,9 +241,15 @@ class LocalRuntime:
                 str(ctx.root / "pipeline.toml"),
                 "--templates",
                 str(ctx.root / "cloudformation"),
+                *(["--retrain-token-env", "MLOPS_LOCAL_GITHUB_TOKEN"] if retrain else []),
             ]
         )
-        clients = {name: self.session.client(name) for name in ("sts", "iam", "cloudformation")}
+        self.github_api.repository = github.repository
+        self._set_env({"MLOPS_LOCAL_GITHUB_TOKEN": self.github_api.token if retrain else None})
+        clients = {
+            name: self.session.client(name)
+            for name in ("sts", "iam", "cloudformation", "secretsmanager")
+        }
         bootstrap_mod.bootstrap(args, clients, github)
         os.environ["MLOPS_BOOTSTRAP_STACK"] = cfg.bootstrap_stack
         self._saved_env.setdefault("MLOPS_BOOTSTRAP_STACK", None)

@@ -9,6 +9,7 @@ from mlops import github
 from mlops.aws import call, console, log, read_json_object, s3_uri, sha256_file, split_s3, wait_for
 from mlops.context import Context
 from mlops.errors import ConfigError
+from mlops.steps import data_key as data_key_mod
 from mlops.steps import reuse
 
 GLUE_FAILED = {"FAILED", "ERROR", "TIMEOUT", "STOPPED", "EXPIRED"}
@@ -37,10 +38,17 @@ def upload_if_changed(s3: Any, path: Path, uri: str) -> str:
     return digest
 
 
-def run(ctx: Context, retrain: bool = False) -> dict[str, Any]:
+def run(
+    ctx: Context, retrain: bool = False, data_key: str = "", reason: str = ""
+) -> dict[str, Any]:
     """The Glue run; or, when a registered package was trained on the same inputs (and no
-    ``retrain``), that package's ETL outputs (see steps/reuse.py)."""
-    found = reuse.plan(ctx, retrain)
+    ``retrain``), that package's ETL outputs (see steps/reuse.py). ``data_key``: train on that
+    object of the data bucket (a repository dispatch named it) instead of the configured data;
+    ``reason``: why the dispatch asked (new-data, drift), printed."""
+    if data_key_mod.check_reason(reason):
+        log(f"etl: retraining asked for by a repository dispatch: {reason}")
+    named = data_key_mod.fetch(ctx, data_key) if data_key else None
+    found = reuse.plan(ctx, retrain, named["data_sha256"] if named else "")
     if found:
         result = reuse.etl_outputs(found)
         ctx.manifest.update("etl", result)
@@ -53,9 +61,12 @@ def run(ctx: Context, retrain: bool = False) -> dict[str, Any]:
     extra = [f"{code_prefix}/{Path(f).name}" for f in cfg.glue_extra_files]
     for local, uri in zip(cfg.glue_extra_files, extra, strict=True):
         upload_if_changed(s3, ctx.root / local, uri)
-    data_path = ctx.root / cfg.data
-    data_uri = s3_uri(acct.DataBucket, "raw", data_path.name)
-    data_sha = upload_if_changed(s3, data_path, data_uri)
+    if named:
+        data_uri, data_sha = named["data_uri"], named["data_sha256"]
+    else:
+        data_path = ctx.root / cfg.data
+        data_uri = s3_uri(acct.DataBucket, "raw", data_path.name)
+        data_sha = upload_if_changed(s3, data_path, data_uri)
     output = s3_uri(acct.DataBucket, "runs", ctx.run_id, "etl") + "/"
     arguments = {
         "--input": data_uri,

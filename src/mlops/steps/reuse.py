@@ -33,11 +33,12 @@ def code_sha256(root: Path, paths: tuple[str, ...]) -> str:
     return digest.hexdigest()
 
 
-def training_key(ctx: Context) -> dict[str, str]:
-    """What decides the model: data, training code, hyperparameters; and one key over them."""
+def training_key(ctx: Context, data_sha256: str = "") -> dict[str, str]:
+    """What decides the model: data (the configured file's, or ``data_sha256`` of the data a
+    dispatch named), training code, hyperparameters; and one key over them."""
     cfg = ctx.config
     parts = {
-        "data_sha256": sha256_file(ctx.root / cfg.data),
+        "data_sha256": data_sha256 or sha256_file(ctx.root / cfg.data),
         "code_sha256": code_sha256(ctx.root, cfg.training_code),
         "hyperparameters_sha256": hashlib.sha256(
             json.dumps(cfg.hyperparameters, sort_keys=True).encode()
@@ -56,9 +57,9 @@ def find(ctx: Context, key: str) -> dict[str, Any] | None:
     return None
 
 
-def plan(ctx: Context, retrain: bool = False) -> dict[str, Any] | None:
+def plan(ctx: Context, retrain: bool = False, data_sha256: str = "") -> dict[str, Any] | None:
     """Decide, print why, and record the decision; the reused package when there is one."""
-    key = training_key(ctx)
+    key = training_key(ctx, data_sha256)
     ctx.manifest.update("reuse", {**key, "from": "", "reason": ""})
     if retrain:
         return _decided(ctx, None, "retraining was asked for (--retrain)")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import threading
 import uuid
 from collections.abc import Callable
@@ -22,7 +23,7 @@ from moto.sagemaker import responses as sm_responses
 
 from mlops.aws import log
 from mlops.local import pipelines, transform
-from mlops.local.moto_gaps import events, rules
+from mlops.local.moto_gaps import alarms, api_destinations, events, rules
 
 _patches: list[tuple[Any, str, Any]] = []
 _restarts: list[Any] = []  # endpoints a failed stack update must serve again
@@ -298,8 +299,13 @@ class _ApiResource:
         return cls(physical_id, attributes)
 
     @classmethod
-    def update_from_cloudformation_json(
-        cls, original_resource: Any, new_resource_name: str, cloudformation_json: Any, *_: Any
+    def update_from_cloudformation_json(  # moto passes account_id and region_name by keyword
+        cls,
+        original_resource: Any,
+        new_resource_name: str,
+        cloudformation_json: Any,
+        *_: Any,
+        **__: Any,
     ) -> Any:
         return cls.create_from_cloudformation_json(new_resource_name, cloudformation_json)
 
@@ -461,6 +467,33 @@ def _schedule(name: str, props: dict[str, Any]) -> tuple[str, dict[str, str]]:
     return schedule, {"Arn": arn}
 
 
+for _type, _apply in api_destinations.CFN.items():  # EventBridge connections and API destinations
+    _gap(_type)(_apply)
+
+
+def _sub_references(original: Any) -> Any:
+    """moto updates a resource for a changed parameter only when the resource ``Ref``s it; a
+    ``${Param}`` in Fn::Sub counts too, as on AWS, where any property whose value changes is
+    updated (retrain.yaml's connection: a new TokenSecretVersion re-resolves the token)."""
+
+    def references(template: Any) -> list[str]:
+        found = list(original(template))
+        stack = [template]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, dict):
+                sub = node.get("Fn::Sub")
+                text = sub[0] if isinstance(sub, list) and sub else sub
+                if isinstance(text, str):
+                    found += re.findall(r"\$\{([A-Za-z0-9]+)\}", text)
+                stack += list(node.values())
+            elif isinstance(node, list):
+                stack += node
+        return found
+
+    return references
+
+
 def install(runtime: Any) -> None:
     """Apply every patch; :func:`uninstall` restores moto as it was."""
     global _runtime
@@ -480,18 +513,22 @@ def install(runtime: Any) -> None:
     _after(sm_models.SageMakerModelBackend, "create_transform_job", _transform_created)
     pipelines.install(runtime, _wrap)  # executions run their steps for real
     events.install(runtime, _wrap)  # S3 events reach EventBridge rules and pipeline targets
+    api_destinations.install(runtime)  # ... and API destination targets, as the target's role
+    alarms.install(_wrap)  # alarm state changes reach EventBridge rules too
     _after(sm_models.SageMakerModelBackend, "create_endpoint", _endpoint_created)
     _wrap(sm_models.SageMakerModelBackend, "delete_endpoint", _endpoint_deleting)
     _wrap(cfn_models.CloudFormationBackend, "execute_change_set", _execute_change_set)
     _wrap(sm_models.FakeEndpoint, "create_from_cloudformation_json", _endpoint_from_cfn)
     _wrap(sm_models.FakeEndpoint, "update_from_cloudformation_json", _endpoint_update_from_cfn)
     _wrap(cfn_parsing, "get_model_map", lambda original: lambda: {**original(), **GAPS})
+    _wrap(cfn_parsing, "get_references_from_template", _sub_references)
     rules.install(_wrap)
 
 
 def uninstall() -> None:
     global _runtime
     events.uninstall()
+    api_destinations.uninstall()
     pipelines.uninstall()
     while _patches:
         cls, name, original = _patches.pop()

@@ -13,8 +13,11 @@ the enabled rules of the default bus of the bucket's account and region, as S3 s
 pipeline target starts its pipeline on a thread of its own, AS the target's RoleArn assumed by
 events.amazonaws.com (trust policy and sagemaker:StartPipelineExecution enforced), with the
 target's PipelineParameterList; a failure is one log line (AWS counts it as a failed invocation
-and sends the event to the target's DLQ), the upload succeeds. moto keeps delivering the targets
-it knows (CloudWatch Logs, SQS, event buses); any other target is logged once, undelivered.
+and sends the event to the target's DLQ), the upload succeeds. An API destination target is
+called by :mod:`api_destinations` the same way (its own thread, as its role, one line on failure);
+other services' events (CloudWatch alarms, :mod:`alarms`) go through :func:`route` too. moto
+keeps delivering the targets it knows (CloudWatch Logs, SQS, event buses); any other target is
+logged once, undelivered.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from moto.s3 import models as s3_models
 from moto.s3 import notifications
 
 from mlops.aws import log
+from mlops.local.moto_gaps import api_destinations
 
 # reason per event: "Event message detail field", Amazon S3 User Guide, "EventBridge event message
 # structure" (https://docs.aws.amazon.com/AmazonS3/latest/userguide/ev-events.html)
@@ -87,14 +91,18 @@ def _send(original: Any) -> Any:
             return original(account_id, bucket, event_name, key)
         if event_name == "s3:ObjectCreated:Put" and key.multipart is not None:
             return None  # moto's put inside CompleteMultipartUpload: S3 sends that event only
-        event = object_created(bucket, event_name, key)
-        bus = events_backends[bucket.account_id][bucket.region_name].event_buses.get("default")
-        for rule in list(bus.rules.values()) if bus else []:
-            if rule.state == "ENABLED" and rule.event_pattern.matches_event(event):
-                _deliver(rule, event)
+        route(bucket.account_id, bucket.region_name, object_created(bucket, event_name, key))
         return None
 
     return send
+
+
+def route(account: str, region: str, event: dict[str, Any]) -> None:
+    """An AWS service's event to the enabled rules of the default bus that match it."""
+    bus = events_backends[account][region].event_buses.get("default")
+    for rule in list(bus.rules.values()) if bus else []:
+        if rule.state == "ENABLED" and rule.event_pattern.matches_event(event):
+            _deliver(rule, event)
 
 
 def _deliver(rule: Any, event: dict[str, Any]) -> None:
@@ -103,14 +111,9 @@ def _deliver(rule: Any, event: dict[str, Any]) -> None:
         arn = target.get("Arn", "")
         pipeline = PIPELINE.match(arn)
         if pipeline:
-            thread = threading.Thread(
-                target=_start,
-                args=(rule.name, target, pipeline["name"], event),
-                name=f"events-{rule.name}",
-                daemon=True,
-            )
-            _threads.append(thread)
-            thread.start()
+            _thread(rule, _start, (rule.name, target, pipeline["name"], event))
+        elif api_destinations.API_DESTINATION.match(arn):
+            _thread(rule, api_destinations.deliver, (rule, target, copy.deepcopy(event)))
         elif arn.split(":")[2:3] and arn.split(":")[2] in MOTO_DELIVERS:
             known.append(target)
         elif (rule.name, arn) not in _undelivered:
@@ -123,6 +126,12 @@ def _deliver(rule: Any, event: dict[str, Any]) -> None:
             only.send_to_targets({**copy.deepcopy(event), "time": unix_time()}, False)
         except Exception as exc:  # asynchronous on AWS: the upload succeeds whatever happens here
             log(f"  local: EventBridge rule {rule.name} could not deliver: {exc}")
+
+
+def _thread(rule: Any, fn: Any, args: tuple) -> None:
+    thread = threading.Thread(target=fn, args=args, name=f"events-{rule.name}", daemon=True)
+    _threads.append(thread)
+    thread.start()
 
 
 def _start(rule: str, target: dict[str, Any], name: str, event: dict[str, Any]) -> None:
