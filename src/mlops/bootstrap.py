@@ -13,16 +13,15 @@ gh call instead of making it. Needs admin AWS credentials and an authenticated `
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-from mlops import aws, config, github_setup, retrain_setup, stack
+from mlops import aws, bootstrap_dry, config, github_setup, retrain_setup, stack
 from mlops.errors import EXIT_USAGE, ConfigError, PipelineError
 from mlops.github_setup import Gh
 
@@ -58,67 +57,10 @@ MAX_TEMPLATE_BODY = 51_200  # CloudFormation's limit for an inline TemplateBody
 CAPABILITIES = ("CAPABILITY_NAMED_IAM",)
 
 
-# --- --dry-run: boto3 stand-ins that print each call -----------------------------------------
-
-
-class DryClient:
-    """Stands in for a boto3 client: prints each call and answers with canned responses.
-
-    Each operation answers from its queue in turn (the last answer repeats); an exception in
-    the queue is raised, as boto3 raises for a stack that does not exist.
-    """
-
-    def __init__(self, service: str, answers: dict[str, list[Any]]) -> None:
-        self.service, self.answers = service, answers
-
-    def __getattr__(self, operation: str) -> Callable[..., dict]:
-        def call(**params: Any) -> dict:
-            shown = {k: "<secret>" if k == "SecretString" else _short(v) for k, v in params.items()}
-            print(f"aws {self.service} {operation} {json.dumps(shown, sort_keys=True)}", flush=True)
-            queue = self.answers.get(operation, [{}])
-            answer = queue.pop(0) if len(queue) > 1 else queue[0]
-            if isinstance(answer, Exception):
-                raise answer
-            return answer
-
-        return call
-
-
-def _short(value: Any) -> Any:
-    return f"<{len(value)} bytes>" if isinstance(value, str) and len(value) > 200 else value
-
-
-def dry_clients(inference_stacks: int = 1, retrain: bool = False) -> dict[str, DryClient]:
-    """Placeholder answers: no OIDC provider yet, no stacks yet, creates that succeed."""
-    outputs = [{"OutputKey": k, "OutputValue": f"<{k}>"} for k in OUTPUTS + retrain_setup.OUTPUTS]
-    done = {
-        "Stacks": [{"StackName": "<stack>", "StackStatus": "CREATE_COMPLETE", "Outputs": outputs}]
-    }
-    error = {
-        "Error": {"Code": "ValidationError", "Message": "Stack with id <stack> does not exist"}
-    }
-    missing = ClientError(error, "DescribeStacks")
-    no_secret = ClientError(
-        {"Error": {"Code": "ResourceNotFoundException", "Message": "not found"}}, "DescribeSecret"
-    )
-    secrets = {"describe_secret": [no_secret], "create_secret": [{"VersionId": "0" * 32}]}
-    return {
-        "secretsmanager": DryClient("secretsmanager", secrets),
-        "sts": DryClient("sts", {"get_caller_identity": [{"Account": "<account>"}]}),
-        "iam": DryClient("iam", {"list_open_id_connect_providers": [{}]}),
-        "cloudformation": DryClient(
-            "cloudformation",
-            {
-                # bootstrap: before, settled; github-access: oidc check, before, settled;
-                # then before and settled for each inference and monitor stack
-                "describe_stacks": [missing, done, missing, missing, done]
-                + [missing, done] * (inference_stacks + retrain),
-                "create_change_set": [{"Id": "<change-set-arn>"}],
-                "describe_change_set": [{"Status": "CREATE_COMPLETE", "Changes": []}],
-                "describe_stack_events": [{"StackEvents": []}],
-            },
-        ),
-    }
+def dry_clients(inference_stacks: int = 1, retrain: bool = False) -> dict[str, Any]:
+    """--dry-run's clients: every stack's outputs as placeholders (mlops.bootstrap_dry)."""
+    keys = OUTPUTS + retrain_setup.OUTPUTS
+    return bootstrap_dry.clients(keys, inference_stacks, retrain)
 
 
 # --- AWS: the bootstrap and github-access stacks ---------------------------------------------
