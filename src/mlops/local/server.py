@@ -30,25 +30,15 @@ from mlops import config
 from mlops.aws import log
 from mlops.context import Context
 from mlops.errors import ConfigError, PipelineError
+from mlops.local.control import ADMIN_KEY, ENV_FILE, STATE_FILE, VARS_FILE, write_atomic
 from mlops.local.github_stub import LocalGitHub
 from mlops.local.runtime import LocalRuntime
 from mlops.manifest import Manifest
 
-STATE_FILE = "state.json"
-ENV_FILE = "env"
-VARS_FILE = "vars"
 READY = "local AWS ready"
 # Data capture is buffered per endpoint (25 records); AWS delivers it within minutes, so a
 # long-lived server writes what it holds this often, for a dev loop that reads the capture prefix.
 FLUSH_SECONDS = 60.0
-ADMIN_KEY = "local"  # the runtime's administrator credentials (moto's, not a secret)
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Readers never see half a file: write beside it, then rename over it."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def environment(runtime: LocalRuntime) -> dict[str, str]:
