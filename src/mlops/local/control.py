@@ -28,6 +28,7 @@ ENV_FILE = "env"
 VARS_FILE = "vars"
 LOG_FILE = "server.log"
 ADMIN_KEY = "local"  # the runtime's administrator credentials (moto's, not a secret)
+SERVER = [sys.executable, "-m", "mlops.local.server"]
 READY_TIMEOUT = 180.0  # bootstrap takes seconds; a cold machine's first imports take longer
 STOP_TIMEOUT = 30.0  # compute in flight is waited for; then SIGKILL to the whole group
 
@@ -111,7 +112,7 @@ def up(
     state.mkdir(parents=True, exist_ok=True)
     (state / STATE_FILE).unlink(missing_ok=True)
     logfile = state / LOG_FILE
-    argv = [sys.executable, "-m", "mlops.local.server", "--state", str(state), "--root", str(root)]
+    argv = [*SERVER, "--state", str(state), "--root", str(root)]
     argv += ["--port", str(ports[0]), "--runtime-port", str(ports[1])]
     started = time.monotonic()
     with logfile.open("wb") as out:
@@ -169,6 +170,9 @@ def down(state: Path, *, timeout: float = STOP_TIMEOUT) -> str:
     elif forced:
         os.kill(pid, signal.SIGKILL)
     if forced:
+        deadline = time.monotonic() + 5
+        while alive(pid) and time.monotonic() < deadline:  # SIGKILL is delivered, not awaited
+            time.sleep(0.05)
         running(state)  # it could not mark itself stopped: clean the state now
     how = f"killed after {timeout:.0f}s" if forced else "stopped"
     return f"local AWS: {how} (pid {pid}, {time.monotonic() - started:.1f}s)"
