@@ -105,9 +105,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _local_parser(sub: Any) -> None:
-    s = sub.add_parser("local", help="a long-lived local AWS for your own dev loop: up, status, down")
+    s = sub.add_parser("local", help="a long-lived local AWS for a dev loop: up, status, down")
     act = s.add_subparsers(dest="action", required=True, metavar="ACTION")
-    ups = act.add_parser("up", help="start it (unless running) and print its env: eval \"$(...)\"")
+    ups = act.add_parser("up", help='start it (unless running) and print its env: eval "$(...)"')
     ups.add_argument("--port", type=int, default=0, help="moto's port (default: a free one)")
     ups.add_argument("--runtime-port", type=int, default=0, help="the endpoint router's port")
     ups.add_argument("--timeout", type=float, default=180.0, help="seconds to wait until ready")

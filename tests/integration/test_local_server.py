@@ -53,7 +53,8 @@ def up(tmp_path_factory):
 
 def client(env: dict[str, str], service: str, **creds: str) -> object:
     """A plain boto3 client of this process, pointed at the server by its printed env only."""
-    url = env["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME" if service == "sagemaker-runtime" else "AWS_ENDPOINT_URL"]
+    runtime = service == "sagemaker-runtime"
+    url = env["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME" if runtime else "AWS_ENDPOINT_URL"]
     return boto3.client(
         service,
         endpoint_url=url,
@@ -150,7 +151,7 @@ def test_the_endpoint_router_answers_sagemaker_runtime_over_http(up):
     runtime = client(env, "sagemaker-runtime", key="AKIAUNKNOWN0000000000", secret="x")
     with pytest.raises(ClientError, match="security token included in the request is invalid"):
         runtime.invoke_endpoint(EndpointName="mlops-dev", Body=b"1", ContentType="text/csv")
-    with pytest.raises(ClientError, match="Endpoint mlops-nowhere of account .* not found"):
+    with pytest.raises(ClientError, match=r"Endpoint mlops-nowhere of account \d+ not found"):
         client(env, "sagemaker-runtime").invoke_endpoint(
             EndpointName="mlops-nowhere", Body=b"1", ContentType="text/csv"
         )

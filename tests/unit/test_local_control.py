@@ -153,7 +153,9 @@ def test_a_zombie_is_not_alive():
 
 def test_cli_status_exits_1_when_stopped_and_local_needs_no_aws(state, capsys, monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing is asked of AWS
-    code = cli.main(["--config", str(ROOT / "pipeline.toml"), "local", "status", "--state", str(state)])
+    code = cli.main(
+        ["--config", str(ROOT / "pipeline.toml"), "local", "status", "--state", str(state)]
+    )
     assert code == 1
     assert capsys.readouterr().out.startswith("local AWS: stopped (state ")
     assert cli.main(["local", "down", "--state", str(state)]) == 0

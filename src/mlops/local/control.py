@@ -37,7 +37,7 @@ def write_atomic(path: Path, text: str) -> None:
     """Readers never see half a file: write beside it, then rename over it."""
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
-    os.replace(tmp, path)
+    tmp.replace(path)
 
 
 def read_state(state: Path) -> dict[str, Any] | None:

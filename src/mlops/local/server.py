@@ -98,7 +98,8 @@ def check_port(port: int, flag: str) -> None:
             s.bind(("127.0.0.1", port))
         except OSError:
             raise ConfigError(
-                f"port {port} on 127.0.0.1 is in use: pass another {flag} or stop what listens there"
+                f"port {port} on 127.0.0.1 is in use: "
+                f"pass another {flag} or stop what listens there"
             ) from None
 
 
