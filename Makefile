@@ -67,6 +67,16 @@ pipeline: ## run the whole pipeline offline (moto control plane, real compute)
 	@$(MAKE) --no-print-directory -j2 $(VENV)/.pipeline $(INFERENCE_VENV)/.inference
 	$(BIN)/mlops run --local --approve
 
+# --- a long-lived local AWS for your own dev loop (state in .mlops-local/) ---------------------
+local-up: $(VENV)/.pipeline ## start the local AWS (moto, compute, endpoints, IAM); eval "$(make -s local-up)"
+	@$(BIN)/mlops local up
+
+local-status: $(VENV)/.pipeline ## is the local AWS running: pid, URLs, uptime, stacks, endpoints
+	@$(BIN)/mlops local status
+
+local-down: $(VENV)/.pipeline ## stop the local AWS (endpoints and compute with it)
+	@$(BIN)/mlops local down
+
 # --- the rest -----------------------------------------------------------------------------------
 lint: $(LINT_VENV)/.lint ## every linter, as pre-commit runs them
 	$(LINT_VENV)/bin/pre-commit run --all-files
@@ -84,7 +94,7 @@ lock: $(BIN)/uv ## re-pin requirements/*.txt from pyproject.toml
 clean: ## remove virtualenvs and run folders
 	rm -rf $(VENV) $(LINT_VENV) $(INFERENCE_VENV) runs .pytest_cache
 
-.PHONY: help install venv inference-venv test pipeline lint bench container-test lock clean mutation
+.PHONY: help install venv inference-venv test pipeline local-up local-status local-down lint bench container-test lock clean mutation
 
 # --- mutation testing (not in CI: minutes, not seconds) -------------------------------------------
 # The modules that protect prod: the gate, deploy, register, promote, rollback, the change-set

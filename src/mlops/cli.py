@@ -108,12 +108,44 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--issue", action="store_true", help="open or update the GitHub issue labelled drift (gh)"
     )
+    _local_parser(sub)
     s = sub.add_parser("run", help="every step in order")
     s.add_argument("--local", action="store_true", help="offline: moto + local compute")
     s.add_argument("--approve", action="store_true", help="approve the prod deployment")
     s.add_argument("--image-uri", default=os.environ.get("MLOPS_IMAGE_URI"))
     s.add_argument("--runs-dir", default="runs", help="where --local keeps each run's files")
     return p
+
+
+def _local_parser(sub: Any) -> None:
+    s = sub.add_parser("local", help="a long-lived local AWS for a dev loop: up, status, down")
+    act = s.add_subparsers(dest="action", required=True, metavar="ACTION")
+    ups = act.add_parser("up", help='start it (unless running) and print its env: eval "$(...)"')
+    ups.add_argument("--port", type=int, default=0, help="moto's port (default: a free one)")
+    ups.add_argument("--runtime-port", type=int, default=0, help="the endpoint router's port")
+    ups.add_argument("--timeout", type=float, default=180.0, help="seconds to wait until ready")
+    act.add_parser("status", help="running or not (exit 1), its URLs, stacks and endpoints")
+    act.add_parser("down", help="stop it: endpoints and compute stopped, state marked stopped")
+    for parser in act.choices.values():
+        parser.add_argument("--state", default="", help="state folder (default: .mlops-local/)")
+
+
+def local(args: argparse.Namespace) -> int:
+    """The control commands: the project is the folder of --config, the state inside it."""
+    from mlops.local import control
+
+    root = Path(args.config).resolve().parent
+    state = Path(args.state) if args.state else root / control.DEFAULT_STATE
+    if args.action == "up":
+        ports = (args.port, args.runtime_port)
+        print(control.up(state, root, ports=ports, timeout=args.timeout), end="", flush=True)
+        return 0
+    if args.action == "status":
+        up, lines = control.status(state)
+        print("\n".join(lines))
+        return 0 if up else 1
+    print(control.down(state))
+    return 0
 
 
 def _require(value: str | None, flag: str) -> str:
@@ -217,6 +249,8 @@ def run_pipeline(args: argparse.Namespace, cfg: config.Config) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        if args.command == "local":
+            return local(args)
         cfg = config.load(args.config)
         if args.command == "run":
             run_pipeline(args, cfg)

@@ -60,10 +60,10 @@ def free_port() -> int:
 
 
 class Endpoints:
-    def __init__(self, runtime: Any) -> None:
+    def __init__(self, runtime: Any, port: int = 0) -> None:
         self.rt = runtime
         self.served: dict[str, Served] = {}
-        self.router = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self.router = ThreadingHTTPServer(("127.0.0.1", port), _handler(self))
         self.router.daemon_threads = True
         threading.Thread(target=self.router.serve_forever, daemon=True).start()
 

@@ -87,8 +87,16 @@ class Faults:
 
 
 class LocalRuntime:
-    def __init__(self, root: Path, runs_dir: Path, faults: set[str] | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        runs_dir: Path,
+        faults: set[str] | None = None,
+        ports: tuple[int, int] = (0, 0),
+    ) -> None:
+        """``ports``: moto's and the endpoint router's (0: a free one, as a run uses)."""
         self.root = root
+        self.ports = ports
         env_faults = {f for f in os.environ.get("MLOPS_LOCAL_FAULTS", "").split(",") if f}
         self.faults = Faults(set(faults or ()) | env_faults)
         stamp = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid() % 1000:03d}"
@@ -105,7 +113,7 @@ class LocalRuntime:
         self.child_env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
         moto_api_backend.reset()  # every local run starts from an empty account
-        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.ports[0], verbose=False)
         self.server.start()
         host, port = self.server.get_host_and_port()
         self.executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="local-compute")
@@ -119,7 +127,7 @@ class LocalRuntime:
         self.extra_timings: dict[str, float] = {}  # what ran after the jobs (batch scoring)
         moto_gaps.install(self)
         iam_hooks.install(self.enforcer, self.tokens, moto_gaps._wrap)
-        self.endpoints = Endpoints(self)
+        self.endpoints = Endpoints(self, self.ports[1])
         self.compute = Compute(self)
         self._set_env(
             {
