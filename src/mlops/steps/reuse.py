@@ -33,14 +33,16 @@ def code_sha256(root: Path, paths: tuple[str, ...]) -> str:
     return digest.hexdigest()
 
 
-def training_key(ctx: Context) -> dict[str, str]:
-    """What decides the model: data, training code, hyperparameters; and one key over them."""
+def training_key(ctx: Context, hyperparameters: dict[str, str] | None = None) -> dict[str, str]:
+    """What decides the model: data, training code, hyperparameters (the configured ones, or
+    those a tuned model was trained with); and one key over them."""
     cfg = ctx.config
+    chosen = cfg.hyperparameters if hyperparameters is None else hyperparameters
     parts = {
         "data_sha256": sha256_file(ctx.root / cfg.data),
         "code_sha256": code_sha256(ctx.root, cfg.training_code),
         "hyperparameters_sha256": hashlib.sha256(
-            json.dumps(cfg.hyperparameters, sort_keys=True).encode()
+            json.dumps(chosen, sort_keys=True).encode()
         ).hexdigest(),
     }
     parts["training_key"] = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()

@@ -22,7 +22,7 @@ from moto.sagemaker import responses as sm_responses
 
 from mlops.aws import log
 from mlops.local import pipelines, transform
-from mlops.local.moto_gaps import events, rules
+from mlops.local.moto_gaps import events, rules, tuning
 
 _patches: list[tuple[Any, str, Any]] = []
 _restarts: list[Any] = []  # endpoints a failed stack update must serve again
@@ -454,6 +454,7 @@ def install(runtime: Any) -> None:
         lambda b, run_id, name, *a, **k: _glue_run_started(b, run_id, name),
     )
     _wrap(glue_models.FakeJobRun, "as_dict", _glue_as_dict)
+    tuning.install(runtime, _wrap)  # tuning jobs run their trials for real (before the hook below)
     _after(sm_models.SageMakerModelBackend, "create_training_job", _training_created)
     _after(sm_models.SageMakerModelBackend, "create_processing_job", _processing_created)
     _wrap(sm_responses.SageMakerResponse, "create_processing_job", _processing_environment)
@@ -473,6 +474,7 @@ def uninstall() -> None:
     global _runtime
     events.uninstall()
     pipelines.uninstall()
+    tuning.uninstall()
     while _patches:
         cls, name, original = _patches.pop()
         setattr(cls, name, original)
