@@ -41,7 +41,7 @@ def _tune() -> dict[str, Any]:
     return {
         "action": "store_true",
         "default": os.environ.get("MLOPS_TUNE", "").lower() == "true",
-        "help": "a hyperparameter tuning job ([tune] in pipeline.toml); its best trial is the model",
+        "help": "run a tuning job ([tune] in pipeline.toml); its best trial is the model",
     }
 
 

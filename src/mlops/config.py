@@ -221,8 +221,16 @@ def parse(raw: dict[str, Any], source: str = "pipeline.toml") -> Config:
     top.get("version", int, check=lambda v: v == 1, why="this pipeline reads version 1")
     top.reject_unknown(
         {
-            "version", "project", "model", "etl", "train", "evaluate", "gate", "stages",
-            "inference", "tune",
+            "version",
+            "project",
+            "model",
+            "etl",
+            "train",
+            "evaluate",
+            "gate",
+            "stages",
+            "inference",
+            "tune",
         }
     )
     project, model, gate = top.sub("project"), top.sub("model"), top.sub("gate")

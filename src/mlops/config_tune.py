@@ -21,8 +21,6 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from mlops.errors import ConfigError
-
 STRATEGIES = ("Bayesian", "Random", "Hyperband", "Grid")
 TYPES = ("continuous", "integer", "categorical")
 SCALINGS = ("Auto", "Linear", "Logarithmic", "ReverseLogarithmic")
@@ -75,7 +73,9 @@ class TuneConfig:
 
 def _text(r: Any, key: str, value: Any) -> str:
     if isinstance(value, bool) or not isinstance(value, str | int | float):
-        raise r._fail(key, f"must be a string (SageMaker takes range values as strings), got {value!r}")
+        raise r._fail(
+            key, f"must be a string (SageMaker takes range values as strings), got {value!r}"
+        )
     return str(value)
 
 
@@ -103,19 +103,26 @@ def _range(name: str, r: Any) -> Range:
         return Range(name, kind, values=values)
     r.reject_unknown({"type", "min", "max", "scaling"})
     integer = kind == "integer"
-    low_text, high_text = _text(r, "min", r.get("min", object)), _text(r, "max", r.get("max", object))
+    low_text, high_text = (
+        _text(r, "min", r.get("min", object)),
+        _text(r, "max", r.get("max", object)),
+    )
     low, high = _number(r, "min", low_text, integer), _number(r, "max", high_text, integer)
     if low >= high:
         raise r._fail("min", f"= {low_text} must be less than max = {high_text}")
     scaling = r.get(
-        "scaling", str, "Auto", check=lambda v: v in SCALINGS, why=f"use one of {', '.join(SCALINGS)}"
+        "scaling",
+        str,
+        "Auto",
+        check=lambda v: v in SCALINGS,
+        why=f"use one of {', '.join(SCALINGS)}",
     )
     if scaling == "Logarithmic" and low <= 0:
         raise r._fail("scaling", "Logarithmic works only for ranges of values greater than 0")
     if scaling == "ReverseLogarithmic":
         if integer:
             raise r._fail("scaling", "ReverseLogarithmic is not supported for integer ranges")
-        if not (0 <= low and high < 1):
+        if not (low >= 0 and high < 1):
             raise r._fail("scaling", "ReverseLogarithmic works only for ranges within 0 <= x < 1")
     return Range(name, kind, low_text, high_text, scaling)
 

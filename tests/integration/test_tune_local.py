@@ -141,7 +141,10 @@ def test_a_tuning_job_the_local_aws_refuses_is_one_line_naming_the_rule(tuned_ct
 def test_failed_trials_fail_the_step_with_the_trials_reason(tuned_ctx, monkeypatch, tmp_path):
     runtime, ctx = tuned_ctx
     broken = dataclasses.replace(
-        ctx.config.tune, max_jobs=1, max_parallel_jobs=1, ranges=(Range("etaa", "continuous", "0.1", "0.2"),)
+        ctx.config.tune,
+        max_jobs=1,
+        max_parallel_jobs=1,
+        ranges=(Range("etaa", "continuous", "0.1", "0.2"),),
     )
     bad = dataclasses.replace(ctx, config=dataclasses.replace(ctx.config, tune=broken))
     with pytest.raises(PipelineError, match=r"Failed: .*unknown hyperparameter\(s\): etaa"):

@@ -341,7 +341,7 @@ def test_bad_tune_settings_are_named(table, fragments):
         ({"type": "categorical", "values": ["a", "a"]}, ("tune.ranges.x.values",)),
         ({"type": "categorical", "values": [str(i) for i in range(31)]}, ("1-30",)),
         ({"type": "categorical", "values": ["a"], "min": "1"}, ("tune.ranges.x.min is not",)),
-        ({"type": "continuous", "min": "1", "max": "2", "values": ["a"]}, ("tune.ranges.x.values",)),
+        ({"type": "integer", "min": "1", "max": "2", "values": ["a"]}, ("tune.ranges.x.values",)),
     ],
 )  # fmt: skip
 def test_bad_ranges_are_named_with_awss_rule(spec, fragments):
@@ -359,7 +359,9 @@ def test_numbers_are_taken_as_sagemakers_strings():
 
 def test_more_than_30_searched_hyperparameters_are_refused():
     doc = raw()
-    doc["tune"]["ranges"] = {f"h{i}": {"type": "integer", "min": "1", "max": "2"} for i in range(31)}
+    doc["tune"]["ranges"] = {
+        f"h{i}": {"type": "integer", "min": "1", "max": "2"} for i in range(31)
+    }
     fails(doc, "tune.ranges", "at most 30")
 
 

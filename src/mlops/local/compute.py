@@ -15,7 +15,7 @@ import sys
 import tarfile
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -254,7 +254,7 @@ def final_metrics(definitions: list[dict[str, str]], output: str) -> list[dict[s
             last = values[-1][0] if isinstance(values[-1], tuple) else values[-1]
             with contextlib.suppress(ValueError):
                 found.append({"MetricName": definition["Name"], "Value": float(last),
-                              "Timestamp": datetime.now(timezone.utc)})  # fmt: skip
+                              "Timestamp": datetime.now(UTC)})  # fmt: skip
     return found
 
 

@@ -233,7 +233,10 @@ def run(ctx: Context, image_uri: str) -> dict[str, Any]:
         sm.describe_training_job,
         TrainingJobName=best["TrainingJobName"],
     )
-    hyper = {**args["TrainingJobDefinition"]["StaticHyperParameters"], **best["TunedHyperParameters"]}
+    hyper = {
+        **args["TrainingJobDefinition"]["StaticHyperParameters"],
+        **best["TunedHyperParameters"],
+    }
     rows = trial_rows(list_trials(sm, name), best["TrainingJobName"])
     values = {
         "job_name": best["TrainingJobName"],
