@@ -2,7 +2,7 @@
 
 The splits are written straight to the data bucket (as the ETL writes them) so the module pays for
 the trials, not for Spark: three trials, two at a time, each a real training subprocess as the
-SageMaker execution role.
+SageMaker execution role; the step itself acts as the build role (its grant is what the test needs).
 """
 
 from __future__ import annotations
@@ -14,14 +14,23 @@ import json
 import random
 import tarfile
 
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 from abalone_model.schema import DATA_FILE, Schema
-from mlops.aws import s3_uri
+from mlops import config as config_mod
+from mlops.aws import new_session, s3_uri
+from mlops.context import Context
+from mlops.local import oidc
+from mlops.local.runtime import LocalRuntime
+from mlops.manifest import Manifest
 from mlops.config_tune import Range
 from mlops.errors import PipelineError
 from mlops.steps import tune
 
+ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.cost(20)  # seconds: three real trials
 
 
@@ -50,10 +59,37 @@ def _splits(ctx) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def tuned_ctx(local):
-    runtime, ctx = local
+def world(tmp_path_factory):
+    """A local AWS of its own (the build role's credentials need the GitHub stand-in)."""
+    with LocalRuntime(ROOT, tmp_path_factory.mktemp("runs")) as runtime:
+        cfg = config_mod.load(ROOT / "pipeline.toml")
+        admin = Context(cfg, runtime.session, Manifest(runtime.run_dir / "m.json"), root=ROOT)
+        github = runtime.bootstrap(admin)
+        yield runtime, admin, github
+
+
+def build_role_session(runtime: LocalRuntime, github) -> Any:
+    """The train job's credentials: deploy.yml's BUILD_ROLE_ARN through a main-branch token."""
+    token = runtime.tokens.issue(oidc.claims(github.repository))
+    creds = runtime.anonymous_client("sts").assume_role_with_web_identity(
+        RoleArn=github.vars_for()["BUILD_ROLE_ARN"],
+        RoleSessionName="GitHubActions",
+        WebIdentityToken=token,
+    )["Credentials"]
+    return new_session(
+        aws_access_key_id=creds["AccessKeyId"],
+        aws_secret_access_key=creds["SecretAccessKey"],
+        aws_session_token=creds["SessionToken"],
+        region_name=runtime.region,
+    )
+
+
+@pytest.fixture(scope="module")
+def tuned_ctx(world):
+    """Three trials, two at a time, run by the build role (IAM enforced: its grant is tested)."""
+    runtime, admin, github = world
     small = dataclasses.replace(
-        ctx.config.tune,
+        admin.config.tune,
         strategy="Random",
         max_jobs=3,
         max_parallel_jobs=2,
@@ -64,10 +100,11 @@ def tuned_ctx(local):
         ),
     )
     cfg = dataclasses.replace(
-        ctx.config, tune=small, hyperparameters={"num_round": "200", "max_depth": "9"}
+        admin.config, tune=small, hyperparameters={"num_round": "200", "max_depth": "9"}
     )
-    ctx = dataclasses.replace(ctx, config=cfg, _clients={})
-    ctx.manifest.update("etl", {"splits": _splits(ctx)})
+    session = build_role_session(runtime, github)
+    ctx = Context(cfg, session, admin.manifest, root=ROOT)
+    ctx.manifest.update("etl", {"splits": _splits(admin)})
     return runtime, ctx
 
 
