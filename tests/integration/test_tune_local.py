@@ -13,7 +13,6 @@ import io
 import json
 import random
 import tarfile
-
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +21,12 @@ import pytest
 from abalone_model.schema import DATA_FILE, Schema
 from mlops import config as config_mod
 from mlops.aws import new_session, s3_uri
+from mlops.config_tune import Range
 from mlops.context import Context
+from mlops.errors import PipelineError
 from mlops.local import oidc
 from mlops.local.runtime import LocalRuntime
 from mlops.manifest import Manifest
-from mlops.config_tune import Range
-from mlops.errors import PipelineError
 from mlops.steps import tune
 
 ROOT = Path(__file__).resolve().parents[2]
