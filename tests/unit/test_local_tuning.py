@@ -225,3 +225,13 @@ def test_counters_are_awss():
         "Stopped": 0,
     }
     assert objectives == {"Succeeded": 2, "Pending": 1, "Failed": 1}
+
+
+def test_final_metrics_are_each_definitions_last_match_in_the_log():
+    from mlops.local.compute import final_metrics
+
+    log = "validation:rmse=2.5\ntrain:rmse=1.9\nvalidation:rmse=2.25\nvalidation:rmse=oops\n"
+    defs = [*METRICS, {"Name": "train:rmse", "Regex": "train:rmse=([0-9.]+)"},
+            {"Name": "auc", "Regex": "auc=([0-9.]+)"}]  # fmt: skip
+    found = {m["MetricName"]: m["Value"] for m in final_metrics(defs, log)}
+    assert found == {"validation:rmse": 2.25, "train:rmse": 1.9}  # no match, no metric
