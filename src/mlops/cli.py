@@ -37,6 +37,15 @@ HELP = {
 }
 
 
+def _tune() -> dict[str, Any]:
+    """--tune, defaulting to MLOPS_TUNE (deploy.yml's ``tune`` input) as read at parse time."""
+    return {
+        "action": "store_true",
+        "default": os.environ.get("MLOPS_TUNE", "").lower() == "true",
+        "help": "run a tuning job ([tune] in pipeline.toml); its best trial is the model",
+    }
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="mlops",
@@ -77,6 +86,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--digest", default="", help="check this digest and print the image URI")
     s = sub.add_parser("train", help="train the model (SageMaker training job)")
     s.add_argument("--image-uri", default=os.environ.get("MLOPS_IMAGE_URI"))
+    s.add_argument("--tune", **_tune())
     arn = {"default": os.environ.get("MLOPS_MODEL_PACKAGE_ARN"), "help": "exact model package ARN"}
     for name, text in (
         ("deploy", "deploy the endpoint stack of a stage with an Approved package"),
@@ -112,6 +122,7 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("run", help="every step in order")
     s.add_argument("--local", action="store_true", help="offline: moto + local compute")
     s.add_argument("--approve", action="store_true", help="approve the prod deployment")
+    s.add_argument("--tune", **_tune())
     s.add_argument("--image-uri", default=os.environ.get("MLOPS_IMAGE_URI"))
     s.add_argument("--runs-dir", default="runs", help="where --local keeps each run's files")
     return p
@@ -183,6 +194,7 @@ def dispatch(args: argparse.Namespace, ctx: Context) -> Any:
         system_test,
         teardown,
         train,
+        tune,
     )
 
     arn = getattr(args, "model_package_arn", None)
@@ -192,7 +204,8 @@ def dispatch(args: argparse.Namespace, ctx: Context) -> Any:
         case "etl":
             return etl.run(ctx, args.retrain, args.data_key, args.reason)
         case "train":
-            return train.run(ctx, _require(args.image_uri, "--image-uri"))
+            step = tune.run if args.tune else train.run
+            return step(ctx, _require(args.image_uri, "--image-uri"))
         case "evaluate":
             return evaluate.run(ctx)
         case "gate":
@@ -235,13 +248,20 @@ def run_pipeline(args: argparse.Namespace, cfg: config.Config) -> None:
 
     if not args.local:
         ctx = Context(cfg, aws.session(args.region), Manifest.load(args.manifest, create=True))
-        run_step.run(ctx, _require(args.image_uri, "--image-uri"), _approver(args.approve))
+        run_step.run(
+            ctx, _require(args.image_uri, "--image-uri"), _approver(args.approve), tune=args.tune
+        )
         return
     from mlops.local.run import workflow_run
     from mlops.local.scoring import score_batches
 
     with workflow_run(
-        Path.cwd(), Path(args.runs_dir), cfg, _approver(args.approve), after=score_batches
+        Path.cwd(),
+        Path(args.runs_dir),
+        cfg,
+        _approver(args.approve),
+        after=score_batches,
+        tune=args.tune,
     ):
         pass
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlops.config_tune import TuneConfig
+from mlops.config_tune import parse as parse_tune
 from mlops.errors import ConfigError
 
 DEFAULT_FILE = Path("pipeline.toml")
@@ -59,6 +61,7 @@ class Config:
     stages: dict[str, StageConfig] = field(default_factory=dict)
     source: str = "pipeline.toml"
     inference: dict[str, Any] = field(default_factory=dict)
+    tune: TuneConfig = field(default_factory=TuneConfig)
 
     def stage(self, name: str) -> StageConfig:
         if name not in self.stages:
@@ -228,7 +231,18 @@ def parse(raw: dict[str, Any], source: str = "pipeline.toml") -> Config:
     top = _Reader(raw, "", source)
     top.get("version", int, check=lambda v: v == 1, why="this pipeline reads version 1")
     top.reject_unknown(
-        {"version", "project", "model", "etl", "train", "evaluate", "gate", "stages", "inference"}
+        {
+            "version",
+            "project",
+            "model",
+            "etl",
+            "train",
+            "evaluate",
+            "gate",
+            "stages",
+            "inference",
+            "tune",
+        }
     )
     project, model, gate = top.sub("project"), top.sub("model"), top.sub("gate")
     train, stages = top.sub("train"), top.sub("stages")
@@ -288,6 +302,7 @@ def parse(raw: dict[str, Any], source: str = "pipeline.toml") -> Config:
         stages={s: _stage(s, stages.sub(s)) for s in STAGES},
         source=source,
         inference=_inference(top.sub("inference")),
+        tune=parse_tune(top.sub("tune"), dict(hyper)),
     )
 
 

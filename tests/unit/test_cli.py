@@ -258,9 +258,9 @@ def test_run_local_runs_the_workflow_with_the_approval_flag(workdir, monkeypatch
     seen = {}
 
     @contextmanager
-    def fake(root, runs_dir, cfg, approve, after=None):
+    def fake(root, runs_dir, cfg, approve, after=None, tune=False):
         seen.update(root=root, runs=runs_dir, project=cfg.project, approved=approve("prod"))
-        seen["after"] = after
+        seen.update(after=after, tune=tune)
         yield None
 
     monkeypatch.setattr(local_run, "workflow_run", fake)
@@ -272,7 +272,32 @@ def test_run_local_runs_the_workflow_with_the_approval_flag(workdir, monkeypatch
         "project": "mlops",
         "approved": True,
         "after": score_batches,  # make pipeline ends by scoring two batches through prod's pipeline
+        "tune": False,
     }
+    assert cli.main(["run", "--local", "--approve", "--runs-dir", "r", "--tune"]) == 0
+    assert seen["tune"] is True  # deploy.yml's jobs run as a dispatch with the tune input
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "expected"),
+    [
+        (["train", "--image-uri", "i"], "", "train"),
+        (["train", "--image-uri", "i", "--tune"], "", "tune"),
+        (["train", "--image-uri", "i"], "true", "tune"),  # deploy.yml's tune input
+        (["train", "--image-uri", "i"], "false", "train"),
+    ],
+)
+def test_train_tune_reaches_the_tune_step(workdir, capsys, monkeypatch, argv, env, expected):
+    from mlops.steps import train, tune
+
+    calls = []
+    monkeypatch.setenv("MLOPS_TUNE", env)
+    monkeypatch.setattr(train, "run", lambda _ctx, image: calls.append(("train", image)))
+    monkeypatch.setattr(tune, "run", lambda _ctx, image: calls.append(("tune", image)))
+    write_manifest(workdir / "run.json", {"run": {"id": "r"}})
+    code, lines = run(capsys, *argv)
+    assert code == 0, lines
+    assert calls == [(expected, "i")]
 
 
 def test_help_gives_every_subcommand_a_line(capsys):

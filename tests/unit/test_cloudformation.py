@@ -312,6 +312,30 @@ def test_the_registry_lifecycle_is_written_by_the_build_and_deploy_roles_only(bo
     assert in_boot == []
 
 
+TUNING = {
+    "sagemaker:CreateHyperParameterTuningJob",
+    "sagemaker:DescribeHyperParameterTuningJob",
+    "sagemaker:ListTrainingJobsForHyperParameterTuningJob",
+}
+TUNING_JOBS = {
+    "Fn::Sub": "arn:${AWS::Partition}:sagemaker:${AWS::Region}:${AWS::AccountId}:"
+    "hyper-parameter-tuning-job/${ProjectName}-*"
+}
+
+
+def test_only_the_build_role_tunes_and_only_the_projects_tuning_jobs(access) -> None:
+    """mlops train --tune (the train job, as the build role): create, wait, list the trials; the
+    tuning job's tags need AddTags on it too; the best trial is a training-job/<project>-*."""
+    for role in GITHUB_ROLES:
+        assert TUNING & granted(access, role) == (TUNING if role == "BuildRole" else set()), role
+    (statement,) = [st for st in grants(access, "BuildRole") if TUNING & set(as_list(st["Action"]))]
+    assert TUNING | {"sagemaker:AddTags", "sagemaker:DescribeTrainingJob"} <= set(
+        as_list(statement["Action"])
+    )
+    assert TUNING_JOBS in as_list(statement["Resource"])
+    assert "*" not in as_list(statement["Resource"])
+
+
 SAGEMAKER_CREATE = {
     "sagemaker:CreateModel",
     "sagemaker:CreateEndpoint",

@@ -279,3 +279,126 @@ def test_errors_from_a_loaded_file_name_that_file(tmp_path):
     with pytest.raises(ConfigError) as exc:
         config.load(path)
     assert str(exc.value).startswith(f"{path}: stages.prod.deployment_type")
+
+
+# --- [tune] (config_tune.py): what CreateHyperParameterTuningJob refuses, refused at load -------
+
+
+def tuned(**table: Any) -> dict[str, Any]:
+    doc = raw()
+    doc["tune"] = {**doc["tune"], **table}
+    return doc
+
+
+def test_the_real_tune_table_is_read():
+    tune = config.load(REAL_FILE).tune
+    assert (tune.strategy, tune.trials(), tune.max_parallel_jobs) == ("Bayesian", 4, 2)
+    eta = next(r for r in tune.ranges if r.name == "eta")
+    assert (eta.type, eta.min, eta.max, eta.scaling) == ("continuous", "0.05", "0.3", "Logarithmic")
+    assert tune.tuned == set(RAW["tune"]["ranges"])
+
+
+def test_without_a_tune_table_nothing_is_tuned_and_defaults_hold():
+    doc = raw()
+    del doc["tune"]
+    tune = config.parse(doc).tune
+    assert tune.ranges == () and tune.strategy == "Bayesian" and tune.trials() == 4
+
+
+@pytest.mark.parametrize(
+    ("table", "fragments"),
+    [
+        ({"strategy": "Genetic"}, ("tune.strategy", "Bayesian, Random, Hyperband, Grid")),
+        ({"max_jobs": 0}, ("tune.max_jobs", "1-750")),
+        ({"max_jobs": 751}, ("tune.max_jobs", "1-750")),
+        ({"max_parallel_jobs": 101}, ("tune.max_parallel_jobs", "quota is 10")),
+        ({"early_stopping": "On"}, ("tune.early_stopping", "Off or Auto")),
+        ({"max_resource": 100}, ("tune.max_resource", "Hyperband setting")),
+        ({"random_seed": -1}, ("tune.random_seed", ">= 0")),
+        ({"trials": 3}, ("tune.trials is not a known setting",)),
+    ],
+)
+def test_bad_tune_settings_are_named(table, fragments):
+    fails(tuned(**table), *fragments)
+
+
+@pytest.mark.parametrize(
+    ("spec", "fragments"),
+    [
+        ({"type": "discrete"}, ("tune.ranges.x.type", "continuous, integer, categorical")),
+        ({"type": "continuous", "min": "0.1"}, ("tune.ranges.x.max is missing",)),
+        ({"type": "continuous", "min": "a", "max": "1"}, ("tune.ranges.x.min", "not a number")),
+        ({"type": "integer", "min": "1.5", "max": "4"}, ("tune.ranges.x.min", "not an integer")),
+        ({"type": "integer", "min": "4", "max": "4"}, ("tune.ranges.x.min", "less than max")),
+        ({"type": "continuous", "min": "0", "max": "1", "scaling": "Logarithmic"},
+         ("tune.ranges.x.scaling", "greater than 0")),
+        ({"type": "continuous", "min": "0.5", "max": "1", "scaling": "ReverseLogarithmic"},
+         ("tune.ranges.x.scaling", "0 <= x < 1")),
+        ({"type": "integer", "min": "1", "max": "5", "scaling": "ReverseLogarithmic"},
+         ("tune.ranges.x.scaling", "not supported for integer")),
+        ({"type": "integer", "min": "1", "max": "5", "scaling": "Log"}, ("tune.ranges.x.scaling",)),
+        ({"type": "categorical", "values": []}, ("tune.ranges.x.values", "distinct values")),
+        ({"type": "categorical", "values": ["a", "a"]}, ("tune.ranges.x.values",)),
+        ({"type": "categorical", "values": [str(i) for i in range(31)]}, ("1-30",)),
+        ({"type": "categorical", "values": ["a"], "min": "1"}, ("tune.ranges.x.min is not",)),
+        ({"type": "integer", "min": "1", "max": "2", "values": ["a"]}, ("tune.ranges.x.values",)),
+    ],
+)  # fmt: skip
+def test_bad_ranges_are_named_with_awss_rule(spec, fragments):
+    doc = raw()
+    doc["tune"]["ranges"] = {"x": spec}
+    fails(doc, *fragments)
+
+
+def test_numbers_are_taken_as_sagemakers_strings():
+    doc = raw()
+    doc["tune"]["ranges"] = {"eta": {"type": "continuous", "min": 0.01, "max": 0.3}}
+    (eta,) = config.parse(doc).tune.ranges
+    assert (eta.min, eta.max, eta.scaling) == ("0.01", "0.3", "Auto")
+
+
+def test_more_than_30_searched_hyperparameters_are_refused():
+    doc = raw()
+    doc["tune"]["ranges"] = {
+        f"h{i}": {"type": "integer", "min": "1", "max": "2"} for i in range(31)
+    }
+    fails(doc, "tune.ranges", "at most 30")
+
+
+def grid(**table: Any) -> dict[str, Any]:
+    doc = tuned(strategy="Grid")
+    doc["tune"].pop("max_jobs")
+    doc["tune"].update(table)
+    doc["tune"]["ranges"] = {
+        "max_depth": {"type": "categorical", "values": ["3", "4", "5"]},
+        "eta": {"type": "categorical", "values": ["0.1", "0.2"]},
+    }
+    return doc
+
+
+def test_grid_runs_every_combination_of_categorical_values():
+    tune = config.parse(grid()).tune
+    assert tune.max_jobs is None and tune.trials() == 6
+    assert config.parse(grid(max_jobs=6)).tune.trials() == 6
+
+
+def test_grid_refuses_numeric_ranges_and_a_job_count_that_is_not_the_grid():
+    fails(grid(max_jobs=4), "tune.max_jobs", "must equal the number of value combinations (6)")
+    doc = grid()
+    doc["tune"]["ranges"]["gamma"] = {"type": "continuous", "min": "0", "max": "1"}
+    fails(doc, "tune.ranges.gamma", "Grid search supports only categorical ranges")
+
+
+def test_hyperband_needs_its_resources_and_early_stopping_off():
+    fails(tuned(strategy="Hyperband"), "tune.max_resource is missing", "Hyperband needs it")
+    fails(tuned(strategy="Hyperband", max_resource=20001), "tune.max_resource", "1-20000")
+    fails(
+        tuned(strategy="Hyperband", max_resource=500, early_stopping="Auto"),
+        "tune.early_stopping", "must be Off with Hyperband",
+    )  # fmt: skip
+    fails(tuned(strategy="Hyperband", max_resource=5, min_resource=9), "tune.min_resource")
+    band = config.parse(tuned(strategy="Hyperband", max_resource=500, min_resource=10)).tune
+    assert (band.min_resource, band.max_resource) == (10, 500)
+    doc = tuned(strategy="Hyperband")
+    doc["train"]["hyperparameters"] = {"epochs": "40"}  # MaxResource inferred from it
+    assert config.parse(doc).tune.max_resource is None

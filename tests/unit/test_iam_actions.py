@@ -28,6 +28,40 @@ def accesses(service: str, operation: str, **params: Any) -> list[tuple[str, str
 
 
 CASES = [
+    (  # mlops train --tune: the tuning job, its tags and the role its trials run as
+        "sagemaker",
+        "CreateHyperParameterTuningJob",
+        {
+            "HyperParameterTuningJobName": "mlops-tune-1",
+            "TrainingJobDefinition": {"RoleArn": ROLE},
+            "Tags": [{"Key": "mlops:run", "Value": "r"}],
+        },
+        [
+            (
+                "sagemaker:CreateHyperParameterTuningJob",
+                f"{SM}:hyper-parameter-tuning-job/mlops-tune-1",
+                {"aws:RequestTag/mlops:run": "r", "aws:TagKeys": ["mlops:run"]},
+            ),
+            (
+                "sagemaker:AddTags",
+                f"{SM}:hyper-parameter-tuning-job/mlops-tune-1",
+                {"aws:RequestTag/mlops:run": "r", "aws:TagKeys": ["mlops:run"]},
+            ),
+            ("iam:PassRole", ROLE, TO_SM),
+        ],
+    ),
+    (
+        "sagemaker",
+        "ListTrainingJobsForHyperParameterTuningJob",
+        {"HyperParameterTuningJobName": "mlops-tune-1"},
+        [
+            (
+                "sagemaker:ListTrainingJobsForHyperParameterTuningJob",
+                f"{SM}:hyper-parameter-tuning-job/mlops-tune-1",
+                {},
+            )
+        ],
+    ),
     (
         "sagemaker",
         "CreateTrainingJob",
@@ -296,7 +330,8 @@ PROJECT_CALLS = {
     "sagemaker": "CreateTrainingJob DescribeTrainingJob CreateProcessingJob DescribeProcessingJob "
     "CreateModelPackage DescribeModelPackage UpdateModelPackage ListModelPackages "
     "CreateModelPackageGroup DescribeModelPackageGroup DescribeEndpoint DescribeModel "
-    "CreateModel CreateEndpoint DeleteEndpoint",
+    "CreateModel CreateEndpoint DeleteEndpoint CreateHyperParameterTuningJob "
+    "DescribeHyperParameterTuningJob ListTrainingJobsForHyperParameterTuningJob",
     "sagemaker-runtime": "InvokeEndpoint",
     "glue": "CreateJob CreateSecurityConfiguration GetJob StartJobRun GetJobRun",
     "ecr": "DescribeImages PutImage BatchGetImage GetAuthorizationToken "

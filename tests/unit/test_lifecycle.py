@@ -811,6 +811,8 @@ def test_register_records_the_package_its_lineage_and_tells_github(
     ctx.manifest.update("etl", {"output": "s3://data/runs/r/etl/"})
     ctx.manifest.update("reuse", {"training_key": "k" * 16, "code_sha256": "e" * 64})
     ctx.manifest.update("train", {"reused_from": "arn:of/an/earlier/package"})
+    # what a tuned model was trained with (static + tuned) and the tuning job it won
+    ctx.manifest.update("train", {"hyperparameters": {"eta": "0.2"}, "tuning_job": "mlops-tune-1"})
     capsys.readouterr()
     arn = register.run(ctx)
     package = described(ctx, arn)
@@ -829,6 +831,8 @@ def test_register_records_the_package_its_lineage_and_tells_github(
         "training_key": "k" * 16,
         "code_sha256": "e" * 64,
         "reused_from": "arn:of/an/earlier/package",
+        "tuning_job": "mlops-tune-1",
+        "hyperparameters": '{"eta":"0.2"}',
     }
     spec = package["InferenceSpecification"]
     assert spec["Containers"][0]["Image"] == image_uri

@@ -300,6 +300,20 @@ def test_train_runs_every_step_then_registers(flows):
     assert commands == ["venv", "etl", "train", "evaluate", "gate", "register"]
 
 
+@pytest.mark.parametrize(("given", "tunes"), [({"tune": True}, "true"), ({}, "")])
+def test_the_tune_input_reaches_the_train_step_through_its_env(flows, given, tunes):
+    """A manual run with `tune` trains with a tuning job (MLOPS_TUNE, read by `mlops train`);
+    the value goes through env, never inline into the script."""
+    inputs = triggers(flows["deploy"])["workflow_dispatch"]["inputs"]
+    assert inputs["tune"]["type"] == "boolean" and inputs["tune"]["default"] is False
+    (train,) = [s for s in steps(flows["deploy"]["jobs"]["train"]) if " train " in s.get("run", "")]
+    assert "${{" not in train["run"] and "--tune" not in train["run"]
+    contexts = {"inputs": {k: str(v).lower() for k, v in given.items()}}
+    assert expressions.render(train["env"]["MLOPS_TUNE"], contexts) == tunes
+    etl = [s for s in steps(flows["deploy"]["jobs"]["train"]) if " etl" in s.get("run", "")]
+    assert "MLOPS_TUNE" not in etl[0].get("env", {})  # ETL outputs may still be reused
+
+
 def step(job: dict[str, Any], step_id: str) -> dict[str, Any]:
     (found,) = [s for s in steps(job) if s.get("id") == step_id]
     return found

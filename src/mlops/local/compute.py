@@ -9,11 +9,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 import tarfile
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -173,6 +175,9 @@ class Compute:
         job.secondary_status = "Training"
         code, out = self.run([*self.rt.entrypoint, "train"], env, ml)
         self._log(job.training_job_name, out)
+        job.final_metric_data_list = final_metrics(
+            job.algorithm_specification.get("MetricDefinitions") or [], out
+        )
         if code == 0:
             tarball = ml / "model.tar.gz"
             with tarfile.open(tarball, "w:gz") as tar:
@@ -236,6 +241,21 @@ class Compute:
         else:
             job.failure_reason = self.reason(out, code)
             job.processing_job_status = "Failed"
+
+
+def final_metrics(definitions: list[dict[str, str]], output: str) -> list[dict[str, Any]]:
+    """FinalMetricDataList as SageMaker fills it: each MetricDefinitions regex over the job's
+    log, the last value it matched ("Define metrics", SageMaker Developer Guide:
+    https://docs.aws.amazon.com/sagemaker/latest/dg/training-metrics.html)."""
+    found = []
+    for definition in definitions:
+        values = re.findall(definition["Regex"], output)
+        if values:
+            last = values[-1][0] if isinstance(values[-1], tuple) else values[-1]
+            with contextlib.suppress(ValueError):
+                found.append({"MetricName": definition["Name"], "Value": float(last),
+                              "Timestamp": datetime.now(UTC)})  # fmt: skip
+    return found
 
 
 def _shift_labels(folder: Path, by: int = 10) -> None:

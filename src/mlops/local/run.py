@@ -24,10 +24,11 @@ def workflow_run(
     cfg: Config,
     approve: Callable[[str], bool],
     after: Callable[[Context, Path], Any] | None = None,
+    tune: bool = False,
 ) -> Iterator[tuple[LocalRuntime, Context, Any, jobs.Runner]]:
     """The whole run (the run folder written even when a job fails); ``after`` runs when every
     job succeeded, before the run folder is written; the runtime stays up while the caller looks
-    at what it made."""
+    at what it made. ``tune`` runs it as a manual dispatch with the ``tune`` input set."""
     with LocalRuntime(root, runs_dir) as runtime:
         ctx = Context(
             cfg,
@@ -43,6 +44,7 @@ def workflow_run(
             github,
             approve,
             sha=sha if len(sha) == 40 else (sha + "0" * 40)[:40],
+            **({"event": "workflow_dispatch", "inputs": {"tune": "true"}} if tune else {}),
         )
         try:
             runner.run()

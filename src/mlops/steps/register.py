@@ -9,6 +9,7 @@ environment's required reviewers. Where a package is in its life is recorded in 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -40,6 +41,8 @@ def run(ctx: Context, status: str = "Approved") -> str:
         "training_key": m.get("reuse.training_key"),  # what a later run may reuse it by
         "code_sha256": m.get("reuse.code_sha256"),
         "reused_from": train.get("reused_from"),  # its model data and ETL came from that package
+        "tuning_job": train.get("tuning_job"),  # the best trial of that tuning job
+        "hyperparameters": _hyperparameters(train.get("hyperparameters")),
     }
     lineage = {k: v for k, v in lineage.items() if v}  # AWS refuses empty metadata values
     response = call(
@@ -76,6 +79,14 @@ def run(ctx: Context, status: str = "Approved") -> str:
         github.set_output("model-package-arn", arn)
         github.summary(f"### Registered\n`{arn}` (version {version}), {status}")
     return arn
+
+
+def _hyperparameters(values: dict[str, str] | None) -> str:
+    """What the model was trained with (a tuned model: static + tuned), as compact JSON; left
+    out when over the 256 characters a metadata value may hold (CreateModelPackage,
+    CustomerMetadataProperties) — the training job then records them."""
+    text = json.dumps(values or {}, sort_keys=True, separators=(",", ":"))
+    return text if values and len(text) <= 256 else ""
 
 
 def set_stage(

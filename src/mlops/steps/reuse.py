@@ -33,15 +33,19 @@ def code_sha256(root: Path, paths: tuple[str, ...]) -> str:
     return digest.hexdigest()
 
 
-def training_key(ctx: Context, data_sha256: str = "") -> dict[str, str]:
+def training_key(
+    ctx: Context, data_sha256: str = "", hyperparameters: dict[str, str] | None = None
+) -> dict[str, str]:
     """What decides the model: data (the configured file's, or ``data_sha256`` of the data a
-    dispatch named), training code, hyperparameters; and one key over them."""
+    dispatch named), training code, hyperparameters (the configured ones, or those a tuned model
+    was trained with); and one key over them."""
     cfg = ctx.config
+    chosen = cfg.hyperparameters if hyperparameters is None else hyperparameters
     parts = {
         "data_sha256": data_sha256 or sha256_file(ctx.root / cfg.data),
         "code_sha256": code_sha256(ctx.root, cfg.training_code),
         "hyperparameters_sha256": hashlib.sha256(
-            json.dumps(cfg.hyperparameters, sort_keys=True).encode()
+            json.dumps(chosen, sort_keys=True).encode()
         ).hexdigest(),
     }
     parts["training_key"] = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()

@@ -11,14 +11,17 @@ from mlops.aws import log
 from mlops.context import Context
 from mlops.errors import PipelineError
 from mlops.steps import deploy, etl, evaluate, gate, promote, register, system_test, train
+from mlops.steps import tune as tuning
 
 
 class ApprovalDenied(PipelineError):
     """The prod environment approval was not given."""
 
 
-def run(ctx: Context, image_uri: str, approve: Callable[[str], bool]) -> dict[str, Any]:
-    """etl → train → evaluate → gate → register → dev → approval → prod → promote."""
+def run(
+    ctx: Context, image_uri: str, approve: Callable[[str], bool], tune: bool = False
+) -> dict[str, Any]:
+    """etl → train (or tune) → evaluate → gate → register → dev → approval → prod → promote."""
     timings: dict[str, float] = {}
 
     def stage(name: str, fn: Callable[[], Any]) -> Any:
@@ -33,7 +36,7 @@ def run(ctx: Context, image_uri: str, approve: Callable[[str], bool]) -> dict[st
     arn = ""
     try:
         stage("etl", lambda: etl.run(ctx))
-        stage("train", lambda: train.run(ctx, image_uri))
+        stage("train", lambda: (tuning.run if tune else train.run)(ctx, image_uri))
         stage("evaluate", lambda: evaluate.run(ctx))
         stage("gate", lambda: gate.run(ctx))
         arn = stage("register", lambda: register.run(ctx))

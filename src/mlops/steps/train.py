@@ -63,31 +63,18 @@ class LogTail:
                 log(f"    | {event['message'].rstrip()}")
 
 
-def run(ctx: Context, image_uri: str) -> dict[str, Any]:
-    parse_image(image_uri)  # refuse a tag before any AWS call
-    cfg, acct, sm = ctx.config, ctx.account, ctx.client("sagemaker")
-    digest = check_image(ctx.client("ecr"), image_uri)
-    splits = ctx.manifest.require("etl.splits", "etl")
-    reused = reuse.model_outputs(ctx, image_uri, digest)
-    if reused:
-        ctx.manifest.update("train", {**reused, "hyperparameters": cfg.hyperparameters})
-        github.summary(f"### Training\nReused the model of `{reused['reused_from']}`")
-        return reused
-    name = ctx.job_name("train")
-    output = s3_uri(acct.ArtifactBucket, "runs", ctx.run_id, "training")
-    train = cfg.train
-    call(
-        "create the training job",
-        sm.create_training_job,
-        TrainingJobName=name,
-        AlgorithmSpecification={
+def job_definition(ctx: Context, image_uri: str, splits: dict[str, str]) -> dict[str, Any]:
+    """What a training job runs on: image, metrics, role, channels, output, resources. A tuning
+    job's trials get exactly this (steps/tune.py), so a tuned model is trained as a plain one."""
+    acct, train = ctx.account, ctx.config.train
+    return {
+        "AlgorithmSpecification": {
             "TrainingImage": image_uri,
             "TrainingInputMode": "File",
             "MetricDefinitions": METRICS,
         },
-        RoleArn=acct.SageMakerExecutionRoleArn,
-        HyperParameters=cfg.hyperparameters,
-        InputDataConfig=[
+        "RoleArn": acct.SageMakerExecutionRoleArn,
+        "InputDataConfig": [
             {
                 "ChannelName": channel,
                 "ContentType": "text/csv",
@@ -101,15 +88,38 @@ def run(ctx: Context, image_uri: str) -> dict[str, Any]:
             }
             for channel in ("train", "validation")
         ],
-        OutputDataConfig={"S3OutputPath": output, "KmsKeyId": acct.KmsKeyArn},
-        ResourceConfig={
+        "OutputDataConfig": {
+            "S3OutputPath": s3_uri(acct.ArtifactBucket, "runs", ctx.run_id, "training"),
+            "KmsKeyId": acct.KmsKeyArn,
+        },
+        "ResourceConfig": {
             "InstanceType": train.get("instance_type", "ml.m5.large"),
             "InstanceCount": int(train.get("instance_count", 1)),
             "VolumeSizeInGB": int(train.get("volume_gb", 10)),
             "VolumeKmsKeyId": acct.KmsKeyArn,
         },
-        StoppingCondition={"MaxRuntimeInSeconds": int(train.get("max_runtime_seconds", 3600))},
+        "StoppingCondition": {"MaxRuntimeInSeconds": int(train.get("max_runtime_seconds", 3600))},
+    }
+
+
+def run(ctx: Context, image_uri: str) -> dict[str, Any]:
+    parse_image(image_uri)  # refuse a tag before any AWS call
+    cfg, sm = ctx.config, ctx.client("sagemaker")
+    digest = check_image(ctx.client("ecr"), image_uri)
+    splits = ctx.manifest.require("etl.splits", "etl")
+    reused = reuse.model_outputs(ctx, image_uri, digest)
+    if reused:
+        ctx.manifest.update("train", {**reused, "hyperparameters": cfg.hyperparameters})
+        github.summary(f"### Training\nReused the model of `{reused['reused_from']}`")
+        return reused
+    name = ctx.job_name("train")
+    call(
+        "create the training job",
+        sm.create_training_job,
+        TrainingJobName=name,
+        HyperParameters=cfg.hyperparameters,
         Tags=[{"Key": "mlops:run", "Value": ctx.run_id}],
+        **job_definition(ctx, image_uri, splits),
     )
     log(f"train: training job {name}")
     result = wait_for(

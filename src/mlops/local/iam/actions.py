@@ -47,6 +47,7 @@ COVERED: dict[str, tuple[str, ...]] = {
         "DescribeTransformJob",
         "CreateHyperParameterTuningJob",
         "DescribeHyperParameterTuningJob",
+        "ListTrainingJobsForHyperParameterTuningJob",
         "CreateModel",
         "DescribeModel",
         "DeleteModel",

@@ -21,7 +21,7 @@ from moto.sagemaker import responses as sm_responses
 
 from mlops.aws import log
 from mlops.local import pipelines, transform
-from mlops.local.moto_gaps import alarms, api_destinations, cfn_resources, events, rules
+from mlops.local.moto_gaps import alarms, api_destinations, cfn_resources, events, rules, tuning
 from mlops.local.moto_gaps.cfn_resources import GAPS, ResourceFailed
 
 _patches: list[tuple[Any, str, Any]] = []
@@ -285,6 +285,7 @@ def install(runtime: Any) -> None:
         lambda b, run_id, name, *a, **k: _glue_run_started(b, run_id, name),
     )
     _wrap(glue_models.FakeJobRun, "as_dict", _glue_as_dict)
+    tuning.install(runtime, _wrap)  # tuning jobs run their trials for real (before the hook below)
     _after(sm_models.SageMakerModelBackend, "create_training_job", _training_created)
     _after(sm_models.SageMakerModelBackend, "create_processing_job", _processing_created)
     _wrap(sm_responses.SageMakerResponse, "create_processing_job", _processing_environment)
@@ -309,6 +310,7 @@ def uninstall() -> None:
     events.uninstall()
     api_destinations.uninstall()
     pipelines.uninstall()
+    tuning.uninstall()
     while _patches:
         cls, name, original = _patches.pop()
         setattr(cls, name, original)
