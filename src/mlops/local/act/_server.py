@@ -56,7 +56,7 @@ class LoopbackServer:
 
     def start(self) -> Self:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+            self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True)
             self._thread.start()
         return self
 
