@@ -92,7 +92,11 @@ class ArtifactStub(LoopbackServer):
         return f"{head}.{body}.{_b64(sig)}"
 
     def job_env(self, run: str, job: str) -> dict[str, str]:
-        return {"ACTIONS_RESULTS_URL": f"{self.url}/", "ACTIONS_RUNTIME_TOKEN": self.runtime_token(run, job)}
+        """What a job's steps need. act takes ACTIONS_RUNTIME_URL and ACTIONS_RUNTIME_TOKEN from
+        its own process environment and gives the steps ACTIONS_RESULTS_URL = ACTIONS_RUNTIME_URL
+        (nektos/act pkg/runner/run_context.go, setActionRuntimeVars)."""
+        url, token = f"{self.url}/", self.runtime_token(run, job)
+        return {"ACTIONS_RUNTIME_URL": url, "ACTIONS_RESULTS_URL": url, "ACTIONS_RUNTIME_TOKEN": token}
 
     def path(self, run: str, name: str) -> Path:
         return self.root / run / f"{name}.zip"
