@@ -75,7 +75,9 @@ def upload(signed_url: str, data: bytes, chunk: int = 7) -> list[int]:
 
 
 def publish(stub: ArtifactStub, name: str, data: bytes) -> str:
-    status, created = twirp(stub, "CreateArtifact", ids(name=name, version=7, mime_type="application/zip"))
+    status, created = twirp(
+        stub, "CreateArtifact", ids(name=name, version=7, mime_type="application/zip")
+    )
     assert (status, created["ok"]) == (200, True)
     assert set(upload(created["signed_upload_url"], data)) == {201}
     digest = hashlib.sha256(data).hexdigest()
@@ -103,14 +105,19 @@ def test_create_upload_finalize_list_download(stub, tmp_path):
 
     status, listed = twirp(stub, "ListArtifacts", ids(id_filter=done["artifact_id"]))
     (row,) = listed["artifacts"]
-    assert (row["name"], row["database_id"], row["size"]) == ("pipeline-run", done["artifact_id"], str(len(data)))
+    assert (row["name"], row["database_id"], row["size"]) == (
+        "pipeline-run",
+        done["artifact_id"],
+        str(len(data)),
+    )
     assert row["digest"] == f"sha256:{digest}" and row["created_at"].endswith("Z")
 
     status, signed = twirp(stub, "GetSignedArtifactURL", ids(name="pipeline-run"))
     status, headers, got = http("GET", signed["signed_url"])
     assert (status, got, headers["Content-Type"]) == (200, data, "application/zip")
     assert [op for op, _ in stub.log if op.startswith(("Put", "Get", "Create", "Final"))][:2] == [
-        "CreateArtifact", "PutBlock"
+        "CreateArtifact",
+        "PutBlock",
     ]
 
 
@@ -158,7 +165,7 @@ def test_the_blob_url_needs_its_signature(stub):
     _, created = twirp(stub, "CreateArtifact", ids(name="x", version=7))
     tampered = created["signed_upload_url"].split("?")[0] + "?sig=0000"
     assert http("PUT", f"{tampered}&comp=block&blockid=AA", b"data")[0] == 403
-    # an uncommitted, unfinalized artifact is not downloadable, and a block list must name staged blocks
+    # not downloadable before it is finalized; a block list names staged blocks only
     assert http("GET", created["signed_upload_url"])[0] == 404
     xml = b"<BlockList><Latest>bm9wZQ==</Latest></BlockList>"
     assert http("PUT", f"{created['signed_upload_url']}&comp=blocklist", xml)[0] == 400

@@ -28,7 +28,11 @@ def test_a_job_s_command_keeps_every_server_on_loopback_and_tokens_off_argv(tmp_
         GitHubRest("O/R", "ghs_local") as github,
     ):
         tokens.register(Job("pipeline", "O/R", event="pull_request", ref="refs/pull/7/merge"))
-        env = {**tokens.job_env("pipeline"), **artifacts.job_env("1", "pipeline"), **github.job_env()}
+        env = {
+            **tokens.job_env("pipeline"),
+            **artifacts.job_env("1", "pipeline"),
+            **github.job_env(),
+        }
         argv = act.command(
             event="pull_request",
             workflow=Path(".github/workflows/ci.yml"),

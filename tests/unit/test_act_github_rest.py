@@ -43,7 +43,9 @@ def call(github, method, path, body=None, token=TOKEN):
     if token:
         headers["Authorization"] = f"token {token}"  # @octokit/auth-token's prefix for a non-JWT
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(f"{github.url}{path}", data=data, method=method, headers=headers)
+    request = urllib.request.Request(
+        f"{github.url}{path}", data=data, method=method, headers=headers
+    )
     try:
         with urllib.request.urlopen(request, timeout=10) as r:
             return r.status, json.load(r)
@@ -65,12 +67,18 @@ def sticky(github, header: str, message: str) -> None:
     me = data["viewer"]["login"].replace("[bot]", "")
     nodes = data["repository"]["pullRequest"]["comments"]["nodes"]
     previous = next(
-        (n for n in nodes if n["author"]["login"] == me and not n["isMinimized"] and marker in n["body"]),
+        (
+            n
+            for n in nodes
+            if n["author"]["login"] == me and not n["isMinimized"] and marker in n["body"]
+        ),
         None,
     )
     body = f"{message}\n{marker}"
     if previous is None:
-        status, created = call(github, "POST", f"/repos/{REPO}/issues/{PR}/comments", {"body": body})
+        status, created = call(
+            github, "POST", f"/repos/{REPO}/issues/{PR}/comments", {"body": body}
+        )
         assert status == 201 and created["body"] == body
     else:
         answer = graphql(github, UPDATE, input={"id": previous["id"], "body": body})
@@ -112,7 +120,9 @@ def test_another_header_gets_its_own_comment_and_a_minimized_one_is_not_reused(g
 def test_rest_comments_are_the_bots_and_list_and_update(github):
     status, created = call(github, "POST", f"/repos/{REPO}/issues/{PR}/comments", {"body": "hi"})
     assert (status, created["user"]["login"]) == (201, "github-actions[bot]")
-    status, edited = call(github, "PATCH", f"/repos/{REPO}/issues/comments/{created['id']}", {"body": "yo"})
+    status, edited = call(
+        github, "PATCH", f"/repos/{REPO}/issues/comments/{created['id']}", {"body": "yo"}
+    )
     assert (status, edited["body"]) == (200, "yo")
     status, listed = call(github, "GET", f"/repos/{REPO}/issues/{PR}/comments")
     assert [c["body"] for c in listed] == ["yo"]
@@ -120,7 +130,9 @@ def test_rest_comments_are_the_bots_and_list_and_update(github):
 
 @pytest.mark.parametrize("token", [None, "wrong"])
 def test_a_missing_or_wrong_token_is_401(github, token):
-    status, answer = call(github, "POST", f"/repos/{REPO}/issues/{PR}/comments", {"body": "x"}, token)
+    status, answer = call(
+        github, "POST", f"/repos/{REPO}/issues/{PR}/comments", {"body": "x"}, token
+    )
     assert (status, answer["message"]) == (401, "Bad credentials")
     assert github.comments == {} and github.log == []
 

@@ -84,8 +84,9 @@ def test_each_job_has_its_own_request_token(service):
     service.register(dev)
     service.register(prod)
     url = service.job_env("dev")["ACTIONS_ID_TOKEN_REQUEST_URL"]
-    assert service.job_env("dev")["ACTIONS_ID_TOKEN_REQUEST_TOKEN"] != (
-        service.job_env("prod")["ACTIONS_ID_TOKEN_REQUEST_TOKEN"]
+    assert (
+        service.job_env("dev")["ACTIONS_ID_TOKEN_REQUEST_TOKEN"]
+        != (service.job_env("prod")["ACTIONS_ID_TOKEN_REQUEST_TOKEN"])
     )
     for name, environment in (("dev", "dev"), ("prod", "prod")):
         token = service.job_env(name)["ACTIONS_ID_TOKEN_REQUEST_TOKEN"]

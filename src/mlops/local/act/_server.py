@@ -38,7 +38,9 @@ class Reply:
 
     @classmethod
     def json(cls, status: int, value: Any, **headers: str) -> Reply:
-        return cls(status, json.dumps(value).encode(), {"Content-Type": "application/json", **headers})
+        return cls(
+            status, json.dumps(value).encode(), {"Content-Type": "application/json", **headers}
+        )
 
 
 class LoopbackServer:
@@ -56,7 +58,9 @@ class LoopbackServer:
 
     def start(self) -> Self:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), daemon=True)
+            self._thread = threading.Thread(
+                target=self._httpd.serve_forever, args=(0.05,), daemon=True
+            )
             self._thread.start()
         return self
 
@@ -105,7 +109,7 @@ def _handler(server: LoopbackServer) -> type[BaseHTTPRequestHandler]:
 
         do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _serve
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the stdlib's name)
+        def log_message(self, format: str, *args: Any) -> None:
             pass  # quiet: each stand-in keeps its own log
 
     return Handler

@@ -87,7 +87,9 @@ class ArtifactStub(LoopbackServer):
     def runtime_token(self, run: str, job: str) -> str:
         """A JWT like the runner's ACTIONS_RUNTIME_TOKEN, signed (HS256) by this stub."""
         head = _b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
-        body = _b64(json.dumps({"scp": f"Actions.Results:{run}:{job}", "iat": int(time.time())}).encode())
+        body = _b64(
+            json.dumps({"scp": f"Actions.Results:{run}:{job}", "iat": int(time.time())}).encode()
+        )
         sig = hmac.new(self._secret, f"{head}.{body}".encode(), hashlib.sha256).digest()
         return f"{head}.{body}.{_b64(sig)}"
 
@@ -96,7 +98,11 @@ class ArtifactStub(LoopbackServer):
         its own process environment and gives the steps ACTIONS_RESULTS_URL = ACTIONS_RUNTIME_URL
         (nektos/act pkg/runner/run_context.go, setActionRuntimeVars)."""
         url, token = f"{self.url}/", self.runtime_token(run, job)
-        return {"ACTIONS_RUNTIME_URL": url, "ACTIONS_RESULTS_URL": url, "ACTIONS_RUNTIME_TOKEN": token}
+        return {
+            "ACTIONS_RUNTIME_URL": url,
+            "ACTIONS_RESULTS_URL": url,
+            "ACTIONS_RUNTIME_TOKEN": token,
+        }
 
     def path(self, run: str, name: str) -> Path:
         return self.root / run / f"{name}.zip"
@@ -127,7 +133,9 @@ class ArtifactStub(LoopbackServer):
             part = next(p for p in scp.split() if p.startswith("Actions.Results:"))
             _, run, job = part.split(":")
         except (ValueError, KeyError, StopIteration):
-            raise TwirpError("unauthenticated", "the runtime token is missing or not valid") from None
+            raise TwirpError(
+                "unauthenticated", "the runtime token is missing or not valid"
+            ) from None
         return run, job
 
     def _twirp(self, method: str, scope: tuple[str, str], body: dict[str, Any]) -> dict[str, Any]:
@@ -186,7 +194,9 @@ class ArtifactStub(LoopbackServer):
 
     def _signed_url(self, run: str, name: str) -> str:
         key = f"{run}/{name}"
-        return f"{self.url}{BLOB}{quote(run, safe='')}/{quote(name, safe='')}.zip?sig={self._sig(key)}"
+        return (
+            f"{self.url}{BLOB}{quote(run, safe='')}/{quote(name, safe='')}.zip?sig={self._sig(key)}"
+        )
 
     def _blob(self, request: Request) -> Reply:
         run, _, blob = unquote(request.path.removeprefix(BLOB)).partition("/")
@@ -215,12 +225,20 @@ class ArtifactStub(LoopbackServer):
                 target.write_bytes(b"".join(blocks[i] for i in ids))
                 del self._blocks[(run, name)]
                 artifact.uploaded = True
-                artifact.content_type = request.headers.get("x-ms-blob-content-type") or artifact.content_type
+                artifact.content_type = (
+                    request.headers.get("x-ms-blob-content-type") or artifact.content_type
+                )
                 self.log.append(("PutBlockList", name))
             else:
                 return Reply(400, b"<Error><Code>UnsupportedQueryParameter</Code></Error>")
         etag = f'"0x{secrets.token_hex(8).upper()}"'
-        return Reply(201, headers={"ETag": etag, "Last-Modified": time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime())})
+        return Reply(
+            201,
+            headers={
+                "ETag": etag,
+                "Last-Modified": time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime()),
+            },
+        )
 
     def _download(self, artifact: Artifact) -> Reply:
         if not artifact.finalized:

@@ -35,7 +35,9 @@ class Comment:
     number: int  # the pull request's
     body: str
     minimized: bool = False
-    created_at: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    created_at: str = field(
+        default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    )
 
     @property
     def node_id(self) -> str:
@@ -114,7 +116,9 @@ class GitHubRest(LoopbackServer):
     def _graphql(self, operation: str, v: dict[str, Any]) -> dict[str, Any]:
         if operation == "pullRequest":
             if f"{v.get('owner')}/{v.get('repo')}" != self.repository:
-                return _error("NOT_FOUND", "Could not resolve to a Repository", {"repository": None})
+                return _error(
+                    "NOT_FOUND", "Could not resolve to a Repository", {"repository": None}
+                )
             nodes = self.on(int(v.get("number", 0)))
             start = int(v.get("after") or 0)
             page = nodes[start : start + 100]
@@ -127,15 +131,27 @@ class GitHubRest(LoopbackServer):
                                  "hasNextPage": start + len(page) < len(nodes)},
                 }}},
             }}  # fmt: skip
-        node_id = (v.get("input") or {}).get("id") or (v.get("input") or {}).get("subjectId") or v.get("id")
+        node_id = (
+            (v.get("input") or {}).get("id")
+            or (v.get("input") or {}).get("subjectId")
+            or v.get("id")
+        )
         comment = next((c for c in self.comments.values() if c.node_id == node_id), None)
         if operation not in ("updateIssueComment", "deleteIssueComment", "minimizeComment"):
-            return _error("UNKNOWN", f"the local GitHub answers no {operation or 'such'} query", None)
+            return _error(
+                "UNKNOWN", f"the local GitHub answers no {operation or 'such'} query", None
+            )
         if comment is None:
-            return _error("NOT_FOUND", f"Could not resolve to a node with the global id of '{node_id}'", {operation: None})
+            return _error(
+                "NOT_FOUND",
+                f"Could not resolve to a node with the global id of '{node_id}'",
+                {operation: None},
+            )
         if operation == "updateIssueComment":
             comment.body = v["input"]["body"]
-            return {"data": {operation: {"issueComment": {"id": comment.node_id, "body": comment.body}}}}
+            return {
+                "data": {operation: {"issueComment": {"id": comment.node_id, "body": comment.body}}}
+            }
         if operation == "deleteIssueComment":
             del self.comments[comment.id]
         else:
