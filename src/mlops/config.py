@@ -149,7 +149,10 @@ def _stage(name: str, r: _Reader) -> StageConfig:
             "wait_interval_seconds", int, 300, check=lambda v: 0 <= v <= 3600, why="must be 0-3600"
         ),
         termination_wait_seconds=r.get(
-            "termination_wait_seconds", int, 120, check=lambda v: 0 <= v <= 3600,
+            "termination_wait_seconds",
+            int,
+            120,
+            check=lambda v: 0 <= v <= 3600,
             why="must be 0-3600",
         ),
         latency_budget_ms=r.get("latency_budget_ms", int, 500, **positive),
