@@ -11,6 +11,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
+from http.client import HTTPConnection
 
 import pytest
 
@@ -173,3 +174,20 @@ def test_the_blob_url_needs_its_signature(stub):
 
 def test_an_unknown_route_is_404(stub):
     assert http("GET", f"{stub.url}/_apis/pipelines")[0] == 404
+
+
+def test_a_chunked_block_and_keep_alive_on_one_connection(stub, tmp_path):
+    """Node's HTTP clients keep connections open and may send a body chunked."""
+    _, created = twirp(stub, "CreateArtifact", ids(name="chunked", version=7))
+    url = urllib.parse.urlsplit(created["signed_upload_url"])
+    connection = HTTPConnection(url.hostname, url.port, timeout=10)
+    block = base64.b64encode(b"block-000000").decode()
+    target = f"{url.path}?{url.query}&comp=block&blockid={urllib.parse.quote(block, safe='')}"
+    connection.request("PUT", target, body=iter([b"PK\x03\x04", b"rest"]), encode_chunked=True)
+    assert connection.getresponse().read() == b""
+    xml = f"<BlockList><Latest>{block}</Latest></BlockList>".encode()
+    connection.request("PUT", f"{url.path}?{url.query}&comp=blocklist", body=xml)
+    response = connection.getresponse()
+    assert response.status == 201 and response.getheader("ETag")
+    connection.close()
+    assert (tmp_path / "artifacts" / RUN / "chunked.zip").read_bytes() == b"PK\x03\x04rest"
