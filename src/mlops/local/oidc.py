@@ -52,8 +52,11 @@ def claims(
     environment: str = "",
     workflow: str = "deploy.yml",
     audience: str = AUDIENCE,
+    actor: str = "",
+    run_id: str = "",
 ) -> dict[str, Any]:
-    """The claims GitHub puts in a job's token (the subset trust policies can test)."""
+    """The claims GitHub puts in a job's token (the subset trust policies can test); ``actor`` and
+    ``run_id`` are added when given."""
     owner = repository.split("/")[0]
     now = int(time.time())
     found = {
@@ -76,6 +79,10 @@ def claims(
     }
     if environment:
         found["environment"] = environment
+    if actor:
+        found["actor"] = actor
+    if run_id:
+        found["run_id"] = run_id
     return found
 
 
