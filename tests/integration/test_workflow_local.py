@@ -276,7 +276,7 @@ def _statuses(ctx) -> dict[str, tuple[str, str, str]]:
     ("fault", "step", "message", "rejected", "retrain"),
     [  # the same data, code and hyperparameters: evaluation and gate run on the reused model
         ("glue", "ETL (Glue)", "--max_bad_fraction must be between 0 and 1", 0, True),
-        ("training", "Train (SageMaker training job)", "injected_fault", 0, True),
+        ("training", "Train (SageMaker training job, or a tuning job)", "injected_fault", 0, True),
         ("evaluation", "Evaluate (SageMaker processing job)", "processing job", 0, False),
         ("gate", "Gate (fail when the model is worse", "rmse", 1, False),
     ],
