@@ -22,7 +22,7 @@ from botocore.exceptions import ClientError
 from mlops.aws import split_s3
 from mlops.local import control, server
 
-pytestmark = pytest.mark.cost(45)
+pytestmark = pytest.mark.cost(25)  # seconds on two workers
 ROOT = Path(__file__).resolve().parents[2]
 
 

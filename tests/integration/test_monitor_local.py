@@ -28,7 +28,7 @@ from mlops.local.github_stub import LocalGitHub
 from mlops.manifest import Manifest
 from mlops.steps import inference, monitor
 
-pytestmark = pytest.mark.cost(40)  # seconds on two workers: scheduled early
+pytestmark = pytest.mark.cost(50)  # seconds on two workers: scheduled early
 
 ROOT = Path(__file__).resolve().parents[2]
 NAMES = list(Schema.load().raw_names)

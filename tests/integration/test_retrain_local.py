@@ -19,7 +19,7 @@ from mlops.local.runtime import LocalRuntime
 from mlops.manifest import Manifest
 from mlops.steps import data_key
 
-pytestmark = pytest.mark.cost(12)
+pytestmark = pytest.mark.cost(4)  # seconds
 ROOT = Path(__file__).resolve().parents[2]
 HEADER = (ROOT / "src/abalone_model/data/abalone.csv").read_text().splitlines()[0]
 

@@ -30,7 +30,7 @@ from mlops.manifest import Manifest
 from mlops.steps import tune
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.cost(20)  # seconds: three real trials
+pytestmark = pytest.mark.cost(6)  # seconds: three real trials
 
 
 def _splits(ctx) -> dict[str, str]:
