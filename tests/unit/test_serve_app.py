@@ -240,9 +240,21 @@ def test_missing_model_exits_non_zero_with_one_line(tmp_path):
 
 
 def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    from mlops.local.endpoints import free_port  # outside the ephemeral range: see there
+
+    return free_port()
+
+
+def test_child_server_ports_come_from_outside_the_ephemeral_range():
+    """A port bound to 0 elsewhere (a Spark driver's socket) can never be one we poll."""
+    from mlops.local import endpoints
+
+    low = endpoints._ephemeral_low()
+    ports = {endpoints.free_port() for _ in range(50)}
+    assert all(endpoints.PORTS_FROM <= p < low for p in ports) and len(ports) > 1
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        assert taken.getsockname()[1] >= low  # what the kernel gives: the range we avoid
 
 
 @pytest.fixture(scope="module")

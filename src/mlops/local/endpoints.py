@@ -53,10 +53,34 @@ def extract(tarball: Path, dest: Path) -> None:
         tar.extractall(dest, **safe)  # noqa: S202 (members checked above)
 
 
+PORTS_FROM = 20000  # below the kernel's ephemeral range (Linux default 32768-60999)
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port a child server will bind, chosen OUTSIDE the ephemeral range.
+
+    The port is free now and bound by the child a moment later, while the parent polls it. An
+    ephemeral port (bind to 0) can be handed meanwhile to any process that binds port 0, such
+    as a Spark driver's result socket, which then takes the poll's bytes as a length prefix and
+    runs out of heap. Ports below the ephemeral range are only ever given out by choice.
+    """
+    high = max(_ephemeral_low(), PORTS_FROM + 1000)
+    for _ in range(200):
+        port = random.randrange(PORTS_FROM, high)  # noqa: S311 (a port, not a secret)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free loopback port in {PORTS_FROM}-{high}")
 
 
 class Endpoints:
