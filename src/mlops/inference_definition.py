@@ -169,14 +169,24 @@ def _monitor_arguments(s: dict[str, Any]) -> list[str]:
     return args
 
 
+def drift_found(monitor: Any, report: Any) -> Any:
+    """``DriftFound``: the report's verdict as a condition with empty branches (drift is a
+    signal, not a failure; the outcome is the step's ``Metadata.Condition.Outcome``)."""
+    from sagemaker.core.workflow.conditions import ConditionEquals
+    from sagemaker.core.workflow.functions import JsonGet
+    from sagemaker.mlops.workflow.condition_step import ConditionStep
+
+    verdict = JsonGet(step_name=monitor.name, property_file=report, json_path="verdict")
+    condition = ConditionEquals(left=verdict, right="drift")
+    return ConditionStep("DriftFound", conditions=[condition], if_steps=[], else_steps=[])
+
+
 def _pipeline(s: dict[str, Any]) -> Any:
     from sagemaker.core.transformer import Transformer
-    from sagemaker.core.workflow.conditions import ConditionEquals
     from sagemaker.core.workflow.execution_variables import ExecutionVariables
-    from sagemaker.core.workflow.functions import Join, JsonGet
+    from sagemaker.core.workflow.functions import Join
     from sagemaker.core.workflow.parameters import ParameterString
     from sagemaker.core.workflow.properties import PropertyFile
-    from sagemaker.mlops.workflow.condition_step import ConditionStep
     from sagemaker.mlops.workflow.pipeline import Pipeline
     from sagemaker.mlops.workflow.steps import ProcessingStep, TransformStep
 
@@ -223,13 +233,7 @@ def _pipeline(s: dict[str, Any]) -> Any:
         arguments=list(s["explain_arguments"]),
     )
     explain = ProcessingStep("Explain", step_args=explain_args)
-    verdict = JsonGet(step_name=monitor.name, property_file=drift, json_path="verdict")
-    found = ConditionStep(
-        "DriftFound",
-        conditions=[ConditionEquals(left=verdict, right="drift")],
-        if_steps=[],
-        else_steps=[],
-    )
+    found = drift_found(monitor, drift)
     return Pipeline(
         name="batch-inference",  # not part of the definition: CreatePipeline names it
         parameters=list(p.values()),

@@ -16,7 +16,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlops.inference_definition import PROCESSING, _input, _output, _processor, _session
+from mlops.inference_definition import (
+    PROCESSING,
+    _input,
+    _output,
+    _processor,
+    _session,
+    drift_found,
+)
 
 PARAMETERS = (
     "ImageUri",  # the model image (by digest) that runs `monitor`
@@ -39,12 +46,10 @@ ARGUMENTS = [
 
 
 def capture_pipeline(s: dict[str, Any]) -> Any:
-    from sagemaker.core.workflow.conditions import ConditionEquals
     from sagemaker.core.workflow.execution_variables import ExecutionVariables
-    from sagemaker.core.workflow.functions import Join, JsonGet
+    from sagemaker.core.workflow.functions import Join
     from sagemaker.core.workflow.parameters import ParameterString
     from sagemaker.core.workflow.properties import PropertyFile
-    from sagemaker.mlops.workflow.condition_step import ConditionStep
     from sagemaker.mlops.workflow.pipeline import Pipeline
     from sagemaker.mlops.workflow.steps import ProcessingStep
 
@@ -73,13 +78,7 @@ def capture_pipeline(s: dict[str, Any]) -> Any:
         arguments=arguments,
     )
     monitor = ProcessingStep("MonitorCapture", step_args=step_args, property_files=[report])
-    verdict = JsonGet(step_name=monitor.name, property_file=report, json_path="verdict")
-    found = ConditionStep(
-        "DriftFound",
-        conditions=[ConditionEquals(left=verdict, right="drift")],
-        if_steps=[],
-        else_steps=[],
-    )
+    found = drift_found(monitor, report)
     return Pipeline(
         name="capture-monitor",  # not part of the definition: CreatePipeline names it
         parameters=list(p.values()),

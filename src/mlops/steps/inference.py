@@ -250,6 +250,20 @@ class StepProgress:
         return f"{described.get('FailureReason') or 'no reason given'} (failed step: {where})"
 
 
+def wait_execution(sm: Any, arn: str) -> Any:
+    """Until the execution ends: one line per step status change; a failure names the step."""
+    progress, ref = StepProgress(sm, arn), {"PipelineExecutionArn": arn}
+    return wait_for(
+        f"pipeline execution {arn.rsplit('/', 1)[-1]}",
+        lambda: call("describe the execution", sm.describe_pipeline_execution, **ref),
+        lambda d: d["PipelineExecutionStatus"],
+        done={"Succeeded"},
+        failed={"Failed", "Stopped"},
+        on_poll=progress.poll,
+        reason_of=progress.reason,
+    )
+
+
 def results(ctx: Context, prefix: str, execution_id: str) -> dict[str, Any]:
     """Where the predictions are, the drift verdict and the three most important features."""
     base = f"{prefix.rstrip('/')}/{execution_id}"
@@ -279,18 +293,9 @@ def run(ctx: Context, stage: str, source: str) -> dict[str, Any]:
     arn = call(f"start pipeline {name}", start, PipelineName=name, PipelineParameters=given)[
         "PipelineExecutionArn"
     ]
-    execution_id, ref = arn.rsplit("/", 1)[-1], {"PipelineExecutionArn": arn}
+    execution_id = arn.rsplit("/", 1)[-1]
     log(f"inference: execution {execution_id} of {name} on {batch}")
-    progress = StepProgress(sm, arn)
-    waited = wait_for(
-        f"pipeline execution {execution_id}",
-        lambda: call("describe the execution", sm.describe_pipeline_execution, **ref),
-        lambda d: d["PipelineExecutionStatus"],
-        done={"Succeeded"},
-        failed={"Failed", "Stopped"},
-        on_poll=progress.poll,
-        reason_of=progress.reason,
-    )
+    waited = wait_execution(sm, arn)
     found = results(ctx, params["OutputPrefix"], execution_id)
     found = {"execution_arn": arn, "input": batch, **found, "seconds": round(waited.seconds, 1)}
     _report(ctx, stage, found)

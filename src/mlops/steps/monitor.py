@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mlops import github, github_issue
-from mlops.aws import call, log, s3_uri, split_s3, wait_for
+from mlops.aws import call, log, s3_uri, split_s3
 from mlops.context import Context
 from mlops.errors import ConfigError
 from mlops.github_setup import Gh
@@ -106,18 +106,9 @@ def run(
     ]
     execution_id = arn.rsplit("/", 1)[-1]
     log(f"monitor: execution {execution_id} of {name} over {capture_uri(ctx, stage)}")
-    from mlops.steps.inference import StepProgress
+    from mlops.steps.inference import wait_execution
 
-    progress, ref = StepProgress(sm, arn), {"PipelineExecutionArn": arn}
-    waited = wait_for(
-        f"pipeline execution {execution_id}",
-        lambda: call("describe the execution", sm.describe_pipeline_execution, **ref),
-        lambda d: d["PipelineExecutionStatus"],
-        done={"Succeeded"},
-        failed={"Failed", "Stopped"},
-        on_poll=progress.poll,
-        reason_of=progress.reason,
-    )
+    waited = wait_execution(sm, arn)
     found = _read(ctx, f"{output_prefix(ctx, stage)}/{execution_id}/monitor")
     found |= {"execution_arn": arn, "seconds": round(waited.seconds, 1)}
     return _report(ctx, stage, found, gh, repo)
