@@ -93,8 +93,8 @@ def score_batches(ctx: Context, run_dir: Path) -> dict[str, Any]:
             found[LIVE] = watched.result()
     s3 = ctx.client("s3")
     for name, result in found.items():
-        base = (result.get("report_uri") or result["predictions"]).rsplit("/", 2)[0] + "/"
-        if base:
-            download_prefix(s3, base, run_dir / "inference" / name)
+        where = result.get("report_uri") or result.get("predictions")  # none: nothing captured
+        if where:
+            download_prefix(s3, where.rsplit("/", 2)[0] + "/", run_dir / "inference" / name)
         ctx.manifest.update("batches", {name: {k: v for k, v in result.items() if k != "report"}})
     return found

@@ -250,6 +250,18 @@ class StepProgress:
         return f"{described.get('FailureReason') or 'no reason given'} (failed step: {where})"
 
 
+def execute(sm: Any, name: str, parameters: dict[str, str], what: str) -> tuple[str, str, Any]:
+    """(ARN, id, wait result) of one execution of ``name``, started and waited for."""
+    given = [{"Name": k, "Value": str(v)} for k, v in parameters.items()]
+    start = sm.start_pipeline_execution
+    arn = call(f"start pipeline {name}", start, PipelineName=name, PipelineParameters=given)[
+        "PipelineExecutionArn"
+    ]
+    execution_id = arn.rsplit("/", 1)[-1]
+    log(f"{what}: execution {execution_id}")
+    return arn, execution_id, wait_execution(sm, arn)
+
+
 def wait_execution(sm: Any, arn: str) -> Any:
     """Until the execution ends: one line per step status change; a failure names the step."""
     progress, ref = StepProgress(sm, arn), {"PipelineExecutionArn": arn}
@@ -288,14 +300,8 @@ def run(ctx: Context, stage: str, source: str) -> dict[str, Any]:
     sm, name = ctx.client("sagemaker"), pipeline_name(ctx, stage)
     params = stored_parameters(ctx, stage)
     batch = input_uri(ctx, source)
-    given = [{"Name": k, "Value": str(v)} for k, v in {**params, "InputDataUri": batch}.items()]
-    start = sm.start_pipeline_execution
-    arn = call(f"start pipeline {name}", start, PipelineName=name, PipelineParameters=given)[
-        "PipelineExecutionArn"
-    ]
-    execution_id = arn.rsplit("/", 1)[-1]
-    log(f"inference: execution {execution_id} of {name} on {batch}")
-    waited = wait_execution(sm, arn)
+    given = {**params, "InputDataUri": batch}
+    arn, execution_id, waited = execute(sm, name, given, f"inference: {name} on {batch}")
     found = results(ctx, params["OutputPrefix"], execution_id)
     found = {"execution_arn": arn, "input": batch, **found, "seconds": round(waited.seconds, 1)}
     _report(ctx, stage, found)

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mlops import github, github_issue
-from mlops.aws import call, log, s3_uri, split_s3
+from mlops.aws import call, log, read_json_object, s3_uri, split_s3
 from mlops.context import Context
 from mlops.errors import ConfigError
 from mlops.github_setup import Gh
@@ -98,17 +98,11 @@ def run(
         )
     if not _has_capture(ctx, stage):
         return _report(ctx, stage, _nothing_captured(ctx, stage, span), gh, repo)
-    sm, name = ctx.client("sagemaker"), pipeline_name(ctx, stage)
-    given = [{"Name": k, "Value": v} for k, v in span.items()]
-    start = sm.start_pipeline_execution
-    arn = call(f"start pipeline {name}", start, PipelineName=name, PipelineParameters=given)[
-        "PipelineExecutionArn"
-    ]
-    execution_id = arn.rsplit("/", 1)[-1]
-    log(f"monitor: execution {execution_id} of {name} over {capture_uri(ctx, stage)}")
-    from mlops.steps.inference import wait_execution
+    from mlops.steps.inference import execute
 
-    waited = wait_execution(sm, arn)
+    sm, name = ctx.client("sagemaker"), pipeline_name(ctx, stage)
+    what = f"monitor: {name} over {capture_uri(ctx, stage)}"
+    arn, execution_id, waited = execute(sm, name, span, what)
     found = _read(ctx, f"{output_prefix(ctx, stage)}/{execution_id}/monitor")
     found |= {"execution_arn": arn, "seconds": round(waited.seconds, 1)}
     return _report(ctx, stage, found, gh, repo)
@@ -143,8 +137,6 @@ def _nothing_captured(ctx: Context, stage: str, span: dict[str, str]) -> dict[st
 
 
 def _read(ctx: Context, base: str) -> dict[str, Any]:
-    from mlops.aws import read_json_object
-
     s3 = ctx.client("s3")
     drift = read_json_object(s3, f"{base}/drift.json")
     bucket, key = split_s3(f"{base}/report.md")
