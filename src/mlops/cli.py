@@ -31,7 +31,7 @@ CREATES_MANIFEST = {
 
 HELP = {
     "etl": "validate, split and encode the data (Glue job), unless a package can be reused",
-    "evaluate": "score the candidate and prod's model on the test set (processing job)",
+    "evaluate": "score the candidate and prod's model on the test set (processing job, or runner)",
     "gate": "fail when the candidate is worse than the thresholds or prod",
     "register": "register the candidate as an Approved model package",
 }

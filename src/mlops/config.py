@@ -192,6 +192,16 @@ def _job(r: _Reader, ints: dict[str, int], extra: frozenset[str] | set[str] = fr
     return values
 
 
+def _evaluate(r: _Reader) -> dict[str, Any]:
+    """[evaluate]: the processing job's shape, and where a reused model is evaluated."""
+    values = _job(r, {"max_runtime_seconds": 1800}, extra={"reused_model_on"})
+    values["reused_model_on"] = r.get(
+        "reused_model_on", str, "runner", check=lambda v: v in ("runner", "processing-job"),
+        why='"runner" (docker on the GitHub runner) or "processing-job"',
+    )  # fmt: skip
+    return values
+
+
 SCHEDULE_RE = re.compile(r"^(rate|cron)\(.+\)$")
 
 
@@ -293,7 +303,7 @@ def parse(raw: dict[str, Any], source: str = "pipeline.toml") -> Config:
             extra={"hyperparameters"},
         ),
         hyperparameters=dict(hyper),
-        evaluate=_job(top.sub("evaluate"), {"max_runtime_seconds": 1800}),
+        evaluate=_evaluate(top.sub("evaluate")),
         max_rmse=gate.get("max_rmse", float, check=lambda v: v > 0, why="must be > 0"),
         min_improvement_over_baseline=gate.get(
             "min_improvement_over_baseline", float, 0.0, **fraction

@@ -187,6 +187,9 @@ def _redeploy_access(runtime, ctx, github, templates: Path) -> None:
             ACCESS,
         ),
         ("ecr:PutImage", "build-and-push", "Build and push", ACCESS),
+        # the same data, code and hyperparameters: the reused model is evaluated on the runner,
+        # whose pull asks ECR for each layer as the build role
+        ("ecr:GetDownloadUrlForLayer", "train", "Evaluate (a processing job; a reused", ACCESS),
         # inference.yaml's UpsertPolicy, on the prod deploy role (the pipeline exists: an update)
         ("sagemaker:UpdatePipeline", "deploy-prod", "Point the batch inference", "inference.yaml"),
     ],
@@ -277,7 +280,7 @@ def _statuses(ctx) -> dict[str, tuple[str, str, str]]:
     [  # the same data, code and hyperparameters: evaluation and gate run on the reused model
         ("glue", "ETL (Glue)", "--max_bad_fraction must be between 0 and 1", 0, True),
         ("training", "Train (SageMaker training job, or a tuning job)", "injected_fault", 0, True),
-        ("evaluation", "Evaluate (SageMaker processing job)", "processing job", 0, False),
+        ("evaluation", "Evaluate (a processing job; a reused", "failed on this runner", 0, False),
         ("gate", "Gate (fail when the model is worse", "rmse", 1, False),
     ],
 )

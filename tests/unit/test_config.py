@@ -120,6 +120,7 @@ def test_missing_stage_is_named():
         (("gate", "max_rmse"), "2.1", "gate.max_rmse must be float"),
         (("project", "name"), 7, "project.name must be str"),
         (("model", "local_entrypoint"), "python -m x", "model.local_entrypoint must be list"),
+        (("evaluate", "reused_model_on"), "laptop", "evaluate.reused_model_on = 'laptop' is inv"),
     ],
 )
 def test_wrong_type_is_named(path, value, expected):

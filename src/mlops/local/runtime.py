@@ -24,7 +24,7 @@ from moto.server import ThreadedMotoServer
 
 from mlops.aws import log, new_session
 from mlops.errors import ConfigError
-from mlops.local import moto_gaps, oidc
+from mlops.local import engine, moto_gaps, oidc
 from mlops.local.compute import Compute
 from mlops.local.endpoints import Endpoints
 from mlops.local.github_api import GitHubApi
@@ -139,8 +139,10 @@ class LocalRuntime:
                 "AWS_PROFILE": None,
                 "AWS_REGION": REGION,
                 "AWS_DEFAULT_REGION": REGION,
+                "MLOPS_CONTAINER_ENGINE": "local",  # a runner's `docker run` (mlops.container)
             }
         )
+        engine.FAULTS = self.faults
         # the administrator's (the bootstrap's) credentials, fixed: job steps set their own in env
         self.session = new_session(
             aws_access_key_id="local",
@@ -156,6 +158,7 @@ class LocalRuntime:
             self.executor.shutdown(wait=True, cancel_futures=True)
         finally:
             moto_gaps.uninstall()
+            engine.FAULTS = None
             self.github_api.stop()
             self.server.stop()
             moto_api_backend.reset()

@@ -52,6 +52,7 @@ def environment(runtime: LocalRuntime) -> dict[str, str]:
         "AWS_DEFAULT_REGION": runtime.region,
         "MLOPS_BOOTSTRAP_STACK": os.environ["MLOPS_BOOTSTRAP_STACK"],
         "MLOPS_IMAGE_URI": runtime.image_uri,
+        "MLOPS_CONTAINER_ENGINE": "local",  # a runner's `docker run` (mlops.container)
     }
 
 

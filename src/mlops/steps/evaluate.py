@@ -1,31 +1,34 @@
-"""Evaluate: a SageMaker processing job runs the evaluation entrypoint on the held-out test split.
+"""Evaluate: the evaluation entrypoint scores the model on the held-out test split.
 
-When a prod endpoint exists, its model is evaluated on the same test split too, so the gate compares
-like with like.
+A freshly trained model is evaluated by a SageMaker processing job. A reused model (the same
+data, code and hyperparameters as a registered package) is, by default, evaluated on this runner
+with the same image and the same request ([evaluate] reused_model_on, mlops.container): it only
+checks what this run's serving code predicts, and a processing job's instance start-up would be
+most of a serving-only change's wait. When a prod endpoint exists, its model is evaluated on the
+same test split too, so the gate compares like with like; both jobs run at once, and when prod
+serves the very model data of the candidate, its one evaluation stands for both.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from mlops import github, stack
+from mlops import container, github, stack
 from mlops.aws import call, console, log, read_json_object, s3_uri, wait_for
 from mlops.context import Context
 
 BASE = "/opt/ml/processing"
 
 
-def processing_job(
+def request(
     ctx: Context, name: str, image: str, model_data: str, test: str, output: str
 ) -> dict[str, Any]:
-    """Run one evaluation processing job and return its evaluation.json."""
-    sm, acct, cfg = ctx.client("sagemaker"), ctx.account, ctx.config.evaluate
-    call(
-        "create the processing job",
-        sm.create_processing_job,
-        ProcessingJobName=name,
-        RoleArn=acct.SageMakerExecutionRoleArn,
-        AppSpecification={
+    """The CreateProcessingJob request of one evaluation (also what the runner runs)."""
+    acct, cfg = ctx.account, ctx.config.evaluate
+    return {
+        "ProcessingJobName": name,
+        "RoleArn": acct.SageMakerExecutionRoleArn,
+        "AppSpecification": {
             "ImageUri": image,
             "ContainerArguments": [
                 "evaluate",
@@ -37,7 +40,7 @@ def processing_job(
                 f"{BASE}/evaluation",
             ],
         },
-        ProcessingInputs=[
+        "ProcessingInputs": [
             {
                 "InputName": "model",
                 "S3Input": {
@@ -57,7 +60,7 @@ def processing_job(
                 },
             },
         ],
-        ProcessingOutputConfig={
+        "ProcessingOutputConfig": {
             "KmsKeyId": acct.KmsKeyArn,
             "Outputs": [
                 {
@@ -70,7 +73,7 @@ def processing_job(
                 }
             ],
         },
-        ProcessingResources={
+        "ProcessingResources": {
             "ClusterConfig": {
                 "InstanceCount": 1,
                 "InstanceType": cfg.get("instance_type", "ml.t3.medium"),
@@ -78,10 +81,18 @@ def processing_job(
                 "VolumeKmsKeyId": acct.KmsKeyArn,
             }
         },
-        StoppingCondition={"MaxRuntimeInSeconds": int(cfg.get("max_runtime_seconds", 1800))},
-        Tags=[{"Key": "mlops:run", "Value": ctx.run_id}],
-    )
-    log(f"evaluate: processing job {name}")
+        "StoppingCondition": {"MaxRuntimeInSeconds": int(cfg.get("max_runtime_seconds", 1800))},
+        "Tags": [{"Key": "mlops:run", "Value": ctx.run_id}],
+    }
+
+
+def start(ctx: Context, job: dict[str, Any]) -> None:
+    call("create the processing job", ctx.client("sagemaker").create_processing_job, **job)
+    log(f"evaluate: processing job {job['ProcessingJobName']}")
+
+
+def wait(ctx: Context, name: str) -> None:
+    sm = ctx.client("sagemaker")
     wait_for(
         f"processing job {name}",
         lambda: call(
@@ -92,7 +103,30 @@ def processing_job(
         failed={"Failed", "Stopped"},
         link=console(ctx.region, f"sagemaker/home?region={ctx.region}#/processing-jobs/{name}"),
     )
-    return read_json_object(ctx.client("s3"), output.rstrip("/") + "/evaluation.json")
+
+
+def where(ctx: Context, train: dict[str, Any]) -> str:
+    """``runner`` for a reused model when configured so (the default), else ``processing-job``."""
+    if train.get("reused_from") and ctx.config.evaluate["reused_model_on"] == "runner":
+        return "runner"
+    return "processing-job"
+
+
+def execute(ctx: Context, jobs: list[dict[str, Any]], on: str) -> None:
+    """Every request on the runner, one after the other; or as processing jobs, all at once."""
+    if on == "runner":
+        for job in jobs:
+            log(f"evaluate: {job['ProcessingJobName']} on this runner")
+            container.run_processing(ctx, job)
+        return
+    for job in jobs:
+        start(ctx, job)
+    for job in jobs:
+        wait(ctx, job["ProcessingJobName"])
+
+
+def _output(job: dict[str, Any]) -> str:
+    return job["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"]
 
 
 def prod_model_data(ctx: Context) -> tuple[str, str] | None:
@@ -116,27 +150,42 @@ def run(ctx: Context) -> dict[str, Any]:
     train = ctx.manifest.require("train", "train")
     test = ctx.manifest.require("etl.splits.test", "etl")
     base = s3_uri(ctx.account.ArtifactBucket, "runs", ctx.run_id, "evaluation")
-    evaluation = processing_job(
-        ctx,
-        ctx.job_name("evaluate"),
-        train["image_uri"],
-        train["model_data"],
-        test,
-        base + "/candidate",
-    )
-    values: dict[str, Any] = {
-        "uri": base + "/candidate/evaluation.json",
-        "output": base + "/candidate",
-        "metrics": evaluation,
-    }
+    image, model_data = train["image_uri"], train["model_data"]
+    candidate = request(ctx, ctx.job_name("evaluate"), image, model_data, test, base + "/candidate")
+    jobs = [candidate]
     prod = prod_model_data(ctx)
+    same = bool(prod) and prod[1] == model_data  # type: ignore[index]
+    if prod and not same:
+        name = ctx.job_name("evaluate-prod")
+        jobs.append(request(ctx, name, image, prod[1], test, base + "/prod"))
+    on = where(ctx, train)
+    why = {
+        "runner": "a reused model: its new image is checked without an instance start-up",
+        "processing-job": "a newly trained model"
+        if not train.get("reused_from")
+        else '[evaluate] reused_model_on = "processing-job"',
+    }[on]
+    log(
+        f"evaluate: on {'this runner' if on == 'runner' else 'SageMaker processing'} ({why})"
+        + ("; prod serves this model data: one evaluation stands for both" if same else "")
+    )
+    execute(ctx, jobs, on)
+    s3 = ctx.client("s3")
+    evaluation = read_json_object(s3, _output(candidate) + "/evaluation.json")
+    values: dict[str, Any] = {
+        "uri": _output(candidate) + "/evaluation.json",
+        "output": _output(candidate),
+        "metrics": evaluation,
+        "where": on,
+        "image_uri": image,
+    }
     if prod:
-        arn, model_data = prod
-        prod_eval = processing_job(
-            ctx, ctx.job_name("evaluate-prod"), train["image_uri"], model_data, test, base + "/prod"
+        metrics = (
+            evaluation if same else read_json_object(s3, _output(jobs[1]) + "/evaluation.json")
         )
-        values["prod"] = {"model_package_arn": arn, "metrics": prod_eval}
+        values["prod"] = {"model_package_arn": prod[0], "metrics": metrics, "same_model": same}
     ctx.manifest.update("evaluate", values)
     rmse = evaluation["regression_metrics"]["rmse"]["value"]
-    github.summary(f"### Evaluation\nTest RMSE **{rmse:.4f}** (`{values['uri']}`)")
+    place = "on the runner" if on == "runner" else "by a processing job"
+    github.summary(f"### Evaluation\nTest RMSE **{rmse:.4f}**, {place} (`{values['uri']}`)")
     return values

@@ -21,7 +21,15 @@ from moto.sagemaker import responses as sm_responses
 
 from mlops.aws import log
 from mlops.local import pipelines, transform
-from mlops.local.moto_gaps import alarms, api_destinations, cfn_resources, events, rules, tuning
+from mlops.local.moto_gaps import (
+    alarms,
+    api_destinations,
+    cfn_resources,
+    ecr,
+    events,
+    rules,
+    tuning,
+)
 from mlops.local.moto_gaps.cfn_resources import GAPS, ResourceFailed
 
 _patches: list[tuple[Any, str, Any]] = []
@@ -302,6 +310,7 @@ def install(runtime: Any) -> None:
     _wrap(cfn_parsing, "get_model_map", lambda original: lambda: {**original(), **GAPS})
     _wrap(cfn_parsing, "get_references_from_template", _sub_references)
     rules.install(_wrap)
+    ecr.install(_wrap)  # a pull's layer URLs
 
 
 def uninstall() -> None:
