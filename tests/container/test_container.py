@@ -240,6 +240,29 @@ def test_evaluate_writes_sagemaker_model_quality_metrics(evaluation: dict, proce
     assert pngs and pngs[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_the_runner_evaluation_runs_the_image_as_the_runner_user(processing: Path, tmp_path: Path):
+    """mlops.container's Docker run of the evaluation request (a reused model's, on a GitHub
+    runner): not root, so its output can be read, uploaded and removed by the runner."""
+    from mlops import container
+
+    out = tmp_path / "evaluation"
+    out.mkdir()
+    mounts = [
+        container.Mount("model", processing / "model", "/opt/ml/processing/model"),
+        container.Mount("test", processing / "test", "/opt/ml/processing/test"),
+        container.Mount("evaluation", out, "/opt/ml/processing/evaluation"),
+    ]
+    args = ["evaluate", "--model", "/opt/ml/processing/model", "--test", "/opt/ml/processing/test",
+            "--output", "/opt/ml/processing/evaluation"]  # fmt: skip
+    code, output = container.Docker().run(None, IMAGE, args, mounts, {})  # type: ignore[arg-type]
+    assert code == 0, output[-3000:]
+    written = sorted(p for p in out.rglob("*") if p.is_file())
+    assert out / "evaluation.json" in written
+    assert {p.stat().st_uid for p in written} == {os.getuid()}
+    for path in written:
+        path.unlink()  # what the runner's temporary folder cleanup does
+
+
 # --- serving -----------------------------------------------------------------------------------
 def test_ping_answers_200(server: str) -> None:
     assert http("GET", f"{server}/ping")[0] == 200
