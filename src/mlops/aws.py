@@ -192,9 +192,17 @@ def download_prefix(s3: Any, uri: str, dest: Path) -> Path:
     return dest
 
 
-def upload_file(s3: Any, path: Path, uri: str) -> str:
+def upload_file(s3: Any, path: Path, uri: str, extra: dict[str, str] | None = None) -> str:
+    """One file to ``uri`` (``extra``: upload_file's ExtraArgs, e.g. SSE-KMS)."""
     bucket, key = split_s3(uri)
-    call(f"upload {path} to {uri}", s3.upload_file, Filename=str(path), Bucket=bucket, Key=key)
+    call(
+        f"upload {path} to {uri}",
+        s3.upload_file,
+        Filename=str(path),
+        Bucket=bucket,
+        Key=key,
+        ExtraArgs=extra or {},
+    )
     return uri
 
 

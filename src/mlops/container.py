@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from mlops.aws import call, download_prefix, log, split_s3
+from mlops.aws import call, download_prefix, log, split_s3, upload_file
 from mlops.context import Context
 from mlops.errors import PipelineError
 
@@ -151,11 +151,4 @@ def _upload(s3: Any, folder: Path, uri: str, kms_key: str) -> None:
     extra = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": kms_key} if kms_key else {}
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         key = "/".join(filter(None, [prefix.rstrip("/"), path.relative_to(folder).as_posix()]))
-        call(
-            f"upload {path.name} to s3://{bucket}/{key}",
-            s3.upload_file,
-            Filename=str(path),
-            Bucket=bucket,
-            Key=key,
-            ExtraArgs=extra,
-        )
+        upload_file(s3, path, f"s3://{bucket}/{key}", extra)
