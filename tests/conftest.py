@@ -14,8 +14,9 @@ import socket
 
 import pytest
 
-# Read by mlops.github (step outputs, job summary): a test must never append to the runner's files.
-GITHUB_FILES = ("GITHUB_OUTPUT", "GITHUB_STEP_SUMMARY")
+# Read by mlops.github (step outputs, job summary): a test must never append to the runner's files;
+# and the run id register records in a package's lineage.
+GITHUB_FILES = ("GITHUB_OUTPUT", "GITHUB_STEP_SUMMARY", "GITHUB_RUN_ID")
 # MLOPS_LOCAL_FAULTS, MLOPS_MANIFEST, MLOPS_IMAGE_URI, MLOPS_MODEL_PACKAGE_ARN, ... from the shell
 MLOPS_PREFIX = "MLOPS_"
 

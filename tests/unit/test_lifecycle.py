@@ -813,6 +813,8 @@ def test_register_records_the_package_its_lineage_and_tells_github(
     ctx.manifest.update("train", {"reused_from": "arn:of/an/earlier/package"})
     # what a tuned model was trained with (static + tuned) and the tuning job it won
     ctx.manifest.update("train", {"hyperparameters": {"eta": "0.2"}, "tuning_job": "mlops-tune-1"})
+    ctx.manifest.update("evaluate", {"where": "runner"})  # a reused model, evaluated on the runner
+    monkeypatch.setenv("GITHUB_RUN_ID", "4242")
     capsys.readouterr()
     arn = register.run(ctx)
     package = described(ctx, arn)
@@ -826,6 +828,8 @@ def test_register_records_the_package_its_lineage_and_tells_github(
         "training_job": "mlops-train-1",
         "test_data_uri": "s3://data/runs/r/etl/test_raw/",
         "evaluation_uri": "s3://artifacts/evaluation.json",
+        "evaluated_on": "runner",
+        "github_run_id": "4242",
         "rmse": "2.100000",
         "etl_output": "s3://data/runs/r/etl/",
         "training_key": "k" * 16,

@@ -10,6 +10,7 @@ environment's required reviewers. Where a package is in its life is recorded in 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -36,6 +37,8 @@ def run(ctx: Context, status: str = "Approved") -> str:
         "training_job": train["job_name"],
         "test_data_uri": etl["test_raw"],
         "evaluation_uri": evaluation_uri,
+        "evaluated_on": m.get("evaluate.where"),  # processing-job, or runner (a reused model)
+        "github_run_id": os.environ.get("GITHUB_RUN_ID"),  # where a runner evaluation's log is
         "rmse": f"{rmse:.6f}",
         "etl_output": etl.get("output"),
         "training_key": m.get("reuse.training_key"),  # what a later run may reuse it by
