@@ -88,13 +88,17 @@ bench: $(VENV)/.dev ## serving benchmark (this server vs the seeds' design) and 
 container-test: $(VENV)/.dev ## build the image and run train, evaluate and serve in it for real
 	IMAGE=$(IMAGE) bash scripts/container-test
 
+# ci.yml as a pull request under nektos/act, on this machine (not in CI: it needs the actions' code).
+workflows: $(VENV)/.dev ## the real ci.yml under nektos/act, offline with ACTIONS_DIR=<owner/repo@sha folders>
+	$(BIN)/python -m mlops.local.act.workflows
+
 lock: $(BIN)/uv ## re-pin requirements/*.txt from pyproject.toml
 	UV=$(BIN)/uv scripts/lock
 
 clean: ## remove virtualenvs and run folders
 	rm -rf $(VENV) $(LINT_VENV) $(INFERENCE_VENV) runs .pytest_cache
 
-.PHONY: help install venv inference-venv test pipeline local-up local-status local-down lint bench container-test lock clean mutation
+.PHONY: help install venv inference-venv test pipeline local-up local-status local-down lint bench container-test workflows lock clean mutation
 
 # --- mutation testing (not in CI: minutes, not seconds) -------------------------------------------
 # The modules that protect prod: the gate, deploy, register, promote, rollback, the change-set

@@ -33,8 +33,10 @@ def command(
     secrets: tuple[str, ...] = ("GITHUB_TOKEN",),
     act: str = "act",
 ) -> list[str]:
-    """argv for ``act <event> -j <job>``; ``env`` is what the steps see (minus PROCESS)."""
-    argv = [act, event, "-W", str(workflow), "-j", job, "-e", str(event_path), "-P", RUNNER]
+    """argv for ``act <event> -j <job>`` (every job when ``job`` is empty); ``env`` is what the
+    steps see (minus PROCESS)."""
+    argv = [act, event, "-W", str(workflow), *(["-j", job] if job else [])]
+    argv += ["-e", str(event_path), "-P", RUNNER]
     argv += ["--artifact-server-addr", LOOPBACK]
     argv += ["--cache-server-addr", LOOPBACK, "--cache-server-path", str(cache_dir)]
     argv += ["--var-file", str(var_file)]

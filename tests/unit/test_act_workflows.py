@@ -1,0 +1,160 @@
+"""`make workflows`' pieces that run without act (mlops.local.act.workflows): which actions the
+workflows pin, how ACTIONS_DIR maps to --local-repository and when a stand-in replaces a copy, the
+tool cache, the pull_request event; and the upload-artifact stand-in's matching and outputs."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mlops.errors import ConfigError
+from mlops.local.act import workflows
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKFLOWS = ROOT / ".github" / "workflows"
+UPLOAD = workflows.STANDINS / "actions" / "upload-artifact" / "upload.py"
+SHA = "a" * 40
+
+
+def test_every_pinned_action_of_the_workflows_is_found_with_its_subpath():
+    pinned = workflows.pinned_actions(WORKFLOWS)
+    text = "\n".join(p.read_text() for p in WORKFLOWS.glob("*.yml"))
+    expected = set(re.findall(r"uses: ([\w.-]+/[\w.-]+)((?:/[\w.-]+)*)@([0-9a-f]{40})", text))
+    assert {(r, s.lstrip("/"), sha) for r, s, sha in expected} == pinned
+    assert ("actions/cache", "restore", "27d5ce7f107fe9357f9df03efb73ab90386fccae") in pinned
+    assert all(not repo.startswith(".") for repo, _, _ in pinned)  # ./ reusable workflows out
+
+
+def _action(folder: Path, main: str | None = "dist/index.js", using: str = "node24") -> Path:
+    folder.mkdir(parents=True)
+    runs = {"using": using, **({"main": main} if main else {})}
+    (folder / "action.yml").write_text(yaml.safe_dump({"name": "x", "runs": runs}))
+    return folder
+
+
+def test_a_complete_copy_is_given_to_act_as_it_is(tmp_path):
+    copy = _action(tmp_path / "o" / f"r@{SHA}")
+    (copy / "dist").mkdir()
+    (copy / "dist" / "index.js").write_text("")
+    values, notes = workflows.local_repositories(tmp_path, {("o/r", "", SHA)})
+    assert values == [f"o/r@{SHA}={copy}"] and notes == []
+
+
+def test_a_missing_checkout_says_which_commit_to_clone(tmp_path):
+    with pytest.raises(
+        ConfigError, match=rf"ACTIONS_DIR has no o/r@{SHA}: clone .*check out {SHA}"
+    ):
+        workflows.local_repositories(tmp_path, {("o/r", "", SHA)})
+
+
+def test_a_copy_without_its_entry_point_is_stood_in_or_refused(tmp_path):
+    _action(tmp_path / "actions" / f"upload-artifact@{SHA}", main="dist/upload/index.js")
+    values, notes = workflows.local_repositories(tmp_path, {("actions/upload-artifact", "", SHA)})
+    standin = workflows.STANDINS / "actions" / "upload-artifact"
+    assert values == [f"actions/upload-artifact@{SHA}={standin}"]
+    assert notes == [f"actions/upload-artifact: the local copy lacks dist/upload/index.js; "
+                     f"stood in by {standin}"]  # fmt: skip
+    _action(tmp_path / "o" / f"r@{SHA}")
+    with pytest.raises(ConfigError, match="lacks dist/index.js and no stand-in exists"):
+        workflows.local_repositories(tmp_path, {("o/r", "", SHA)})
+
+
+def test_composite_actions_and_subpaths_are_checked_where_their_action_is(tmp_path):
+    base = tmp_path / "o" / f"r@{SHA}"
+    _action(base / "restore", main=None, using="composite")
+    values, _ = workflows.local_repositories(tmp_path, {("o/r", "restore", SHA)})
+    assert values == [f"o/r@{SHA}={base}"]  # act maps the whole repository
+
+
+def test_the_tool_cache_holds_this_python_where_setup_python_looks(tmp_path):
+    root = workflows.tool_cache(tmp_path)
+    version = ".".join(map(str, sys.version_info[:3]))
+    assert (root / "Python" / version / "x64").resolve() == Path(sys.base_prefix).resolve()
+    assert (root / "Python" / version / "x64.complete").is_file()
+    assert workflows.tool_cache(tmp_path) == root  # a second run reuses it
+
+
+def test_the_pull_request_event_lets_ci_yml_s_comment_job_run():
+    event = workflows.pull_request_event("o/r", "b" * 40)
+    ci = yaml.safe_load((WORKFLOWS / "ci.yml").read_text())
+    condition = ci["jobs"]["comment"]["if"]
+    assert "github.event.pull_request.head.repo.full_name == github.repository" in condition
+    assert event["pull_request"]["head"]["repo"]["full_name"] == "o/r"
+    assert event["pull_request"]["number"] == event["number"] == 1
+    assert event["pull_request"]["head"]["sha"] == "b" * 40
+
+
+# --- the upload-artifact stand-in ---------------------------------------------------------------
+@pytest.fixture
+def upload(monkeypatch, tmp_path):
+    spec = importlib.util.spec_from_file_location("upload_standin", UPLOAD)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    work = tmp_path / "ws"
+    for rel in ("runs/r1/evaluation/evaluation.json", "runs/r1/.hidden", "runs/latest/x.json"):
+        (work / rel).parent.mkdir(parents=True, exist_ok=True)
+        (work / rel).write_text(rel)
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("MLOPS_ACT_ARTIFACTS", str(tmp_path / "artifacts"))
+    monkeypatch.setenv("GITHUB_OUTPUT", str(tmp_path / "output"))
+    (tmp_path / "output").write_text("")
+    return module, tmp_path
+
+
+def test_the_stand_in_copies_what_ci_yml_names_minus_excludes_and_hidden_files(upload, monkeypatch):
+    module, tmp = upload
+    monkeypatch.setenv("INPUT_NAME", "pipeline-run")
+    monkeypatch.setenv("INPUT_PATH", "runs/\n!runs/latest/**\n")
+    monkeypatch.setenv("INPUT_IF_NO_FILES_FOUND", "error")
+    assert module.main() == 0
+    target = tmp / "artifacts" / "pipeline-run"
+    copied = sorted(p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file())
+    assert copied == ["r1/evaluation/evaluation.json"]  # below the search path runs/
+    outputs = dict(line.split("=", 1) for line in (tmp / "output").read_text().splitlines())
+    assert outputs["artifact-url"] == target.as_uri()
+    assert set(outputs) == {"artifact-id", "artifact-url", "artifact-digest"}
+
+
+def test_the_stand_in_fails_on_no_files_only_when_told_to(upload, monkeypatch, capsys):
+    module, tmp = upload
+    monkeypatch.setenv("INPUT_PATH", "nothing-here/")
+    monkeypatch.setenv("INPUT_IF_NO_FILES_FOUND", "error")
+    assert module.main() == 1
+    assert (
+        "::error::No files were found with the provided path: nothing-here/"
+        in capsys.readouterr().out
+    )
+    monkeypatch.setenv("INPUT_IF_NO_FILES_FOUND", "warn")
+    assert module.main() == 0
+    assert "::warning::" in capsys.readouterr().out
+    assert not (tmp / "artifacts").exists()
+
+
+def test_the_artifact_root_is_the_common_ancestor_of_the_search_paths(upload):
+    module, _ = upload
+    assert module.search_root("runs/") == Path("runs").absolute()
+    assert (
+        module.search_root("runs/r1/evaluation/evaluation.json")
+        == Path("runs/r1/evaluation").absolute()
+    )
+    assert module.search_root("runs/**/*.json") == Path("runs").absolute()
+    assert module.search_root("*.json") == Path(".").absolute()
+
+
+def test_the_stand_in_has_upload_artifact_s_inputs_and_outputs():
+    standin = yaml.safe_load((UPLOAD.parent / "action.yml").read_text())
+    used = set()
+    for path in WORKFLOWS.glob("*.yml"):
+        for job in yaml.safe_load(path.read_text())["jobs"].values():
+            for step in job.get("steps", []):
+                if str(step.get("uses", "")).startswith("actions/upload-artifact@"):
+                    used |= set(step.get("with", {}))
+    assert used and used <= set(standin["inputs"])
+    assert {"artifact-id", "artifact-url", "artifact-digest"} <= set(standin["outputs"])
+    assert json.dumps(standin["runs"]["steps"]).count("inputs.") == 5  # via env, never in run
