@@ -48,7 +48,7 @@ def test_a_complete_copy_is_given_to_act_as_it_is(tmp_path):
 
 def test_a_missing_checkout_says_which_commit_to_clone(tmp_path):
     with pytest.raises(
-        ConfigError, match=rf"ACTIONS_DIR has no o/r@{SHA}: clone .*check out {SHA}"
+        ConfigError, match=rf"ACTIONS_DIR has no o/r@{SHA}: clone .*check out {SHA}$"
     ):
         workflows.local_repositories(tmp_path, {("o/r", "", SHA)})
 
@@ -61,7 +61,7 @@ def test_a_copy_without_its_entry_point_is_stood_in_or_refused(tmp_path):
     assert notes == [f"actions/upload-artifact: the local copy lacks dist/upload/index.js; "
                      f"stood in by {standin}"]  # fmt: skip
     _action(tmp_path / "o" / f"r@{SHA}")
-    with pytest.raises(ConfigError, match="lacks dist/index.js and no stand-in exists"):
+    with pytest.raises(ConfigError, match=r"lacks dist/index\.js and no stand-in exists"):
         workflows.local_repositories(tmp_path, {("o/r", "", SHA)})
 
 

@@ -18,7 +18,8 @@ from pathlib import Path
 
 def _expand(pattern: str) -> set[Path]:
     found = set()
-    for match in glob.glob(pattern, recursive=True, include_hidden=True):
+    # glob.glob, not Path.glob: a pattern may be absolute or climb with ..
+    for match in glob.glob(pattern, recursive=True, include_hidden=True):  # noqa: PTH207
         path = Path(match)
         found |= {p for p in path.rglob("*") if p.is_file()} if path.is_dir() else {path}
     return {p for p in found if p.is_file()}
@@ -28,7 +29,7 @@ def search_root(pattern: str) -> Path:
     """Where a path input's search starts: the part before its first wildcard (a file's folder)."""
     parts = Path(pattern).parts
     cut = next((i for i, p in enumerate(parts) if glob.has_magic(p)), len(parts))
-    root = Path(*parts[:cut]) if cut else Path(".")
+    root = Path(*parts[:cut]) if cut else Path()
     return (root.parent if root.is_file() else root).absolute()
 
 
@@ -75,7 +76,7 @@ def main() -> int:
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, dest)
         digest.update(path.relative_to(base).as_posix().encode() + b"\0" + path.read_bytes())
-    with open(env["GITHUB_OUTPUT"], "a", encoding="utf-8") as out:
+    with Path(env["GITHUB_OUTPUT"]).open("a", encoding="utf-8") as out:
         out.write(f"artifact-id={int(hashlib.sha256(name.encode()).hexdigest()[:8], 16)}\n")
         out.write(f"artifact-url={target.as_uri()}\n")
         out.write(f"artifact-digest={digest.hexdigest()}\n")
