@@ -100,7 +100,8 @@ def upload(monkeypatch, tmp_path):
     for rel in ("runs/r1/evaluation/evaluation.json", "runs/r1/.hidden", "runs/latest/x.json"):
         (work / rel).parent.mkdir(parents=True, exist_ok=True)
         (work / rel).write_text(rel)
-    monkeypatch.chdir(work)
+    monkeypatch.chdir(tmp_path)  # a composite step's directory need not be the workspace
+    monkeypatch.setenv("GITHUB_WORKSPACE", str(work))
     monkeypatch.setenv("MLOPS_ACT_ARTIFACTS", str(tmp_path / "artifacts"))
     monkeypatch.setenv("GITHUB_OUTPUT", str(tmp_path / "output"))
     (tmp_path / "output").write_text("")
@@ -136,8 +137,9 @@ def test_the_stand_in_fails_on_no_files_only_when_told_to(upload, monkeypatch, c
     assert not (tmp / "artifacts").exists()
 
 
-def test_the_artifact_root_is_the_common_ancestor_of_the_search_paths(upload):
-    module, _ = upload
+def test_the_artifact_root_is_the_common_ancestor_of_the_search_paths(upload, monkeypatch):
+    module, tmp = upload
+    monkeypatch.chdir(tmp / "ws")
     assert module.search_root("runs/") == Path("runs").absolute()
     assert (
         module.search_root("runs/r1/evaluation/evaluation.json")

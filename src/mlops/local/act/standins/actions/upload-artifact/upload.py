@@ -51,6 +51,7 @@ def matched(lines: str, hidden: bool) -> list[Path]:
 
 def main() -> int:
     env = os.environ
+    os.chdir(env.get("GITHUB_WORKSPACE") or ".")  # paths are the workspace's, as on GitHub
     name, target_root = env.get("INPUT_NAME", "artifact"), Path(env["MLOPS_ACT_ARTIFACTS"])
     files = matched(env.get("INPUT_PATH", ""), env.get("INPUT_INCLUDE_HIDDEN_FILES") == "true")
     if not files:
