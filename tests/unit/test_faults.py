@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from mlops.errors import ConfigError
-from mlops.local.runtime import FAULTS, Faults, LocalRuntime
+from mlops.local.faults import FAULTS, Faults
+from mlops.local.runtime import LocalRuntime
 
 
 def test_take_fires_once_per_injected_fault():

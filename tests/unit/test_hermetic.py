@@ -47,7 +47,8 @@ def test_github_outputs_and_summary_are_no_ops(tmp_path, monkeypatch):
 
 
 def test_the_local_runtime_takes_no_faults_from_the_shell(tmp_path):
-    from mlops.local.runtime import FAULTS, LocalRuntime
+    from mlops.local.faults import FAULTS
+    from mlops.local.runtime import LocalRuntime
 
     runtime = LocalRuntime(tmp_path, tmp_path / "runs")
     assert [n for n in FAULTS if runtime.faults.active(n)] == []

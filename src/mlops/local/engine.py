@@ -25,7 +25,7 @@ from mlops.errors import PipelineError
 from mlops.local.compute import shift_labels
 from mlops.local.moto_gaps.ecr import layer_digests
 
-FAULTS: Any = None  # the in-process LocalRuntime's Faults while it runs (mlops.local.runtime)
+RUNTIME_FAULTS: Any = None  # the in-process LocalRuntime's Faults while it runs (mlops.local.runtime)
 IMAGE = re.compile(
     r"^[^/]+/(?P<repo>[a-z0-9._/-]+?)(?:@(?P<digest>sha256:[0-9a-f]{64})|:(?P<tag>[\w.-]+))$"
 )
@@ -66,7 +66,7 @@ class LocalEngine:
         entrypoint = list(ctx.config.local_entrypoint)
         if entrypoint and entrypoint[0] == "python":
             entrypoint[0] = sys.executable
-        if FAULTS is not None:
+        if RUNTIME_FAULTS is not None:
             _inject(mounts)
         argv = [*entrypoint, *(_host_path(a, mounts) for a in args)]
         child = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}  # no role
@@ -96,9 +96,9 @@ def _inject(mounts: list[Mount]) -> None:
     for mount in mounts:
         if mount.name != "test":
             continue
-        if FAULTS.take("evaluation"):
+        if RUNTIME_FAULTS.take("evaluation"):
             for path in mount.host.rglob("*"):
                 if path.is_file():
                     path.unlink()
-        if FAULTS.take("gate"):
+        if RUNTIME_FAULTS.take("gate"):
             shift_labels(mount.host)

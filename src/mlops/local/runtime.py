@@ -23,10 +23,10 @@ from moto.moto_api._internal.models import moto_api_backend
 from moto.server import ThreadedMotoServer
 
 from mlops.aws import log, new_session
-from mlops.errors import ConfigError
 from mlops.local import engine, moto_gaps, oidc
 from mlops.local.compute import Compute
 from mlops.local.endpoints import Endpoints
+from mlops.local.faults import Faults
 from mlops.local.github_api import GitHubApi
 from mlops.local.github_stub import LocalGitHub
 from mlops.local.iam import actions as iam_actions
@@ -36,54 +36,6 @@ from mlops.local.registry import LocalRegistry
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's default account
-FAULTS = (
-    "glue",
-    "training",
-    "evaluation",
-    "gate",
-    "stack-create",
-    "stack-update",
-    "system-test",
-    "prod-deploy",
-    "sagemaker-rollback",
-)
-
-
-class Faults:
-    """Fault injection for tests and demos: MLOPS_LOCAL_FAULTS=training,... or runtime.faults."""
-
-    def __init__(self, names: set[str]) -> None:
-        unknown = names - set(FAULTS)
-        if unknown:
-            raise ConfigError(f"unknown fault {sorted(unknown)[0]!r}: use {', '.join(FAULTS)}")
-        self.names = names
-
-    def take(self, name: str) -> bool:
-        """True once for an injected fault (the next matching job fails)."""
-        if name in self.names:
-            self.names.discard(name)
-            return True
-        return False
-
-    def active(self, name: str) -> bool:
-        return name in self.names
-
-    def stack_failure(self, _resource: Any) -> str:
-        for name in ("stack-create", "stack-update"):
-            if self.take(name):
-                return (
-                    f"injected {name} fault: Could not find model data: the endpoint failed "
-                    "to start (see the endpoint's CloudWatch logs)"
-                )
-        return ""
-
-    def endpoint_failure(self, endpoint: str) -> str:
-        if "-prod" in endpoint and self.take("prod-deploy"):
-            return (
-                "injected prod-deploy fault: The primary container for production variant "
-                "AllTraffic did not pass the ping health check"
-            )
-        return ""
 
 
 class LocalRuntime:
@@ -142,7 +94,7 @@ class LocalRuntime:
                 "MLOPS_CONTAINER_ENGINE": "local",  # a runner's `docker run` (mlops.container)
             }
         )
-        engine.FAULTS = self.faults
+        engine.RUNTIME_FAULTS = self.faults
         # the administrator's (the bootstrap's) credentials, fixed: job steps set their own in env
         self.session = new_session(
             aws_access_key_id="local",
@@ -158,7 +110,7 @@ class LocalRuntime:
             self.executor.shutdown(wait=True, cancel_futures=True)
         finally:
             moto_gaps.uninstall()
-            engine.FAULTS = None
+            engine.RUNTIME_FAULTS = None
             self.github_api.stop()
             self.server.stop()
             moto_api_backend.reset()
