@@ -25,7 +25,9 @@ from mlops.errors import PipelineError
 from mlops.local.compute import shift_labels
 from mlops.local.moto_gaps.ecr import layer_digests
 
-RUNTIME_FAULTS: Any = None  # the in-process LocalRuntime's Faults while it runs (mlops.local.runtime)
+RUNTIME_FAULTS: Any = (
+    None  # the in-process LocalRuntime's Faults while it runs (mlops.local.runtime)
+)
 IMAGE = re.compile(
     r"^[^/]+/(?P<repo>[a-z0-9._/-]+?)(?:@(?P<digest>sha256:[0-9a-f]{64})|:(?P<tag>[\w.-]+))$"
 )
