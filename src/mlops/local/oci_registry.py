@@ -1,23 +1,19 @@
-"""A plain-HTTP container registry on 127.0.0.1, the offline stand-in for ECR's registry endpoint:
-``docker push``/``pull`` to it work with no network (Docker takes 127.0.0.0/8 registries as
-insecure, plain HTTP, by default). It speaks the part of the OCI Distribution Spec (grown from the
-Docker Registry HTTP API V2) that push and pull use, with the spec's error bodies:
-https://github.com/opencontainers/distribution-spec/blob/main/spec.md
+"""A plain-HTTP container registry on 127.0.0.1, the offline stand-in for ECR's registry endpoint
+(Docker takes 127.0.0.0/8 registries as insecure, plain HTTP, by default). It speaks the part of
+the OCI Distribution Spec, grown from the Docker Registry HTTP API V2, that ``docker push`` and
+``pull`` use (https://github.com/opencontainers/distribution-spec/blob/main/spec.md): ``GET /v2/``;
+``HEAD|GET <name>/blobs/<digest>``; blob uploads (``POST``, ``PATCH`` chunks, ``PUT ?digest=``;
+monolithic ``POST ?digest=``; ``?mount=`` is 201 if the blob is here); ``PUT|HEAD|GET
+<name>/manifests/<tag or digest>``, kept byte-exact once the blobs and child manifests they name
+are here. Errors are the spec's JSON, never a 500 for a client's mistake.
 
-- ``GET /v2/``; ``HEAD|GET /v2/<name>/blobs/<digest>``; uploads: ``POST .../blobs/uploads/``
-  (``?digest=`` with the body: monolithic; ``?mount=&from=``: 201 if the blob is here, else a
-  plain start), then ``PATCH`` chunks and ``PUT ?digest=`` the last one to its Location;
-- ``PUT|HEAD|GET /v2/<name>/manifests/<tag or digest>``: kept byte-exact (the digest is of those
-  bytes) with their Content-Type, once the blobs and child manifests they name are here.
+Stored under the folder given, so that a restarted server keeps its images: ``blobs/<alg>/<hex>``
+(manifests too; shared by all repositories, being content-addressed), ``uploads/``, and each
+repository's tags and manifest types in ``repositories/<name>/_index.json``.
 
-Under the folder given, so that a restarted server keeps its images: ``blobs/<alg>/<hex>`` (shared
-by the repositories, being content-addressed; manifests too), ``uploads/``, and each repository's
-tags and manifest types in ``repositories/<name>/_index.json`` (no name segment starts with _).
-
-Hooks for the local ECR (image records, IAM, tag immutability): ``authorize(headers)`` sees every
-request, ``/v2/`` too since Docker sends credentials only after that ping's challenge, and refuses
-with a message (401 + ``WWW-Authenticate``); ``on_manifest`` sees each manifest before it is
-stored and refuses with a message (403 DENIED).
+Hooks for the local ECR (image records, IAM, tag immutability) refuse with a message:
+``authorize(headers)`` every request, ``/v2/`` too since Docker sends credentials only after that
+ping's challenge (401 + ``WWW-Authenticate``); ``on_manifest`` each manifest PUT (403 DENIED).
 """
 
 from __future__ import annotations
