@@ -134,6 +134,7 @@ def test_content_that_is_not_its_digest_is_refused_and_not_stored(registry):
     ):
         assert (reply[0], error_code(reply)) == (400, "DIGEST_INVALID")
     assert http("GET", f"{registry.url}/v2/img/blobs/{sha256(LAYER)}")[0] == 404
+    assert list((registry.root / "uploads").iterdir()) == []  # nor left as an upload
 
 
 @pytest.mark.parametrize("digest", ["sha256:xyz", "md5:" + "0" * 32, "sha256:" + "A" * 64])
@@ -153,6 +154,12 @@ def test_an_unknown_upload_is_blob_upload_unknown(registry, upload):
         http("PUT", f"{location}?digest={sha256(b'chunk')}", b"chunk"),
     ):
         assert (reply[0], error_code(reply)) == (404, "BLOB_UPLOAD_UNKNOWN")
+
+
+def test_a_stray_file_among_the_uploads_is_not_an_upload(registry):
+    (registry.root / "uploads" / "interrupted.part").write_bytes(b"half a manifest")
+    reply = http("PATCH", f"{registry.url}/v2/img/blobs/uploads/interrupted.part", b"chunk")
+    assert (reply[0], error_code(reply)) == (404, "BLOB_UPLOAD_UNKNOWN")
 
 
 @pytest.mark.parametrize("name", ["Upper", "a//b", "a/../b", "-a", "a_", "x" * 256])
