@@ -105,3 +105,21 @@ def test_on_the_runner_each_request_runs_there(ctx, monkeypatch):
     jobs = [{"ProcessingJobName": "a"}, {"ProcessingJobName": "b"}]
     evaluate.execute(ctx, jobs, "runner")
     assert done == jobs
+
+
+def test_a_failed_processing_job_stops_the_ones_still_running(ctx, monkeypatch):
+    from mlops.errors import PipelineError
+
+    stopped = []
+    monkeypatch.setattr(evaluate, "start", lambda _c, _job: None)
+
+    def wait(_c, name):
+        if name == "a":
+            raise PipelineError("processing job a: Failed")
+
+    monkeypatch.setattr(evaluate, "wait", wait)
+    monkeypatch.setattr(evaluate, "stop", lambda _c, name: stopped.append(name))
+    jobs = [{"ProcessingJobName": n} for n in ("a", "b")]
+    with pytest.raises(PipelineError, match="processing job a"):
+        evaluate.execute(ctx, jobs, "processing-job")
+    assert stopped == ["b"]

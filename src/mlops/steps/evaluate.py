@@ -13,9 +13,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from mlops import container, github, stack
 from mlops.aws import call, console, log, read_json_object, s3_uri, wait_for
 from mlops.context import Context
+from mlops.errors import PipelineError
 
 BASE = "/opt/ml/processing"
 
@@ -121,8 +124,23 @@ def execute(ctx: Context, jobs: list[dict[str, Any]], on: str) -> None:
         return
     for job in jobs:
         start(ctx, job)
-    for job in jobs:
-        wait(ctx, job["ProcessingJobName"])
+    names = [job["ProcessingJobName"] for job in jobs]
+    for i, name in enumerate(names):
+        try:
+            wait(ctx, name)
+        except PipelineError:
+            for other in names[i + 1 :]:  # no evaluation is left running (and billed) for nothing
+                stop(ctx, other)
+            raise
+
+
+def stop(ctx: Context, name: str) -> None:
+    """Stop a processing job that may still run; one that already ended is left as it is."""
+    try:
+        ctx.client("sagemaker").stop_processing_job(ProcessingJobName=name)
+        log(f"evaluate: stopped processing job {name}")
+    except ClientError as exc:  # ValidationException: it already ended
+        log(f"evaluate: {name} not stopped: {exc.response['Error'].get('Message', exc)}")
 
 
 def _output(job: dict[str, Any]) -> str:
