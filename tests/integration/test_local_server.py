@@ -87,9 +87,10 @@ def test_up_prints_the_env_and_writes_the_state_folder(up):
         [
             "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", "AWS_ACCESS_KEY_ID",
             "AWS_SECRET_ACCESS_KEY", "AWS_REGION", "AWS_DEFAULT_REGION", "MLOPS_BOOTSTRAP_STACK",
-            "MLOPS_IMAGE_URI",
+            "MLOPS_IMAGE_URI", "MLOPS_CONTAINER_ENGINE",
         ]
     )  # fmt: skip
+    assert env["MLOPS_CONTAINER_ENGINE"] == "local"  # a reused model's evaluation: no docker
     data = control.read_state(state)
     assert data["moto_url"] == env["AWS_ENDPOINT_URL"]
     assert {s["name"] for s in data["stacks"]} >= {"mlops-bootstrap", "mlops-github-access"}
