@@ -96,7 +96,7 @@ def upload(monkeypatch, tmp_path):
     spec = importlib.util.spec_from_file_location("upload_standin", UPLOAD)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    work = tmp_path / "ws"
+    work = tmp_path / ".cache" / "ws"  # a workspace below a dot folder, as act's self-hosted one
     for rel in ("runs/r1/evaluation/evaluation.json", "runs/r1/.hidden", "runs/latest/x.json"):
         (work / rel).parent.mkdir(parents=True, exist_ok=True)
         (work / rel).write_text(rel)
@@ -139,7 +139,7 @@ def test_the_stand_in_fails_on_no_files_only_when_told_to(upload, monkeypatch, c
 
 def test_the_artifact_root_is_the_common_ancestor_of_the_search_paths(upload, monkeypatch):
     module, tmp = upload
-    monkeypatch.chdir(tmp / "ws")
+    monkeypatch.chdir(tmp / ".cache" / "ws")
     assert module.search_root("runs/") == Path("runs").absolute()
     assert (
         module.search_root("runs/r1/evaluation/evaluation.json")

@@ -44,9 +44,15 @@ def matched(lines: str, hidden: bool) -> list[Path]:
         elif line:
             keep |= _expand(line)
     files = sorted(p.absolute() for p in keep - drop)
-    if not hidden:
-        files = [p for p in files if not any(part.startswith(".") for part in p.parts[1:])]
+    if not hidden:  # a dot-name below the workspace; the workspace's own path may have some
+        here = Path.cwd()
+        files = [p for p in files if not _hidden(p, here)]
     return files
+
+
+def _hidden(path: Path, workspace: Path) -> bool:
+    inside = path.relative_to(workspace) if path.is_relative_to(workspace) else path
+    return any(part.startswith(".") for part in inside.parts if part not in ("..", "/"))
 
 
 def main() -> int:
