@@ -90,7 +90,7 @@ container-test: $(VENV)/.dev ## build the image and run train, evaluate and serv
 
 # ci.yml as a pull request under nektos/act, on this machine (not in CI: it needs the actions' code).
 workflows: $(VENV)/.dev ## the real ci.yml under nektos/act, offline with ACTIONS_DIR=<owner/repo@sha folders>
-	$(BIN)/python -m mlops.local.act.workflows
+	$(BIN)/python -m mlops.local.act.workflows $(WORKFLOWS_ARGS)
 
 lock: $(BIN)/uv ## re-pin requirements/*.txt from pyproject.toml
 	UV=$(BIN)/uv scripts/lock

