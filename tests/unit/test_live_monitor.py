@@ -299,3 +299,65 @@ def test_the_capture_pipelines_defaults_and_compile_config(ctx):
         "image": "i",
         "metrics_pipeline": "mlops-monitor-prod",
     }
+
+
+class RecordingGh:
+    """A gh that records each call and answers the list with ``open_number``, a create with 7."""
+
+    def __init__(self, open_number: str = "") -> None:
+        self.open_number, self.calls = open_number, []
+
+    def __call__(self, args, body=None, placeholder=""):
+        self.calls.append((args, body))
+        if args[2] == "GET":
+            return self.open_number
+        return "7\n" if args[2] == "POST" and args[3].endswith("/issues") else ""
+
+
+def test_a_new_finding_creates_the_labelled_issue_through_stdin():
+    gh = RecordingGh()
+    assert github_issue.report(gh, "o/r", "Drift", "body", "note") == ("opened", 7)
+    (list_args, _), create = gh.calls
+    assert list_args == ["api", "--method", "GET", "repos/o/r/issues", "-f", "labels=drift", "-f",
+                         "state=open", "--jq", list_args[-1]]  # fmt: skip
+    assert list_args[-1] == (
+        "[.[] | select(.pull_request == null)] | sort_by(.number) | .[0].number // empty"
+    )
+    assert create == (
+        ["api", "--method", "POST", "repos/o/r/issues", "--input", "-", "--jq", ".number"],
+        {"title": "Drift", "body": "body", "labels": ["drift"]},
+    )
+
+
+def test_an_open_issue_gets_the_new_title_and_body_and_a_comment():
+    gh = RecordingGh(open_number="4\n")
+    assert github_issue.report(gh, "o/r", "Drift", "body", "note") == ("updated", 4)
+    _, patch, comment = gh.calls
+    assert patch == (
+        ["api", "--method", "PATCH", "repos/o/r/issues/4", "--input", "-"],
+        {"title": "Drift", "body": "body"},
+    )
+    assert comment == (
+        ["api", "--method", "POST", "repos/o/r/issues/4/comments", "--input", "-"],
+        {"body": "note"},
+    )
+
+
+def test_a_dry_run_answering_with_placeholders_opens_issue_1():
+    def dry(args, body=None, placeholder=""):
+        return placeholder
+
+    assert github_issue.report(dry, "o/r", "Drift", "b", "c") == ("opened", 1)
+
+
+def test_a_body_of_exactly_githubs_limit_is_kept_and_one_more_character_is_cut():
+    limit = github_issue.BODY_LIMIT
+    gh = RecordingGh()
+    github_issue.report(gh, "o/r", "Drift", "x" * limit, "c")
+    assert gh.calls[1][1]["body"] == "x" * limit
+    text = "".join(chr(97 + i % 26) for i in range(limit + 1))
+    github_issue.report(gh, "o/r", "Drift", text, "c")
+    body = gh.calls[3][1]["body"]
+    assert body == text[: limit - 80] + (
+        "\n\n… (cut to GitHub's body limit: the full report is in S3)\n"
+    )
