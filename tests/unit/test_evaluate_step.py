@@ -325,3 +325,53 @@ def test_the_run_says_a_reused_model_is_on_a_processing_job_by_configuration(
     )
     assert jobs[1]["ProcessingJobName"] != jobs[0]["ProcessingJobName"]
     assert values["prod"]["model_package_arn"] == PROD[0]
+
+
+def test_the_run_needs_the_train_and_etl_steps_first(ctx, ran, tmp_path):
+    from mlops.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"has no train: run `mlops train` first"):
+        evaluate.run(ctx)
+    ctx.manifest = Manifest(tmp_path / "other.json")
+    _train(ctx, reused=False)
+    with pytest.raises(ConfigError, match=r"has no etl.splits.test: run `mlops etl` first"):
+        evaluate.run(ctx)
+
+
+def test_the_prod_job_has_its_own_name_this_runs_image_and_the_same_test_split(ctx, monkeypatch):
+    seen = []
+    monkeypatch.setattr(evaluate, "prod_model_data", lambda c: seen.append(c) or (*PROD[:1], "p"))
+    monkeypatch.setattr(evaluate, "execute", lambda c, jobs, on: seen.append((c, jobs)))
+    monkeypatch.setattr(
+        evaluate, "read_json_object", lambda s3, uri: seen.append((s3, uri)) or {
+            "regression_metrics": {"rmse": {"value": 1.0}}
+        }
+    )  # fmt: skip
+    _train(ctx, reused=False)
+    evaluate.run(ctx)
+    prod_ctx, (exec_ctx, jobs), (s3, candidate_uri), (s3_again, prod_uri) = seen
+    assert prod_ctx is ctx and exec_ctx is ctx and s3 is s3_again is ctx.client("s3")
+    out = "s3://artifacts/runs/20261202-000000-abcdef0/evaluation"
+    assert (candidate_uri, prod_uri) == (f"{out}/candidate/evaluation.json",
+                                         f"{out}/prod/evaluation.json")  # fmt: skip
+    prod = jobs[1]
+    assert prod["ProcessingJobName"] == "mlops-evaluate-prod-20261202-000000-abcdef0"
+    assert prod["AppSpecification"]["ImageUri"] == IMAGE
+    assert [i["S3Input"]["S3Uri"] for i in prod["ProcessingInputs"]] == ["p", "s3://data/etl/test/"]
+
+
+def test_execute_hands_the_context_to_each_job(ctx, monkeypatch):
+    given = []
+    monkeypatch.setattr(evaluate, "start", lambda c, _job: given.append(c))
+    monkeypatch.setattr(evaluate, "wait", lambda c, _name: given.append(c))
+    monkeypatch.setattr(evaluate.container, "run_processing", lambda c, _job: given.append(c))
+    evaluate.execute(ctx, [{"ProcessingJobName": "a"}], "processing-job")
+    evaluate.execute(ctx, [{"ProcessingJobName": "a"}], "runner")
+    assert given == [ctx, ctx, ctx]
+
+
+def test_prods_stack_is_read_through_cloudformation(ctx, monkeypatch):
+    asked = []
+    monkeypatch.setattr(evaluate.stack, "describe", lambda cfn, _name: asked.append(cfn))
+    assert evaluate.prod_model_data(ctx) is None
+    assert asked == [ctx.client("cloudformation")]

@@ -361,3 +361,30 @@ def test_a_body_of_exactly_githubs_limit_is_kept_and_one_more_character_is_cut()
     assert body == text[: limit - 80] + (
         "\n\n… (cut to GitHub's body limit: the full report is in S3)\n"
     )
+
+
+def test_a_window_under_an_hour_is_allowed_and_one_of_no_length_is_refused():
+    assert monitor.window("30m")["WindowHours"] == "0.5"
+    with pytest.raises(ConfigError, match="the window is empty"):
+        monitor.window("2026-12-01T06:00:00Z", "2026-12-01T06:00:00Z")
+
+
+def test_a_time_without_a_zone_is_utc_whatever_the_machines_zone(monkeypatch):
+    import time
+
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        assert monitor.window("2026-11-30T06:00:00")["Since"] == "2026-11-30T06:00:00Z"
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+
+
+def test_a_drift_report_without_a_capture_section_has_an_empty_window(ctx, monkeypatch):
+    import json
+
+    _executed(ctx, monkeypatch, "no_drift")
+    drift = {"verdict": "no_drift", "max_score": 0.1, "max_feature": "x", "rows": 1, "features": {}}
+    _put(ctx, f"{OUTPUT}/ex1/monitor/drift.json", json.dumps(drift).encode())
+    assert monitor.run(ctx, "prod", SPAN)["window"] == {}
