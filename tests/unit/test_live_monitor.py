@@ -169,6 +169,7 @@ def _executed(ctx, monkeypatch, verdict: str) -> list:
     started = []
 
     def execute(sm, name, span, what):
+        assert sm is ctx.client("sagemaker")
         started.append((name, span, what))
         return (
             "arn:aws:sagemaker:us-east-1:1:pipeline/p/execution/ex1",
@@ -388,3 +389,18 @@ def test_a_drift_report_without_a_capture_section_has_an_empty_window(ctx, monke
     drift = {"verdict": "no_drift", "max_score": 0.1, "max_feature": "x", "rows": 1, "features": {}}
     _put(ctx, f"{OUTPUT}/ex1/monitor/drift.json", json.dumps(drift).encode())
     assert monitor.run(ctx, "prod", SPAN)["window"] == {}
+
+
+def test_nothing_captured_is_recorded_and_summarised_for_the_stage(ctx, tmp_path):
+    monitor.run(ctx, "prod", SPAN)
+    assert ctx.manifest.get("monitor")["stage"] == "prod"
+    assert (tmp_path / "summary").read_text().startswith("### Live drift (prod)\n")
+
+
+def test_a_stage_sampling_one_percent_captures(ctx):
+    import dataclasses
+
+    stages = {**ctx.config.stages}
+    stages["dev"] = dataclasses.replace(stages["dev"], capture_sampling_percent=1)
+    ctx.config = dataclasses.replace(ctx.config, stages=stages)
+    assert monitor.captures(ctx, "dev")
