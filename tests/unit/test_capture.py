@@ -363,3 +363,14 @@ def test_the_summary_is_the_window_the_counts_and_the_rows():
         **counts,
         "rows": 1,
     }
+
+
+def test_every_unreadable_file_is_counted(tmp_path):
+    for name in ("a.jsonl", "b.jsonl"):
+        (tmp_path / name).write_bytes(b"\xff\xfe{")
+    assert capture.read_capture(tmp_path, SCHEMA, WINDOW).counts["unreadable"] == 2
+
+
+def test_a_window_under_an_hour_is_allowed():
+    window = capture.Window.parse(until="2026-12-01T12:00:00Z", hours=0.5)
+    assert window.to_dict()["since"] == "2026-12-01T11:30:00Z"
