@@ -108,7 +108,7 @@ def _record(found: Captured, line: str, schema: Schema, window: Window) -> None:
         record = json.loads(line)
         data = record["captureData"]
         moment = parse_time(record["eventMetadata"]["inferenceTime"], "inferenceTime")
-    except (ValueError, KeyError, TypeError, ModelError):
+    except (ValueError, KeyError, TypeError, AttributeError, ModelError):
         found.counts["unreadable"] += 1
         return
     if moment not in window:
@@ -117,7 +117,7 @@ def _record(found: Captured, line: str, schema: Schema, window: Window) -> None:
     try:
         rows = request_rows(data["endpointInput"], schema)
         predictions = response_numbers(data["endpointOutput"])
-    except (ValueError, KeyError, TypeError, InputDataError):
+    except (ValueError, KeyError, TypeError, AttributeError, InputDataError):
         found.counts["unusable"] += 1
         return
     if not rows or len(rows) != len(predictions):

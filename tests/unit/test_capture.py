@@ -199,3 +199,178 @@ def test_capture_usage_errors_are_one_line(baseline, tmp_path, capsys, extra, me
 def test_a_window_without_capture_is_refused(baseline, tmp_path, capsys):  # noqa: F811
     code, _, err = cli(capsys, "--batch", str(tmp_path), "--since", "2026-12-01")
     assert code != 0 and "--since and --until need --capture" in err
+
+
+def _payload(data, kind="text/csv", enc="CSV"):
+    return {"observedContentType": kind, "mode": "INPUT", "data": data, "encoding": enc}
+
+
+def test_a_json_instance_may_leave_features_out_or_null():
+    first = dict.fromkeys(NAMES[1:], "1")
+    doc = json.dumps({"instances": [first, [None, *NAMES[1:]]]})
+    rows = capture.request_rows(_payload(doc, "application/json"), SCHEMA)
+    assert rows == [["", *["1"] * (len(NAMES) - 1)], ["", *NAMES[1:]]]
+    doc = json.dumps({"instances": [{**first, NAMES[0]: None, NAMES[1]: 2}]})
+    assert capture.request_rows(_payload(doc, "application/json"), SCHEMA)[0][:2] == ["", "2"]
+
+
+@pytest.mark.parametrize(
+    ("doc", "message"),
+    [
+        ({"rows": []}, "not {"),
+        ([[1, 2]], "not {"),
+        ({"instances": {"a": 1}}, "not {"),
+        ({"instances": [[1, 2]]}, "neither a record nor a full list"),
+        ({"instances": ["M"]}, "neither a record nor a full list"),
+    ],
+)
+def test_a_json_request_that_is_not_instances_of_full_rows_is_refused(doc, message):
+    with pytest.raises(ValueError, match=message):
+        capture.request_rows(_payload(json.dumps(doc), "application/json"), SCHEMA)
+
+
+def test_content_type_parameters_case_and_encoding_case_do_not_matter():
+    body = base64.b64encode(json.dumps({"predictions": [1.5]}).encode()).decode()
+    payload = _payload(body, "Application/JSON; charset=utf-8", "base64")
+    assert capture.response_numbers(payload) == [1.5]
+
+
+def test_a_payload_without_a_content_type_or_encoding_is_csv_text():
+    assert capture.response_numbers({"data": "1.5\n2"}) == [1.5, 2.0]
+
+
+def test_comma_separated_predictions_are_numbers_too():
+    assert capture.response_numbers(_payload("1.5,2.5\n3")) == [1.5, 2.5, 3.0]
+
+
+@pytest.mark.parametrize(
+    ("payload", "error", "message"),
+    [
+        (_payload("@@", enc="BASE64"), ValueError, "undecodable BASE64 body"),
+        (_payload(base64.b64encode(b"\xff").decode(), enc="BASE64"), ValueError, "undecodable"),
+        (_payload(12), TypeError, "captured data is not text"),
+    ],
+)
+def test_a_payload_that_is_not_text_is_refused(payload, error, message):
+    with pytest.raises(error, match=message):
+        capture.response_numbers(payload)
+
+
+def test_a_missing_capture_is_named(tmp_path):
+    from abalone_model.errors import InputDataError
+
+    with pytest.raises(InputDataError, match=rf"capture {tmp_path}/none not found: pass the"):
+        capture.read_capture(tmp_path / "none", SCHEMA, WINDOW)
+
+
+def test_one_capture_file_is_read_and_other_files_in_a_folder_are_not(tmp_path):
+    rows = cells(HELD_OUT[:1])
+    folder = write(tmp_path, [csv_call(rows, NOW - timedelta(hours=1))])
+    (folder / "notes.txt").write_text(json.dumps(csv_call(rows, NOW - timedelta(hours=1))))
+    assert capture.read_capture(folder, SCHEMA, WINDOW).counts["files"] == 1
+    (file,) = folder.rglob("*.jsonl")
+    found = capture.read_capture(file, SCHEMA, WINDOW)
+    assert found.rows == rows and found.counts["files"] == 1
+
+
+def test_an_unreadable_file_is_counted_and_blank_lines_are_no_records(tmp_path):
+    rows = cells(HELD_OUT[:1])
+    folder = write(tmp_path, ["", json.dumps(csv_call(rows, NOW - timedelta(hours=1))), "  "])
+    (folder / "bad.jsonl").write_bytes(b"\xff\xfe{")
+    found = capture.read_capture(folder, SCHEMA, WINDOW)
+    assert found.counts == {"files": 2, "records": 1, "in_window": 1, "used": 1,
+                            "unreadable": 1, "unusable": 0}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        json.dumps({"eventMetadata": {"inferenceTime": "2026-12-01T11:00:00Z"}}),
+        json.dumps({"captureData": {}, "eventMetadata": {}}),
+        json.dumps({"captureData": {}, "eventMetadata": {"inferenceTime": "noon"}}),
+        json.dumps({"captureData": {}, "eventMetadata": {"inferenceTime": 5}}),
+        json.dumps([1]),
+    ],
+)
+def test_a_record_without_data_or_a_readable_time_is_unreadable(tmp_path, line):
+    found = capture.read_capture(write(tmp_path, [line]), SCHEMA, WINDOW)
+    assert (found.counts["records"], found.counts["unreadable"], found.counts["in_window"]) == (
+        1,
+        1,
+        0,
+    )
+
+
+def test_a_record_whose_payload_is_not_an_object_is_unusable_not_fatal(tmp_path):
+    bad = csv_call(cells(HELD_OUT[:1]), NOW - timedelta(hours=1))
+    bad["captureData"]["endpointInput"] = "M,0.4"
+    found = capture.read_capture(write(tmp_path, [bad]), SCHEMA, WINDOW)
+    assert (found.counts["in_window"], found.counts["unusable"]) == (1, 1)
+
+
+def test_a_record_in_the_window_without_rows_or_output_is_unusable(tmp_path):
+    when = NOW - timedelta(hours=1)
+    no_rows = csv_call([], when, header=True)
+    no_output = csv_call(cells(HELD_OUT[:1]), when)
+    del no_output["captureData"]["endpointOutput"]
+    found = capture.read_capture(write(tmp_path, [no_rows, no_output]), SCHEMA, WINDOW)
+    assert (found.counts["in_window"], found.counts["unusable"], found.counts["used"]) == (2, 2, 0)
+    assert found.rows == [] and found.predictions == []
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-12-01T06:00:00", datetime(2026, 12, 1, 6, tzinfo=UTC)),
+        (" 2026-12-01T06:00:00Z ", datetime(2026, 12, 1, 6, tzinfo=UTC)),
+        ("2026-12-01T08:00:00+02:00", datetime(2026, 12, 1, 6, tzinfo=UTC)),
+    ],
+)
+def test_times_are_utc_whatever_their_form(text, expected):
+    moment = capture.parse_time(text, "--since")
+    assert moment == expected and moment.tzinfo is UTC
+
+
+def test_an_unreadable_time_names_the_flag_and_an_example():
+    with pytest.raises(ModelError) as refused:
+        capture.parse_time("noon", "--until")
+    assert str(refused.value).startswith(
+        "--until 'noon' is not an ISO 8601 time, e.g. 2026-12-01T06:00:00Z"
+    )
+
+
+def test_a_window_of_no_length_is_refused_with_both_ends():
+    with pytest.raises(ModelError) as refused:
+        capture.Window.parse("2026-12-01T06:00:00Z", "2026-12-01T06:00:00Z")
+    assert str(refused.value).startswith(
+        "the window is empty: --since 2026-12-01T06:00:00Z is not before 2026-12-01T06:00:00Z"
+    )
+
+
+def test_negative_hours_are_refused_and_the_until_flag_is_named():
+    with pytest.raises(ModelError, match=r"^--window-hours -1\.5 must be positive"):
+        capture.Window.parse(hours=-1.5)
+    with pytest.raises(ModelError, match=r"^--until 'junk' is not"):
+        capture.Window.parse(until="junk")
+
+
+def test_the_summary_is_the_window_the_counts_and_the_rows():
+    found = capture.Captured(rows=[["a"]], predictions=[1.0])
+    counts = dict.fromkeys(("files", "records", "in_window", "used", "unreadable", "unusable"), 0)
+    assert found.summary(WINDOW) == {
+        "since": "2026-11-30T12:00:00Z",
+        "until": "2026-12-01T12:00:00Z",
+        **counts,
+        "rows": 1,
+    }
+
+
+def test_every_unreadable_file_is_counted(tmp_path):
+    for name in ("a.jsonl", "b.jsonl"):
+        (tmp_path / name).write_bytes(b"\xff\xfe{")
+    assert capture.read_capture(tmp_path, SCHEMA, WINDOW).counts["unreadable"] == 2
+
+
+def test_a_window_under_an_hour_is_allowed():
+    window = capture.Window.parse(until="2026-12-01T12:00:00Z", hours=0.5)
+    assert window.to_dict()["since"] == "2026-12-01T11:30:00Z"

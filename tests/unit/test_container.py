@@ -267,3 +267,245 @@ def test_the_local_run_maps_container_paths_to_the_staged_folders(ctx, tmp_path,
     )
     assert seen["env"]["E"] == "1" and not any(k.startswith("AWS_") for k in seen["env"])
     assert (code, out) == (0, "outerr")
+
+
+def test_the_jobs_environment_and_mount_names_reach_the_engine_with_the_context(ctx):
+    seen = {}
+
+    class Names(Recorder):
+        def run(self, run_ctx, image, args, mounts, env):
+            seen.update(ctx=run_ctx, names=[m.name for m in mounts])
+            return super().run(run_ctx, image, args, mounts, env)
+
+        def pull(self, pull_ctx, image):
+            seen["pull_ctx"] = pull_ctx
+
+    engine = Names()
+    container.run_processing(ctx, {**_request(ctx), "Environment": {"A": "1"}}, engine)
+    assert engine.calls[-1][-1] == {"A": "1"}
+    assert seen["names"] == ["model", "test", "evaluation"]
+    assert seen["ctx"] is ctx and seen["pull_ctx"] is ctx
+
+
+def test_outputs_without_a_kms_key_are_uploaded_without_sse_kms(ctx):
+    request = _request(ctx)
+    request["ProcessingOutputConfig"] = {
+        k: v for k, v in request["ProcessingOutputConfig"].items() if k != "KmsKeyId"
+    }
+    container.run_processing(ctx, request, Recorder())
+    head = ctx.client("s3").head_object(
+        Bucket="artifacts", Key="runs/r/evaluation/candidate/evaluation.json"
+    )
+    assert head.get("ServerSideEncryption") != "aws:kms" and "SSEKMSKeyId" not in head
+
+
+def test_an_output_uri_ending_in_a_slash_gives_no_empty_key_segment(ctx):
+    request = _request(ctx)
+    request["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"] += "/"
+    container.run_processing(ctx, request, Recorder())
+    listed = ctx.client("s3").list_objects_v2(Bucket="artifacts", Prefix="runs/")["Contents"]
+    assert sorted(o["Key"] for o in listed) == [
+        "runs/r/evaluation/candidate/evaluation.json",
+        "runs/r/evaluation/candidate/plots/p.png",
+    ]
+
+
+def test_a_failure_names_the_last_of_many_lines_and_shows_only_the_tail(ctx, capsys):
+    lines = [f"line {i}" for i in range(container.TAIL + 5)]
+    with pytest.raises(PipelineError, match=rf"\(exit 1\): line {container.TAIL + 4} \("):
+        container.run_processing(ctx, _request(ctx), Recorder(code=1, output="\n".join(lines)))
+    err = capsys.readouterr().err
+    assert "  | line 5\n" in err and "  | line 4\n" not in err
+
+
+def test_a_silent_failure_names_its_exit_code_and_a_long_line_is_cut(ctx):
+    with pytest.raises(PipelineError, match=r"\(exit 3\): exit code 3"):
+        container.run_processing(ctx, _request(ctx), Recorder(code=3, output="\n"))
+    with pytest.raises(PipelineError) as failed:
+        container.run_processing(ctx, _request(ctx), Recorder(code=1, output="y" * 600))
+    assert "(exit 1): " + "y" * 500 + " (the container's output" in str(failed.value)
+
+
+def test_docker_runs_capture_text_output_with_a_timeout_and_no_check(ctx, monkeypatch):
+    given = []
+
+    def run(argv, **kwargs):
+        given.append(kwargs)
+        return subprocess.CompletedProcess(argv, 0, "", "")
+
+    monkeypatch.setattr(container.subprocess, "run", run)
+    container.Docker().run(ctx, "i", [], [], {})
+    assert given == [
+        {"input": None, "capture_output": True, "text": True, "timeout": 3600, "check": False}
+    ]
+
+
+def test_a_docker_command_over_the_timeout_is_named(ctx, monkeypatch):
+    def slow(argv, **_k):
+        raise subprocess.TimeoutExpired(argv, 3600)
+
+    monkeypatch.setattr(container.subprocess, "run", slow)
+    with pytest.raises(PipelineError, match=r"^`docker run --rm` took over 3600 s"):
+        container.Docker().run(ctx, "i", [], [], {})
+
+
+def test_docker_logs_in_to_the_registry_of_an_image_in_a_nested_repository(ctx, monkeypatch):
+    fake = FakeRun({})
+    monkeypatch.setattr(container.subprocess, "run", fake)
+    registry = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
+    container.Docker().pull(ctx, f"{registry}/team/mlops@sha256:" + "a" * 64)
+    assert fake.argv[0][5] == registry
+
+
+def test_a_failed_docker_command_without_output_names_its_exit_code(ctx, monkeypatch):
+    monkeypatch.setattr(
+        container.subprocess, "run", FakeRun({"login": subprocess.CompletedProcess([], 5, "", "")})
+    )
+    with pytest.raises(PipelineError, match=r"^docker login failed: exit 5$"):
+        container.Docker().pull(ctx, _request(ctx)["AppSpecification"]["ImageUri"])
+
+
+# --- the local engine's details -----------------------------------------------------------------
+def test_the_local_pull_asks_for_the_manifest_in_dockers_media_types(ctx, pushed, monkeypatch):
+    real, asked = ctx.client("ecr"), []
+    batch_get_image = real.batch_get_image
+
+    def recorded(**kwargs):
+        asked.append(kwargs)
+        return batch_get_image(**kwargs)
+
+    monkeypatch.setattr(real, "batch_get_image", recorded)
+    local_engine.LocalEngine().pull(ctx, pushed)
+    assert asked == [
+        {"repositoryName": IMAGE_REPO, "imageIds": [{"imageDigest": pushed.rsplit("@", 1)[1]}],
+         "acceptedMediaTypes": local_engine.MEDIA_TYPES}
+    ]  # fmt: skip
+
+
+def test_the_local_pull_by_tag_asks_each_layer_of_the_repository(ctx, pushed, monkeypatch):
+    real, asked = ctx.client("ecr"), []
+    monkeypatch.setattr(real, "get_download_url_for_layer", lambda **kw: asked.append(kw))
+    local_engine.LocalEngine().pull(ctx, pushed.rsplit("@", 1)[0] + ":t")
+    assert asked == [
+        {"repositoryName": IMAGE_REPO, "layerDigest": "sha256:" + "c" * 64},
+        {"repositoryName": IMAGE_REPO, "layerDigest": "sha256:" + "d" * 64},
+    ]
+
+
+def _local_run(ctx, monkeypatch, mounts=(), args=()):
+    seen = {}
+
+    def fake(argv, **kwargs):
+        seen.update(argv=argv, **kwargs)
+        return subprocess.CompletedProcess(argv, 0, "", "")
+
+    monkeypatch.setattr(local_engine.subprocess, "run", fake)
+    local_engine.LocalEngine().run(ctx, "i", list(args), list(mounts), {})
+    return seen
+
+
+def test_the_local_run_is_this_pythons_entrypoint_in_the_checkout(ctx, monkeypatch):
+    import sys
+
+    seen = _local_run(ctx, monkeypatch)
+    assert seen["argv"] == [sys.executable, *ctx.config.local_entrypoint[1:]]
+    assert seen["cwd"] == ctx.root
+    assert (seen["capture_output"], seen["text"], seen["timeout"], seen["check"]) == (
+        True,
+        True,
+        container.TIMEOUT,
+        False,
+    )
+
+
+def test_a_local_entrypoint_that_is_not_python_runs_as_configured(ctx, monkeypatch):
+    import dataclasses
+
+    for entrypoint in (("./serve", "evaluate"), ()):
+        ctx.config = dataclasses.replace(ctx.config, local_entrypoint=entrypoint)
+        assert _local_run(ctx, monkeypatch, args=["x"])["argv"] == [*entrypoint, "x"]
+
+
+def test_a_path_maps_to_the_deepest_mount_that_holds_it(tmp_path):
+    mounts = [
+        container.Mount("all", tmp_path / "a", "/opt/ml/processing"),
+        container.Mount("test", tmp_path / "t", "/opt/ml/processing/test"),
+    ]
+    assert local_engine._host_path("/opt/ml/processing/test/x.csv", mounts) == (
+        f"{tmp_path}/t/x.csv"
+    )
+    assert local_engine._host_path("/opt/ml/processing/model", mounts) == f"{tmp_path}/a/model"
+
+
+class Faults:
+    def __init__(self, *armed: str) -> None:
+        self.armed, self.taken = set(armed), []
+
+    def take(self, name: str) -> bool:
+        self.taken.append(name)
+        return name in self.armed
+
+
+def _staged(tmp_path):
+    mounts = []
+    for name in ("model", "test"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "part.csv").write_text("rings,x\n1,2\n")
+        mounts.append(container.Mount(name, tmp_path / name, f"/opt/ml/processing/{name}"))
+    return mounts
+
+
+def test_the_evaluation_fault_empties_only_the_test_input(ctx, tmp_path, monkeypatch):
+    monkeypatch.setattr(local_engine, "RUNTIME_FAULTS", Faults("evaluation"))
+    _local_run(ctx, monkeypatch, mounts=_staged(tmp_path))
+    assert not (tmp_path / "test" / "part.csv").exists()
+    assert (tmp_path / "model" / "part.csv").exists()
+    assert local_engine.RUNTIME_FAULTS.taken == ["evaluation", "gate"]  # asked once, for the test input
+
+
+def test_the_gate_fault_shifts_the_test_labels(ctx, tmp_path, monkeypatch):
+    shifted = []
+    monkeypatch.setattr(local_engine, "RUNTIME_FAULTS", Faults("gate"))
+    monkeypatch.setattr(local_engine, "shift_labels", shifted.append)
+    _local_run(ctx, monkeypatch, mounts=_staged(tmp_path))
+    assert shifted == [tmp_path / "test"] and (tmp_path / "test" / "part.csv").exists()
+
+
+def test_no_faults_leave_the_staged_inputs_alone(ctx, tmp_path, monkeypatch):
+    monkeypatch.setattr(local_engine, "RUNTIME_FAULTS", Faults())
+    _local_run(ctx, monkeypatch, mounts=_staged(tmp_path))
+    assert (tmp_path / "test" / "part.csv").read_text() == "rings,x\n1,2\n"
+
+
+# --- the ECR gap's details ----------------------------------------------------------------------
+def test_the_layer_url_points_at_ecrs_layer_bucket_for_the_repository(ctx, pushed):
+    digest = "sha256:" + "d" * 64
+    found = ctx.client("ecr").get_download_url_for_layer(
+        repositoryName=IMAGE_REPO, layerDigest=digest
+    )
+    assert found["downloadUrl"] == (
+        "https://prod-us-east-1-starport-layer-bucket.s3.us-east-1.amazonaws.com/"
+        f"123456789012/{IMAGE_REPO}/{digest}"
+    )
+
+
+def test_an_unreferenced_layer_is_refused_naming_it_and_the_repository(ctx, pushed):
+    ecr = ctx.client("ecr")
+    with pytest.raises(ecr.exceptions.LayersNotFoundException) as refused:
+        ecr.get_download_url_for_layer(repositoryName=IMAGE_REPO, layerDigest="sha256:e")
+    assert "digest 'sha256:e' is not referenced" in str(refused.value) and "'mlops'" in str(
+        refused.value
+    )
+
+
+@pytest.mark.parametrize(
+    ("manifest", "digests"),
+    [
+        ("not json", set()),
+        (json.dumps({"layers": [{"digest": "sha256:d"}, {"size": 1}]}), {"sha256:d"}),
+        (json.dumps({"config": {"digest": "sha256:c"}}), {"sha256:c"}),
+        (json.dumps({"config": {"size": 1}, "layers": []}), set()),
+    ],
+)
+def test_the_digests_of_a_manifest_are_its_layers_and_config(manifest, digests):
+    assert ecr_gap.layer_digests(manifest) == digests

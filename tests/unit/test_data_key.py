@@ -223,3 +223,107 @@ def test_the_cli_refuses_a_bad_payload_in_one_line_before_any_aws_call(
     assert cli.main(["--manifest", str(tmp_path / "run.json"), "etl"]) == EXIT_CONFIG
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith(message)
+
+
+class RecordingS3(S3):
+    """S3 that records the bucket of each call and answers HeadObject as told."""
+
+    def __init__(self, objects: dict[str, bytes], code: str = "", length: int | None = None):
+        super().__init__(objects)
+        self.code, self.length, self.buckets = code, length, []
+
+    def head_object(self, Bucket: str, Key: str) -> dict:
+        self.buckets.append(Bucket)
+        if self.code:
+            raise ClientError({"Error": {"Code": self.code, "Message": "m"}}, "HeadObject")
+        head = super().head_object(Bucket, Key)
+        return head if self.length is None else {"ContentLength": self.length}
+
+    def get_object(self, Bucket: str, Key: str) -> dict:
+        self.buckets.append(Bucket)
+        return super().get_object(Bucket, Key)
+
+
+def ctx_with(s3: S3):
+    def client(service: str):
+        assert service == "s3"
+        return s3
+
+    return SimpleNamespace(**{**vars(ctx({})), "client": client})
+
+
+def test_fetch_reads_the_key_from_the_data_bucket():
+    s3 = RecordingS3({"training/x.csv": csv_bytes(HEADER, ROW)})
+    data_key.fetch(ctx_with(s3), "training/x.csv")
+    assert s3.buckets == ["data", "data"]
+
+
+@pytest.mark.parametrize("code", ["NoSuchKey", "NotFound"])
+def test_fetch_calls_every_not_found_code_a_missing_object(code):
+    with pytest.raises(ConfigError, match=r"s3://data/training/x\.csv does not exist"):
+        data_key.fetch(ctx_with(RecordingS3({}, code=code)), "training/x.csv")
+
+
+def test_fetch_names_s3s_code_when_the_object_cannot_be_read():
+    with pytest.raises(ConfigError, match=r"^data key: cannot read s3://data/training/x\.csv: Acc"):
+        data_key.fetch(ctx_with(RecordingS3({}, code="AccessDenied")), "training/x.csv")
+
+
+def test_fetch_refuses_an_object_over_the_single_put_limit():
+    s3 = RecordingS3({"training/x.csv": b""}, length=data_key.MAX_BYTES + 1)
+    with pytest.raises(ConfigError, match=r"s3://data/training/x\.csv is over 5368709120 bytes"):
+        data_key.fetch(ctx_with(s3), "training/x.csv")
+
+
+def test_fetch_takes_an_object_of_exactly_the_limit_or_of_no_stated_length():
+    data = csv_bytes(HEADER, ROW)
+    for length in (data_key.MAX_BYTES, None):
+        s3 = RecordingS3({"training/x.csv": data}, length=length)
+        if length is None:
+            s3.head_object = lambda Bucket, Key: {}
+        assert data_key.fetch(ctx_with(s3), "training/x.csv")["rows"] == 1
+
+
+def test_a_bad_dispatched_csv_is_refused_naming_its_uri():
+    s3 = RecordingS3({"training/x.csv": csv_bytes(HEADER)})
+    with pytest.raises(ConfigError, match=r"^s3://data/training/x\.csv has a header and no rows"):
+        data_key.fetch(ctx_with(s3), "training/x.csv")
+
+
+def test_a_key_is_shown_whole_up_to_80_characters_and_cut_beyond():
+    exact = "raw/" + "a" * 76
+    with pytest.raises(ConfigError, match=f"data key {exact}: must be under"):
+        data_key.check_key(exact)
+    longer = "raw/" + "a" * 77
+    with pytest.raises(ConfigError) as refused:
+        data_key.check_key(longer)
+    assert f"data key {longer[:40]!r}...: must be under" in str(refused.value)
+
+
+def test_a_key_of_the_maximum_length_is_taken_and_one_longer_is_refused():
+    key = "training/" + "a" * (data_key.MAX_KEY - len("training/.csv")) + ".csv"
+    assert data_key.check_key(key) == key
+    with pytest.raises(ConfigError, match="use a path of letters, digits"):
+        data_key.check_key(key[:-4] + "a.csv")
+
+
+def test_a_long_reason_is_shown_cut_to_40_characters():
+    with pytest.raises(ConfigError) as refused:
+        data_key.check_reason("r" * 41)
+    assert f"retrain reason {'r' * 40!r}: expected" in str(refused.value)
+
+
+def test_a_csv_field_the_reader_cannot_take_is_a_one_line_refusal():
+    data = csv_bytes(HEADER, "M," + "1" * 200_000 + ",0.365,0.095,0.514,0.2245,0.101,0.15,15")
+    with pytest.raises(ConfigError, match=r"^s3://b/k is not a CSV the ETL can read: field larger"):
+        data_key.check_csv(data, HEADER.split(","), "s3://b/k")
+
+
+def test_a_header_with_a_byte_order_mark_is_the_training_header():
+    data = b"\xef\xbb\xbf" + csv_bytes(HEADER, ROW)
+    assert data_key.check_csv(data, HEADER.split(","), "s3://b/k") == 1
+
+
+def test_an_empty_data_file_has_an_empty_header(tmp_path):
+    (tmp_path / "empty.csv").write_text("")
+    assert data_key.header_of(tmp_path / "empty.csv") == []
