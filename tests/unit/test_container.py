@@ -460,7 +460,8 @@ def test_the_evaluation_fault_empties_only_the_test_input(ctx, tmp_path, monkeyp
     _local_run(ctx, monkeypatch, mounts=_staged(tmp_path))
     assert not (tmp_path / "test" / "part.csv").exists()
     assert (tmp_path / "model" / "part.csv").exists()
-    assert local_engine.RUNTIME_FAULTS.taken == ["evaluation", "gate"]  # asked once, for the test input
+    # each fault is asked for once, for the test input only
+    assert local_engine.RUNTIME_FAULTS.taken == ["evaluation", "gate"]
 
 
 def test_the_gate_fault_shifts_the_test_labels(ctx, tmp_path, monkeypatch):
