@@ -192,7 +192,7 @@ def download_prefix(s3: Any, uri: str, dest: Path) -> Path:
     return dest
 
 
-def upload_file(s3: Any, path: Path, uri: str, extra: dict[str, str] | None = None) -> str:
+def upload_file(s3: Any, path: Path, uri: str, extra: dict[str, Any] | None = None) -> str:
     """One file to ``uri`` (``extra``: upload_file's ExtraArgs, e.g. SSE-KMS)."""
     bucket, key = split_s3(uri)
     call(

@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+
+@pytest.fixture
+def moto_env(monkeypatch):
+    """For moto's in-process mock: no local server's endpoint catches the calls, fake keys."""
+    for name in [n for n in os.environ if n.startswith("AWS_ENDPOINT_URL")]:
+        monkeypatch.delenv(name)  # another test's local server must not catch these calls
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(key, "testing")
 
 
 @pytest.fixture(scope="session")

@@ -30,11 +30,7 @@ IMAGE_REPO = "mlops"
 
 
 @pytest.fixture
-def ctx(tmp_path, monkeypatch) -> Context:
-    for name in [n for n in os.environ if n.startswith("AWS_ENDPOINT_URL")]:
-        monkeypatch.delenv(name)
-    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        monkeypatch.setenv(key, "testing")
+def ctx(tmp_path, monkeypatch, moto_env) -> Context:
     with mock_aws():
         session = new_session(region_name="us-east-1")
         s3 = session.client("s3")

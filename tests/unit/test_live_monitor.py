@@ -122,7 +122,7 @@ def test_the_list_call_filters_pull_requests_and_asks_for_open_drift_issues():
 
 # --- one run: no capture, an execution's verdict and report, the issue on drift ----------------
 @pytest.fixture
-def ctx(tmp_path, monkeypatch):
+def ctx(tmp_path, monkeypatch, moto_env):
     from moto import mock_aws
 
     from mlops import config
@@ -131,10 +131,6 @@ def ctx(tmp_path, monkeypatch):
     from mlops.context import Context
     from mlops.manifest import Manifest
 
-    for name in [n for n in os.environ if n.startswith("AWS_ENDPOINT_URL")]:
-        monkeypatch.delenv(name)
-    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        monkeypatch.setenv(key, "testing")
     monkeypatch.setenv("GITHUB_OUTPUT", str(tmp_path / "output"))
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(tmp_path / "summary"))
     with mock_aws():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import shutil
 from pathlib import Path
 
@@ -23,16 +22,12 @@ GROUP = "mlops-models"
 
 
 @pytest.fixture
-def ctx(tmp_path, monkeypatch) -> Context:
+def ctx(tmp_path, monkeypatch, moto_env) -> Context:
     """A copy of the files the key reads, and a moto registry."""
     cfg = config.load(ROOT / "pipeline.toml")
     for rel in (cfg.data, *cfg.training_code):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / rel, tmp_path / rel)
-    for name in [n for n in os.environ if n.startswith("AWS_ENDPOINT_URL")]:
-        monkeypatch.delenv(name)
-    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        monkeypatch.setenv(key, "testing")
     with mock_aws():
         session = new_session(region_name="us-east-1")
         session.client("sagemaker").create_model_package_group(ModelPackageGroupName=GROUP)

@@ -6,7 +6,17 @@ from pathlib import Path
 from typing import Any
 
 from mlops import github
-from mlops.aws import call, console, log, read_json_object, s3_uri, sha256_file, split_s3, wait_for
+from mlops.aws import (
+    call,
+    console,
+    log,
+    read_json_object,
+    s3_uri,
+    sha256_file,
+    split_s3,
+    upload_file,
+    wait_for,
+)
 from mlops.context import Context
 from mlops.errors import ConfigError
 from mlops.steps import data_key as data_key_mod
@@ -27,14 +37,7 @@ def upload_if_changed(s3: Any, path: Path, uri: str) -> str:
             return digest
     except s3.exceptions.ClientError:
         pass
-    call(
-        f"upload {path}",
-        s3.upload_file,
-        Filename=str(path),
-        Bucket=bucket,
-        Key=key,
-        ExtraArgs={"Metadata": {"sha256": digest}},
-    )
+    upload_file(s3, path, uri, {"Metadata": {"sha256": digest}})
     return digest
 
 
