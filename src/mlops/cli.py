@@ -165,7 +165,7 @@ def _require(value: str | None, flag: str) -> str:
     return value
 
 
-def _approver(auto: bool) -> Callable[[str], bool]:
+def approver(auto: bool) -> Callable[[str], bool]:
     """The prod environment's reviewers, offline: --approve, or a yes at the terminal."""
 
     def approve(what: str) -> bool:
@@ -249,7 +249,7 @@ def run_pipeline(args: argparse.Namespace, cfg: config.Config) -> None:
     if not args.local:
         ctx = Context(cfg, aws.session(args.region), Manifest.load(args.manifest, create=True))
         run_step.run(
-            ctx, _require(args.image_uri, "--image-uri"), _approver(args.approve), tune=args.tune
+            ctx, _require(args.image_uri, "--image-uri"), approver(args.approve), tune=args.tune
         )
         return
     from mlops.local.run import workflow_run
@@ -259,7 +259,7 @@ def run_pipeline(args: argparse.Namespace, cfg: config.Config) -> None:
         Path.cwd(),
         Path(args.runs_dir),
         cfg,
-        _approver(args.approve),
+        approver(args.approve),
         after=score_batches,
         tune=args.tune,
     ):

@@ -206,19 +206,19 @@ def test_parse_image_refuses_anything_but_a_digest(uri):
     assert "@sha256:<64 hex>" in str(exc.value)
 
 
-# --- the prod approval (cli._approver) ----------------------------------------------------------
+# --- the prod approval (cli.approver) ----------------------------------------------------------
 
 
 def test_approve_flag_grants_without_asking(monkeypatch):
     monkeypatch.setattr("sys.stdin.isatty", lambda: pytest.fail("--approve must not ask"))
     monkeypatch.setattr("builtins.input", lambda _prompt: pytest.fail("--approve must not ask"))
-    assert cli._approver(True)(ARN) is True
+    assert cli.approver(True)(ARN) is True
 
 
 def test_no_approve_and_no_terminal_refuses(monkeypatch, capsys):
     monkeypatch.setattr("sys.stdin.isatty", lambda: False)
     monkeypatch.setattr("builtins.input", lambda _prompt: pytest.fail("no terminal to ask"))
-    assert cli._approver(False)(ARN) is False
+    assert cli.approver(False)(ARN) is False
     assert capsys.readouterr().err == (
         "\nprod approval: not given (no --approve and no terminal to ask)\n"
     )
@@ -243,7 +243,7 @@ def test_terminal_answer_decides(monkeypatch, answer, approved):
     prompts: list[str] = []
     monkeypatch.setattr("sys.stdin.isatty", lambda: True)
     monkeypatch.setattr("builtins.input", lambda prompt: prompts.append(prompt) or answer)
-    assert cli._approver(False)(ARN) is approved
+    assert cli.approver(False)(ARN) is approved
     assert len(prompts) == 1 and ARN in prompts[0] and prompts[0].endswith("prod? [y/N] ")
 
 

@@ -26,6 +26,7 @@ DEFAULT_STATE = ".mlops-local"
 STATE_FILE = "state.json"
 ENV_FILE = "env"
 VARS_FILE = "vars"
+OIDC_KEY = "oidc-key.pem"  # the local GitHub OIDC issuer's signing key (make workflows)
 LOG_FILE = "server.log"
 ADMIN_KEY = "local"  # the runtime's administrator credentials (moto's, not a secret)
 SERVER = [sys.executable, "-m", "mlops.local.server"]

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 ISSUER = "https://token.actions.githubusercontent.com"
@@ -89,8 +91,28 @@ def claims(
 class TokenService:
     """Signs job tokens and verifies them for the local STS."""
 
-    def __init__(self) -> None:
-        self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    def __init__(self, key: rsa.RSAPrivateKey | None = None) -> None:
+        self._key = key or rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+    def save(self, path: Path) -> Path:
+        """The signing key for another process on this machine (the long-lived local AWS's
+        ``make workflows`` issues job tokens its STS accepts); owner-only, as a key file is."""
+        pem = self._key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(pem)
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> TokenService:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        if not isinstance(key, rsa.RSAPrivateKey):
+            raise TokenError(f"{path} holds no RSA key")
+        return cls(key)
 
     def issue(self, token_claims: dict[str, Any]) -> str:
         header = _b64(json.dumps({"alg": "RS256", "typ": "JWT", "kid": "local"}).encode())

@@ -8,7 +8,9 @@ this process, next to moto's backends, so they apply to every request moto serve
 
 The state folder: ``state.json`` (written last, so "running" there means ready), ``env`` (shell
 ``export`` lines), ``vars`` and ``vars.<environment>`` (the GitHub variables the bootstrap set, in
-act's ``--var-file`` format) and ``server.log`` (written by whoever started this process).
+act's ``--var-file`` format), ``oidc-key.pem`` (the key the local STS trusts job tokens signed
+with, for ``make workflows``'s token service) and ``server.log`` (written by whoever started
+this process).
 """
 
 from __future__ import annotations
@@ -30,7 +32,14 @@ from mlops import config
 from mlops.aws import log
 from mlops.context import Context
 from mlops.errors import ConfigError, PipelineError
-from mlops.local.control import ADMIN_KEY, ENV_FILE, STATE_FILE, VARS_FILE, write_atomic
+from mlops.local.control import (
+    ADMIN_KEY,
+    ENV_FILE,
+    OIDC_KEY,
+    STATE_FILE,
+    VARS_FILE,
+    write_atomic,
+)
 from mlops.local.github_stub import LocalGitHub
 from mlops.local.runtime import LocalRuntime
 from mlops.manifest import Manifest
@@ -109,6 +118,7 @@ def write_state(state: Path, runtime: LocalRuntime, github: LocalGitHub) -> dict
     write_atomic(state / ENV_FILE, env_text(env))
     for name, text in var_files(github).items():
         write_atomic(state / name, text)
+    runtime.tokens.save(state / OIDC_KEY)
     data = {
         "status": "running",
         "pid": os.getpid(),
@@ -120,6 +130,7 @@ def write_state(state: Path, runtime: LocalRuntime, github: LocalGitHub) -> dict
         "started": time.time(),
         "root": str(runtime.root),
         "image_uri": runtime.image_uri,
+        "repository": github.repository,  # the one the bootstrap's trust policies name
         "stacks": stacks(runtime),
     }
     write_atomic(state / STATE_FILE, json.dumps(data, indent=2) + "\n")  # last: "ready"
@@ -128,7 +139,7 @@ def write_state(state: Path, runtime: LocalRuntime, github: LocalGitHub) -> dict
 
 def mark_stopped(state: Path) -> None:
     """The env and vars files describe a running server: gone with it; the state says stopped."""
-    for path in [state / ENV_FILE, *state.glob(f"{VARS_FILE}*")]:
+    for path in [state / ENV_FILE, state / OIDC_KEY, *state.glob(f"{VARS_FILE}*")]:
         path.unlink(missing_ok=True)
     path = state / STATE_FILE
     try:

