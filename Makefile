@@ -88,9 +88,11 @@ bench: $(VENV)/.dev ## serving benchmark (this server vs the seeds' design) and 
 container-test: $(VENV)/.dev ## build the image and run train, evaluate and serve in it for real
 	IMAGE=$(IMAGE) bash scripts/container-test
 
-# ci.yml as a pull request under nektos/act, on this machine (not in CI: it needs the actions' code).
-workflows: $(VENV)/.dev ## the real ci.yml under nektos/act, offline with ACTIONS_DIR=<owner/repo@sha folders>
-	$(BIN)/python -m mlops.local.act.workflows $(WORKFLOWS_ARGS)
+# The real workflows under nektos/act on this machine (not in CI: it needs the actions' code):
+# ci.yml as a pull request, then deploy.yml, rollback.yml and teardown.yml against the local AWS
+# (a running `make local-up`, else one for the run). --approve approves prod, as for `pipeline`.
+workflows: $(VENV)/.dev ## the real workflows under nektos/act; offline: ACTIONS_DIR=<owner/repo@sha folders>
+	$(BIN)/python -m mlops.local.act.workflows --approve $(WORKFLOWS_ARGS)
 
 lock: $(BIN)/uv ## re-pin requirements/*.txt from pyproject.toml
 	UV=$(BIN)/uv scripts/lock

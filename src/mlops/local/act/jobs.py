@@ -172,12 +172,15 @@ def _repo(repository: str) -> dict[str, Any]:
             "default_branch": "main"}  # fmt: skip
 
 
-# After deploy.yml: roll prod back (to the previous approved package, or none: the workflow then
-# says so and skips its smoke test), then delete the dev stack.
-DISPATCHES: tuple[tuple[str, dict[str, str]], ...] = (
-    ("rollback.yml", {"model-package-arn": ""}),
-    ("teardown.yml", {"stage": "dev", "confirm": ""}),
-)
+def dispatches(deployed: Mapping[str, Record]) -> list[tuple[str, dict[str, str]]]:
+    """After deploy.yml: redeploy to prod the package it promoted (a first run has no earlier
+    one that served prod; without deploy.yml in the run, the workflow's default: the previous
+    approved package), then delete the dev stack."""
+    package = (deployed.get("train") or {}).get("outputs", {}).get("model-package-arn", "")
+    return [
+        ("rollback.yml", {"model-package-arn": package}),
+        ("teardown.yml", {"stage": "dev", "confirm": ""}),
+    ]
 
 
 def run_against_local_aws(
@@ -195,20 +198,21 @@ def run_against_local_aws(
     sha = _head(root)
     timings: dict[str, float] = {}
     with ArtifactStub(work / "artifacts") as artifacts, JobTokenService(aws.tokens()) as tokens:
-        runs: list[tuple[str, str, dict[str, Any]]] = [
-            ("deploy.yml", "push", push_event(repository, sha, "1"))
-        ]
-        runs += [(name, "workflow_dispatch", dispatch_event(repository, inputs, str(n + 2)))
-                 for n, (name, inputs) in enumerate(DISPATCHES)]  # fmt: skip
-        for name, event, payload in runs:
-            if name not in which:
-                continue
-            run = WorkflowRun(root, work, aws, tokens, artifacts, event, payload, approve, **act)
+
+        def run(name: str, event: str, payload: dict[str, Any], **kw: Any) -> dict[str, Record]:
+            job_run = WorkflowRun(root, work, aws, tokens, artifacts, event, payload, approve,
+                                  **act)  # fmt: skip
             try:
-                run.run(root / ".github" / "workflows" / name, replayed if name == "deploy.yml"
-                        else None)  # fmt: skip
+                return job_run.run(root / ".github" / "workflows" / name, **kw)
             finally:
-                timings.update(run.timings)
+                timings.update(job_run.timings)
+
+        deployed: dict[str, Record] = {}
+        if "deploy.yml" in which:
+            deployed = run("deploy.yml", "push", push_event(repository, sha, "1"), replayed=replayed)
+        for run_id, (name, inputs) in enumerate(dispatches(deployed), start=2):
+            if name in which:
+                run(name, "workflow_dispatch", dispatch_event(repository, inputs, str(run_id)))
     return timings
 
 
