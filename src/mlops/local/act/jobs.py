@@ -29,6 +29,7 @@ from mlops.local.act.artifact_stub import ArtifactStub
 from mlops.local.act.token_service import Job, JobTokenService
 
 Record = dict[str, Any]  # {"result": "success"|"failure"|"skipped", "outputs": {...}}
+WORKFLOW_FILES = ("deploy.yml", "rollback.yml", "teardown.yml")  # the ones that call AWS
 
 
 @dataclass(frozen=True)
@@ -209,7 +210,9 @@ def run_against_local_aws(
 
         deployed: dict[str, Record] = {}
         if "deploy.yml" in which:
-            deployed = run("deploy.yml", "push", push_event(repository, sha, "1"), replayed=replayed)
+            deployed = run(
+                "deploy.yml", "push", push_event(repository, sha, "1"), replayed=replayed
+            )
         for run_id, (name, inputs) in enumerate(dispatches(deployed), start=2):
             if name in which:
                 run(name, "workflow_dispatch", dispatch_event(repository, inputs, str(run_id)))
@@ -230,4 +233,3 @@ def _head(root: Path) -> str:
 
 def _say(text: str) -> None:
     print(f"workflows: {text}", file=sys.stderr, flush=True)
-

@@ -151,8 +151,9 @@ def pull_request_event(repository: str, sha: str, number: int = 1) -> dict[str, 
     }  # fmt: skip
 
 
-def run_ci(root: Path, work: Path, actions_dir: Path | None, act: str, job: str = "") -> int:
-    """ci.yml as a pull request: every job (or ``job``), in act's order, stand-ins on loopback."""
+def run_ci(root: Path, work: Path, extra: list[str], act: str, job: str = "") -> int:
+    """ci.yml as a pull request: every job (or ``job``), in act's order, stand-ins on loopback;
+    ``extra``: act's flags for the actions' code (:func:`act_args`)."""
     repository = repository_of(root)
     sha = _git_sha(root)
     event = work / "event.json"
@@ -179,7 +180,7 @@ def run_ci(root: Path, work: Path, actions_dir: Path | None, act: str, job: str 
             env=env,
             act=act,
         )
-        argv += act_args(root, actions_dir)
+        argv += extra
         process = {**os.environ, **command.process_env(env, {"GITHUB_TOKEN": token})}
         code = subprocess.run(argv, cwd=root, env=process, check=False).returncode
         comments = github.on(1)
@@ -221,9 +222,10 @@ def run(args: argparse.Namespace, root: Path, work: Path) -> int:
 
     which = tuple(WORKFLOWS if args.workflow == "all" else [f"{args.workflow}.yml"])
     actions = Path(args.actions_dir).resolve() if args.actions_dir else None
+    extra = act_args(root, actions)
     started = time.monotonic()
     if "ci.yml" in which:
-        code = run_ci(root, work, actions, args.act, args.job)
+        code = run_ci(root, work, extra, args.act, args.job)
         print(f"workflows: ci.yml took {time.monotonic() - started:.0f}s", file=sys.stderr)
         if code or which == ("ci.yml",):
             return code
@@ -231,13 +233,17 @@ def run(args: argparse.Namespace, root: Path, work: Path) -> int:
     ours = control.running(state) is None
     if ours:
         control.up(state, root)
+    env = {
+        "AGENT_TOOLSDIRECTORY": str(tool_cache(work / "toolcache")),
+        "MLOPS_ACT_PYTHON": sys.executable,  # the stand-ins' Python (boto3)
+        "MLOPS_ACT_ARTIFACTS": str(work / "artifacts"),
+    }
+    replayed = {"test": TESTED_BY_CI} if "ci.yml" in which else {}
     try:
+        aws = jobs.LocalAws.find(state)
         timings = jobs.run_against_local_aws(
-            root, work, jobs.LocalAws.find(state), approver(args.approve), which,
-            {"test": TESTED_BY_CI} if "ci.yml" in which else {},
-            act=args.act, act_args=act_args(root, actions),
-            env={"AGENT_TOOLSDIRECTORY": str(tool_cache(work / "toolcache")),
-                 "MLOPS_ACT_PYTHON": sys.executable, "MLOPS_ACT_ARTIFACTS": str(work / "artifacts")},
+            root, work, aws, approver(args.approve), which, replayed,
+            act=args.act, act_args=extra, env=env,
         )  # fmt: skip
     finally:
         if ours:

@@ -31,12 +31,11 @@ def tags(text: str) -> list[str]:
 def built_config(context: str, tag: str) -> str:
     """The image's config digest: ``docker build``'s image id, or (no daemon) one made from the
     build context's files and the time, so that each build differs as real builds do."""
-    if os.environ.get("MLOPS_ACT_DOCKER_BUILD", "1") != "0" and shutil.which("docker"):
-        if subprocess.run(["docker", "info"], capture_output=True, check=False).returncode == 0:
-            subprocess.run(["docker", "build", "-t", tag, context], check=True)
-            out = subprocess.run(["docker", "image", "inspect", "-f", "{{.Id}}", tag],
-                                 capture_output=True, text=True, check=True)  # fmt: skip
-            return out.stdout.strip()
+    if _docker_answers():
+        subprocess.run(["docker", "build", "-t", tag, context], check=True)
+        out = subprocess.run(["docker", "image", "inspect", "-f", "{{.Id}}", tag],
+                             capture_output=True, text=True, check=True)  # fmt: skip
+        return out.stdout.strip()
     print("build-push stand-in: no Docker daemon, so no image is built (make container-test "
           "builds and runs it); the pushed record stands for this context", flush=True)  # fmt: skip
     digest = hashlib.sha256(str(time.time_ns()).encode())
@@ -45,6 +44,12 @@ def built_config(context: str, tag: str) -> str:
         with open(path, "rb") as handle:  # noqa: PTH123
             digest.update(handle.read())
     return f"sha256:{digest.hexdigest()}"
+
+
+def _docker_answers() -> bool:
+    if os.environ.get("MLOPS_ACT_DOCKER_BUILD", "1") == "0" or not shutil.which("docker"):
+        return False
+    return subprocess.run(["docker", "info"], capture_output=True, check=False).returncode == 0
 
 
 def _files(context: str) -> list[str]:
@@ -77,8 +82,12 @@ def push(ecr: object, registry: str, tag: str, body: str) -> str:
     config = json.loads(body)["config"]["digest"]
     try:
         ecr.batch_check_layer_availability(repositoryName=match["repo"], layerDigests=[config])
-        pushed = ecr.put_image(repositoryName=match["repo"], imageManifest=body,
-                               imageTag=match["tag"], imageManifestMediaType=MANIFEST_TYPE)
+        pushed = ecr.put_image(
+            repositoryName=match["repo"],
+            imageManifest=body,
+            imageTag=match["tag"],
+            imageManifestMediaType=MANIFEST_TYPE,
+        )
     except ClientError as exc:
         error = exc.response["Error"]
         raise SystemExit(f"::error::buildx failed with: ERROR: failed to push {tag}: "
