@@ -5,6 +5,7 @@ read back with the key the local STS trusts. No act, no AWS."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -53,8 +54,8 @@ class FakeAct:
     def __call__(self, argv, cwd=None, env=None, **kw):
         if argv[0] != "act":
             return REAL_RUN(argv, cwd=cwd, env=env, **kw)  # git rev-parse and the like
-        flags = dict(zip(argv[1::1], argv[2::1], strict=False))
-        envs = dict(v.split("=", 1) for k, v in zip(argv, argv[1:], strict=False) if k == "--env")
+        flags = dict(itertools.pairwise(argv))
+        envs = dict(v.split("=", 1) for k, v in itertools.pairwise(argv) if k == "--env")
         workflow = derive.load(Path(flags["-W"]))
         job = next(n for n, s in workflow["jobs"].items()
                    if n != derive.RECORD and "(replayed)" not in s.get("name", ""))  # fmt: skip
@@ -62,7 +63,7 @@ class FakeAct:
         request = urllib.request.Request(
             url, headers={"Authorization": f"Bearer {envs['ACTIONS_ID_TOKEN_REQUEST_TOKEN']}"}
         )
-        with urllib.request.urlopen(request, timeout=5) as reply:  # noqa: S310 (loopback)
+        with urllib.request.urlopen(request, timeout=5) as reply:
             claims = self.aws.tokens().verify(json.load(reply)["value"])
         replays = {n: s.get("outputs", {}) for n, s in workflow["jobs"].items()
                    if "(replayed)" in s.get("name", "")}  # fmt: skip
@@ -88,8 +89,11 @@ def run(aws, tmp_path, monkeypatch, which=("deploy.yml",), approve=True, fail=""
     work = tmp_path / "work"
     work.mkdir(exist_ok=True)
     try:
-        jobs.run_against_local_aws(ROOT, work, aws, approver, which, {"test": "ran as ci.yml"},
-                                   act="act", act_args=["--action-offline-mode"], env={})  # fmt: skip
+        replayed = {"test": "ran as ci.yml"}
+        flags = ["--action-offline-mode"]
+        jobs.run_against_local_aws(
+            ROOT, work, aws, approver, which, replayed, act="act", act_args=flags, env={}
+        )
     finally:
         fake.asked = asked
     return fake
