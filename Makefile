@@ -88,7 +88,7 @@ bench: $(VENV)/.dev ## serving benchmark (this server vs the seeds' design) and 
 container-test: $(VENV)/.dev ## build the image and run train, evaluate and serve in it for real
 	IMAGE=$(IMAGE) bash scripts/container-test
 
-# The real workflows under nektos/act on this machine (not in CI: it needs the actions' code):
+# The real workflows, run by nektos/act, on this machine (not in CI: it needs the actions' code):
 # ci.yml as a pull request, then deploy.yml, rollback.yml and teardown.yml against the local AWS
 # (a running `make local-up`, else one for the run). --approve approves prod, as for `pipeline`.
 workflows: $(VENV)/.dev ## the real workflows under nektos/act; offline: ACTIONS_DIR=<owner/repo@sha folders>
