@@ -20,7 +20,7 @@ from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError
 
 from mlops.aws import split_s3
-from mlops.local import control, server
+from mlops.local import control, oidc, server
 
 pytestmark = pytest.mark.cost(25)  # seconds on two workers
 ROOT = Path(__file__).resolve().parents[2]
@@ -145,6 +145,40 @@ def test_iam_is_enforced_on_requests_over_http(up):
     assert denied.value.response["Error"]["Code"] == "AccessDenied"
     assert "is not authorized to perform: cloudformation:DeleteStack" in message
     assert "assumed-role/" in message and build_role.rsplit("/", 1)[1] in message
+
+
+def test_job_tokens_signed_with_the_saved_key_meet_each_role_s_trust_policy(up):
+    """make workflows' token service signs with the key the server saved: the local STS takes
+    its tokens, and each role's trust policy decides by the job's claims (environment)."""
+    from mlops.local.act.token_service import Job
+
+    state, env = up
+    key = state / control.OIDC_KEY
+    assert key.stat().st_mode & 0o777 == 0o600
+    tokens = oidc.TokenService.load(key)
+    repository = control.read_state(state)["repository"]
+    role = dict(line.split("=", 1) for line in (state / "vars.dev").read_text().splitlines())[
+        "DEPLOY_ROLE_ARN"
+    ]
+    sts = client(env, "sts")
+
+    def assume(environment: str) -> dict:
+        job = Job("deploy-dev", repository, environment=environment, workflow="deploy.yml")
+        token = tokens.issue(job.claims(oidc.AUDIENCE))
+        return sts.assume_role_with_web_identity(
+            RoleArn=role, RoleSessionName="GitHubActions", WebIdentityToken=token
+        )
+
+    assert assume("dev")["AssumedRoleUser"]["Arn"].endswith("/GitHubActions")
+    with pytest.raises(ClientError) as denied:
+        assume("prod")  # the dev deploy role trusts environment:dev only
+    assert denied.value.response["Error"]["Code"] == "AccessDenied"
+    with pytest.raises(ClientError, match="InvalidIdentityToken|not valid"):
+        sts.assume_role_with_web_identity(
+            RoleArn=role, RoleSessionName="x",
+            WebIdentityToken=oidc.TokenService().issue(Job("j", repository, environment="dev")
+                                                       .claims(oidc.AUDIENCE)),
+        )  # fmt: skip
 
 
 def test_the_endpoint_router_answers_sagemaker_runtime_over_http(up):

@@ -120,3 +120,26 @@ def test_a_token_from_another_service_does_not_verify(service):
     token = fetch(env["ACTIONS_ID_TOKEN_REQUEST_URL"], env["ACTIONS_ID_TOKEN_REQUEST_TOKEN"])
     with pytest.raises(oidc.TokenError):
         oidc.TokenService().verify(token["value"])
+
+
+def test_a_saved_key_is_owner_only_and_loads_as_the_same_issuer(tmp_path):
+    """The long-lived local AWS saves its key; make workflows loads it to sign job tokens."""
+    tokens = oidc.TokenService()
+    path = tokens.save(tmp_path / "key.pem")
+    assert path.stat().st_mode & 0o777 == 0o600
+    loaded = oidc.TokenService.load(path)
+    claims = Job("deploy-prod", REPO, environment="prod").claims(oidc.AUDIENCE)
+    assert tokens.verify(loaded.issue(claims))["sub"] == f"repo:{REPO}:environment:prod"
+    assert loaded.verify(tokens.issue(claims))["environment"] == "prod"
+
+
+def test_a_file_that_holds_no_rsa_key_is_refused(tmp_path):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())  # fmt: skip
+    (tmp_path / "ec.pem").write_bytes(pem)
+    with pytest.raises(oidc.TokenError, match="holds no RSA key"):
+        oidc.TokenService.load(tmp_path / "ec.pem")
