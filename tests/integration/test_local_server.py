@@ -173,9 +173,9 @@ def test_job_tokens_signed_with_the_saved_key_meet_each_role_s_trust_policy(up):
     with pytest.raises(ClientError) as denied:
         assume("prod")  # the dev deploy role trusts environment:dev only
     assert denied.value.response["Error"]["Code"] == "AccessDenied"
-    with pytest.raises(ClientError, match="InvalidIdentityToken|not valid"):
+    with pytest.raises(ClientError, match=r"InvalidIdentityToken|not valid"):
         sts.assume_role_with_web_identity(
-            RoleArn=role, RoleSessionName="x",
+            RoleArn=role, RoleSessionName="xx",
             WebIdentityToken=oidc.TokenService().issue(Job("j", repository, environment="dev")
                                                        .claims(oidc.AUDIENCE)),
         )  # fmt: skip
