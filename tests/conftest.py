@@ -26,6 +26,8 @@ def hermetic_environment():
     with pytest.MonkeyPatch.context() as mp:
         for name in [*GITHUB_FILES, *(n for n in os.environ if n.startswith(MLOPS_PREFIX))]:
             mp.delenv(name, raising=False)
+        # `mlops run --local` would join a local AWS the developer left up in .mlops-local/
+        mp.setenv("MLOPS_LOCAL_STATE", os.devnull + "/no-local-aws")
         yield
 
 

@@ -125,6 +125,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--tune", **_tune())
     s.add_argument("--image-uri", default=os.environ.get("MLOPS_IMAGE_URI"))
     s.add_argument("--runs-dir", default="runs", help="where --local keeps each run's files")
+    s.add_argument(
+        "--state",
+        default="",
+        help="--local: a running local AWS's state folder, where the run then goes "
+        "(default: $MLOPS_LOCAL_STATE or .mlops-local/)",
+    )
     return p
 
 
@@ -252,9 +258,18 @@ def run_pipeline(args: argparse.Namespace, cfg: config.Config) -> None:
             ctx, _require(args.image_uri, "--image-uri"), approver(args.approve), tune=args.tune
         )
         return
+    from mlops.local import control, run_service
     from mlops.local.run import workflow_run
     from mlops.local.scoring import score_batches
 
+    state = Path(args.state or os.environ.get("MLOPS_LOCAL_STATE") or control.DEFAULT_STATE)
+    found = control.running(state.resolve())
+    if found and found.get("control_url"):
+        aws.log(f"local: running in the local AWS that is up (pid {found['pid']}, state {state}; "
+                "its account as it is: `mlops local down` first for an empty one)")  # fmt: skip
+        log = state.resolve() / control.LOG_FILE
+        run_service.follow(found["control_url"], log, args.approve, args.tune, sys.stderr)
+        return
     with workflow_run(
         Path.cwd(),
         Path(args.runs_dir),

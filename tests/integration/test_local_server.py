@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from botocore.exceptions import ClientError
 from mlops.aws import split_s3
 from mlops.local import control, oidc, server
 
-pytestmark = pytest.mark.cost(25)  # seconds on two workers
+pytestmark = pytest.mark.cost(70)  # seconds on two workers
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -203,3 +204,22 @@ def test_env_and_vars_files_quote_what_a_shell_or_dotenv_would_split():
     assert server.dotenv_text({"B": 'say "hi"', "A": "arn:aws:iam::1:role/r"}) == (
         'A=arn:aws:iam::1:role/r\nB="say \\"hi\\""\n'
     )
+
+
+def test_mlops_run_local_runs_in_the_local_aws_that_is_up(up, tmp_path):
+    """`make pipeline` with a local AWS up: the whole run in its account, followed from here."""
+    state, env = up
+    only = {k: os.environ[k] for k in ("PATH", "HOME", "PYTHONPATH") if k in os.environ}
+    done = subprocess.run(
+        [sys.executable, "-m", "mlops", "run", "--local", "--approve", "--state", str(state)],
+        cwd=ROOT, env=only, capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"running in the local AWS that is up (pid {control.read_state(state)['pid']}" in (
+        done.stderr
+    )
+    assert "prod approval: granted by --approve" in done.stderr  # the server's log, followed
+    folder = re.search(r"run folder: (\S+)", done.stderr)[1]
+    assert Path(folder).parent == state / "runs" and (Path(folder) / "summary.md").is_file()
+    stacks = client(env, "cloudformation").describe_stacks()["Stacks"]
+    assert {"mlops-endpoint-dev", "mlops-endpoint-prod"} <= {s["StackName"] for s in stacks}

@@ -57,6 +57,14 @@ class LocalRuntime:
         self.entrypoint = [sys.executable, "-m"]  # completed with the model package in bootstrap
         self._saved_env: dict[str, str | None] = {}
 
+    def new_run(self, runs_dir: Path) -> Path:
+        """A fresh run folder (and timings) for another run in a long-lived runtime."""
+        stamp = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid() % 1000:03d}"
+        self.runs_dir, self.run_dir = runs_dir, (runs_dir / stamp).resolve()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.extra_timings = {}
+        return self.run_dir
+
     # --- lifecycle ------------------------------------------------------------------------------
     def __enter__(self) -> LocalRuntime:
         self.run_dir.mkdir(parents=True)

@@ -25,6 +25,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ from mlops.local.control import (
     write_atomic,
 )
 from mlops.local.github_stub import LocalGitHub
+from mlops.local.run_service import RunService
 from mlops.local.runtime import LocalRuntime
 from mlops.manifest import Manifest
 
@@ -113,7 +115,9 @@ def check_port(port: int, flag: str) -> None:
             ) from None
 
 
-def write_state(state: Path, runtime: LocalRuntime, github: LocalGitHub) -> dict[str, Any]:
+def write_state(
+    state: Path, runtime: LocalRuntime, github: LocalGitHub, control_url: str = ""
+) -> dict[str, Any]:
     env = environment(runtime)
     write_atomic(state / ENV_FILE, env_text(env))
     for name, text in var_files(github).items():
@@ -131,6 +135,7 @@ def write_state(state: Path, runtime: LocalRuntime, github: LocalGitHub) -> dict
         "root": str(runtime.root),
         "image_uri": runtime.image_uri,
         "repository": github.repository,  # the one the bootstrap's trust policies name
+        "control_url": control_url,  # `mlops run --local` runs here (mlops.local.run_service)
         "stacks": stacks(runtime),
     }
     write_atomic(state / STATE_FILE, json.dumps(data, indent=2) + "\n")  # last: "ready"
@@ -151,6 +156,24 @@ def mark_stopped(state: Path) -> None:
         write_atomic(path, json.dumps(data, indent=2) + "\n")
 
 
+def runner(
+    root: Path, state: Path, cfg: config.Config, runtime: LocalRuntime, github: LocalGitHub
+) -> Callable[[bool, bool], None]:
+    """What ``mlops run --local`` asks this server for: the whole run in this account."""
+
+    def run(approve: bool, tune: bool) -> None:
+        from mlops.cli import approver
+        from mlops.local.run import workflow_run
+        from mlops.local.scoring import score_batches
+
+        running = (runtime, github)
+        with workflow_run(root, state / "runs", cfg, approver(approve), after=score_batches,
+                          tune=tune, running=running):  # fmt: skip
+            pass
+
+    return run
+
+
 def serve(state: Path, root: Path, ports: tuple[int, int], stop: threading.Event) -> None:
     check_port(ports[0], "--port")
     check_port(ports[1], "--runtime-port")
@@ -161,15 +184,16 @@ def serve(state: Path, root: Path, ports: tuple[int, int], stop: threading.Event
             manifest = Manifest.load(runtime.run_dir / "manifest.json", create=True)
             ctx = Context(cfg, runtime.session, manifest, root=root)
             github = runtime.bootstrap(ctx, push=True)
-            data = write_state(state, runtime, github)
-            print(
-                f"{READY}: moto {data['moto_url']}, endpoints {data['runtime_url']}, "
-                f"pid {data['pid']}, state {state}",
-                flush=True,
-            )
-            while not stop.wait(FLUSH_SECONDS):
-                runtime.endpoints.flush_all()
-            log("local AWS: stopping (endpoints, compute, moto)")
+            with RunService(runner(root, state, cfg, runtime, github)) as service:
+                data = write_state(state, runtime, github, service.url)
+                print(
+                    f"{READY}: moto {data['moto_url']}, endpoints {data['runtime_url']}, "
+                    f"pid {data['pid']}, state {state}",
+                    flush=True,
+                )
+                while not stop.wait(FLUSH_SECONDS):
+                    runtime.endpoints.flush_all()
+                log("local AWS: stopping (endpoints, compute, moto)")
     finally:
         mark_stopped(state)
     log("local AWS: stopped")
