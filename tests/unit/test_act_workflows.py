@@ -4,6 +4,7 @@ tool cache, the pull_request event; and the upload-artifact stand-in's matching 
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import re
@@ -184,3 +185,71 @@ def test_without_a_github_remote_the_run_says_the_comment_job_is_skipped(tmp_pat
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     assert workflows.repository_of(tmp_path) == workflows.LocalGitHub().repository
     assert "comment job is skipped" in capsys.readouterr().err
+
+
+# --- the whole `make workflows` run (workflows.run), with act's runs faked --------------------
+@pytest.fixture
+def plan(monkeypatch, tmp_path):
+    """workflows.run with run_ci, the local AWS's control and the per-job runs recorded."""
+    from mlops.local import control
+    from mlops.local.act import jobs
+
+    seen = {"ci": [], "up": [], "down": [], "aws": [], "ci_code": 0, "running": None}
+
+    def run_ci(root, work, extra, act, job=""):
+        seen["ci"].append(job)
+        return seen["ci_code"]
+
+    monkeypatch.setattr(workflows, "run_ci", run_ci)
+    monkeypatch.setattr(workflows, "act_args", lambda root, actions: ["--offline"])
+    monkeypatch.setattr(control, "running", lambda state: seen["running"])
+    monkeypatch.setattr(control, "up", lambda state, root: seen["up"].append(state))
+    monkeypatch.setattr(control, "down", lambda state: seen["down"].append(state))
+    monkeypatch.setattr(jobs.LocalAws, "find", classmethod(lambda cls, state: "aws"))
+
+    def against(root, work, aws, approve, which, replayed, **act):
+        seen["aws"].append((which, replayed, act["act_args"], approve("deploy.yml deploy-prod")))
+        return {"deploy.yml train": 1.0}
+
+    monkeypatch.setattr(jobs, "run_against_local_aws", against)
+
+    def go(*argv):
+        args = argparse.Namespace(workflow="all", job="", approve=True, act="act",
+                                  actions_dir=None, state=str(tmp_path / "state"))  # fmt: skip
+        for item in argv:
+            key, value = item.split("=")
+            setattr(args, key, value)
+        return workflows.run(args, ROOT, tmp_path)
+
+    seen["go"] = go
+    return seen
+
+
+def test_all_runs_ci_then_the_aws_workflows_with_ci_standing_for_deploy_s_test(plan):
+    assert plan["go"]() == 0
+    assert plan["ci"] == [""]
+    which, replayed, act_args, approved = plan["aws"][0]
+    assert which == workflows.WORKFLOWS and replayed == {"test": workflows.TESTED_BY_CI}
+    assert act_args == ["--offline"] and approved is True
+    assert len(plan["up"]) == 1 and plan["down"] == plan["up"]  # started for the run, stopped
+
+
+def test_a_failed_ci_stops_before_any_aws_workflow(plan):
+    plan["ci_code"] = 2
+    assert plan["go"]() == 2
+    assert plan["aws"] == [] and plan["up"] == []
+
+
+def test_a_running_local_aws_is_used_and_left_up(plan):
+    plan["running"] = {"pid": 1}
+    assert plan["go"]("workflow=deploy") == 0
+    assert plan["ci"] == [] and plan["up"] == [] and plan["down"] == []
+    which, replayed, _, _ = plan["aws"][0]
+    assert which == ("deploy.yml",) and replayed == {}  # deploy alone runs its test job
+
+
+def test_a_job_is_one_of_ci_yml_s(plan):
+    assert plan["go"]("job=pipeline") == 0
+    assert plan["ci"] == ["pipeline"] and plan["aws"] == []
+    with pytest.raises(ConfigError, match=r"--job is one job of ci\.yml"):
+        plan["go"]("job=pipeline", "workflow=deploy")

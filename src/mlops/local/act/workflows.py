@@ -220,7 +220,10 @@ def run(args: argparse.Namespace, root: Path, work: Path) -> int:
     from mlops.local import control
     from mlops.local.act import jobs
 
-    which = tuple(WORKFLOWS if args.workflow == "all" else [f"{args.workflow}.yml"])
+    if args.job and args.workflow not in ("all", "ci"):
+        raise ConfigError("--job is one job of ci.yml: use it with --workflow ci")
+    workflow = "ci" if args.job else args.workflow
+    which = tuple(WORKFLOWS if workflow == "all" else [f"{workflow}.yml"])
     actions = Path(args.actions_dir).resolve() if args.actions_dir else None
     extra = act_args(root, actions)
     started = time.monotonic()
