@@ -19,6 +19,8 @@ import pytest
 GITHUB_FILES = ("GITHUB_OUTPUT", "GITHUB_STEP_SUMMARY", "GITHUB_RUN_ID")
 # MLOPS_LOCAL_FAULTS, MLOPS_MANIFEST, MLOPS_IMAGE_URI, MLOPS_MODEL_PACKAGE_ARN, ... from the shell
 MLOPS_PREFIX = "MLOPS_"
+# `mlops run --local` would join a local AWS the developer left up in .mlops-local/: never here
+NO_LOCAL_AWS = os.devnull + "/no-local-aws"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -26,8 +28,7 @@ def hermetic_environment():
     with pytest.MonkeyPatch.context() as mp:
         for name in [*GITHUB_FILES, *(n for n in os.environ if n.startswith(MLOPS_PREFIX))]:
             mp.delenv(name, raising=False)
-        # `mlops run --local` would join a local AWS the developer left up in .mlops-local/
-        mp.setenv("MLOPS_LOCAL_STATE", os.devnull + "/no-local-aws")
+        mp.setenv("MLOPS_LOCAL_STATE", NO_LOCAL_AWS)
         yield
 
 

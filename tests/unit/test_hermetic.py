@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from tests.conftest import NO_LOCAL_AWS
 
 from mlops import cli, github
 
@@ -25,7 +26,13 @@ LEAKY = {
 
 
 def leaked() -> set[str]:
-    return {n for n in os.environ if n in LEAKY or n.startswith("MLOPS_")}
+    """The shell's variables a test could see; the one conftest sets itself is not one."""
+    ours = {"MLOPS_LOCAL_STATE": NO_LOCAL_AWS}
+    return {
+        n
+        for n in os.environ
+        if (n in LEAKY or n.startswith("MLOPS_")) and os.environ[n] != ours.get(n)
+    }
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +44,13 @@ def module_env() -> set[str]:
 def test_module_fixtures_and_tests_see_none_of_them(module_env):
     assert module_env == set()
     assert leaked() == set()
+
+
+def test_no_local_aws_a_developer_left_up_is_joined_by_a_run():
+    from mlops.local import control
+
+    assert os.environ["MLOPS_LOCAL_STATE"] == NO_LOCAL_AWS
+    assert control.running(Path(NO_LOCAL_AWS)) is None
 
 
 def test_github_outputs_and_summary_are_no_ops(tmp_path, monkeypatch):
@@ -74,13 +88,14 @@ def test_a_leaky_shell_changes_nothing(tmp_path):
         "MLOPS_IMAGE_URI": "shell/image@sha256:" + "0" * 64,
         "MLOPS_MODEL_PACKAGE_ARN": "arn:aws:sagemaker:us-east-1:1:model-package/shell/1",
         "MLOPS_BOOTSTRAP_STACK": "shell-stack",
+        "MLOPS_LOCAL_STATE": str(tmp_path / "a-local-aws-left-up"),
         "PYTEST_ADDOPTS": "",
     }
     argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly"]
     argv += [__file__, "-k", "not leaky_shell and not socket and not loopback"]
     proc = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "5 passed" in proc.stdout
+    assert "6 passed" in proc.stdout
     assert output.read_text() == "" and summary.read_text() == ""
     assert not (tmp_path / "shell.json").exists()
 
