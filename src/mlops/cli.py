@@ -263,12 +263,7 @@ def run_pipeline(args: argparse.Namespace, cfg: config.Config) -> None:
     from mlops.local.scoring import score_batches
 
     state = Path(args.state or os.environ.get("MLOPS_LOCAL_STATE") or control.DEFAULT_STATE)
-    found = control.running(state.resolve())
-    if found and found.get("control_url"):
-        aws.log(f"local: running in the local AWS that is up (pid {found['pid']}, state {state}; "
-                "its account as it is: `mlops local down` first for an empty one)")  # fmt: skip
-        log = state.resolve() / control.LOG_FILE
-        run_service.follow(found["control_url"], log, args.approve, args.tune, sys.stderr)
+    if run_service.in_running(state, args.approve, args.tune):
         return
     with workflow_run(
         Path.cwd(),

@@ -100,3 +100,14 @@ def test_only_a_loopback_url_is_called(tmp_path):
     (tmp_path / "server.log").write_text("")
     with pytest.raises(PipelineError, match="is not a loopback URL"):
         run_service.follow("file:///etc/passwd", tmp_path / "server.log", False, False, None)
+
+
+def test_a_run_goes_to_the_local_aws_only_when_one_runs_with_that_state(tmp_path, monkeypatch):
+    from mlops.local import control
+
+    assert run_service.in_running(tmp_path, True, False) is False  # nothing there: own runtime
+    followed = []
+    monkeypatch.setattr(control, "running", lambda state: {"pid": 7, "control_url": "http://x"})
+    monkeypatch.setattr(run_service, "follow", lambda *a: followed.append(a[:4]) or 0)
+    assert run_service.in_running(tmp_path, True, False) is True
+    assert followed == [("http://x", tmp_path.resolve() / control.LOG_FILE, True, False)]

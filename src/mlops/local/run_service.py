@@ -12,6 +12,7 @@ The prod approval is the caller's ``--approve``: the server has no terminal to a
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 import traceback
@@ -75,6 +76,20 @@ class RunService(LoopbackServer):
             code, message = EXIT_FAILED, f"local AWS: {type(exc).__name__}: {exc}"
         with self.lock:
             record.update(status="done", code=code, message=message)
+
+
+def in_running(state: Path, approve: bool, tune: bool) -> bool:
+    """The whole run in the local AWS running with ``state``, if one is: True when it ran."""
+    from mlops.aws import log
+    from mlops.local import control
+
+    found = control.running(state.resolve())
+    if not (found and found.get("control_url")):
+        return False
+    log(f"local: running in the local AWS that is up (pid {found['pid']}, state {state}; "
+        "its account as it is: `mlops local down` first for an empty one)")  # fmt: skip
+    follow(found["control_url"], state.resolve() / control.LOG_FILE, approve, tune, sys.stderr)
+    return True
 
 
 def follow(url: str, log: Path, approve: bool, tune: bool, out: Any) -> int:
