@@ -253,3 +253,9 @@ def test_a_job_is_one_of_ci_yml_s(plan):
     assert plan["ci"] == ["pipeline"] and plan["aws"] == []
     with pytest.raises(ConfigError, match=r"--job is one job of ci\.yml"):
         plan["go"]("job=pipeline", "workflow=deploy")
+
+
+def test_without_act_the_run_says_how_to_get_it(tmp_path, capsys):
+    code = workflows.main(["--act", str(tmp_path / "no-act"), "--work", str(tmp_path / "w")])
+    assert code == ConfigError.exit_code
+    assert "no-act not found: `make install` puts act" in capsys.readouterr().err

