@@ -19,14 +19,21 @@ import pytest
 GITHUB_FILES = ("GITHUB_OUTPUT", "GITHUB_STEP_SUMMARY", "GITHUB_RUN_ID")
 # MLOPS_LOCAL_FAULTS, MLOPS_MANIFEST, MLOPS_IMAGE_URI, MLOPS_MODEL_PACKAGE_ARN, ... from the shell
 MLOPS_PREFIX = "MLOPS_"
+# The shell's AWS: a shell that ran `eval "$(make local-up)"` (or holds real keys) must not send the
+# tests' in-process moto calls to a server, nor lend them credentials. Not for tests/system against
+# an endpoint (`mlops system-test --endpoint-name ...`): they call it with the job's AWS.
+AWS_SHELL = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE")
 # `mlops run --local` would join a local AWS the developer left up in .mlops-local/: never here
 NO_LOCAL_AWS = os.devnull + "/no-local-aws"
 
 
 @pytest.fixture(scope="session", autouse=True)
-def hermetic_environment():
+def hermetic_environment(request):
+    against_an_endpoint = request.config.getoption("--endpoint-name", default=None)
+    aws = () if against_an_endpoint else (*AWS_SHELL, "AWS_ENDPOINT_URL")
     with pytest.MonkeyPatch.context() as mp:
-        for name in [*GITHUB_FILES, *(n for n in os.environ if n.startswith(MLOPS_PREFIX))]:
+        shell = [n for n in os.environ if n.startswith((MLOPS_PREFIX, *aws))]
+        for name in [*GITHUB_FILES, *shell]:
             mp.delenv(name, raising=False)
         mp.setenv("MLOPS_LOCAL_STATE", NO_LOCAL_AWS)
         yield

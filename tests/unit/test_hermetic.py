@@ -22,6 +22,10 @@ LEAKY = {
     "MLOPS_IMAGE_URI",
     "MLOPS_MODEL_PACKAGE_ARN",
     "MLOPS_BOOTSTRAP_STACK",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
 }
 
 
@@ -31,7 +35,8 @@ def leaked() -> set[str]:
     return {
         n
         for n in os.environ
-        if (n in LEAKY or n.startswith("MLOPS_")) and os.environ[n] != ours.get(n)
+        if (n in LEAKY or n.startswith(("MLOPS_", "AWS_ENDPOINT_URL")))
+        and os.environ[n] != ours.get(n)
     }
 
 
@@ -89,6 +94,11 @@ def test_a_leaky_shell_changes_nothing(tmp_path):
         "MLOPS_MODEL_PACKAGE_ARN": "arn:aws:sagemaker:us-east-1:1:model-package/shell/1",
         "MLOPS_BOOTSTRAP_STACK": "shell-stack",
         "MLOPS_LOCAL_STATE": str(tmp_path / "a-local-aws-left-up"),
+        # what `eval "$(make local-up)"` leaves in a shell
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+        "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": "http://127.0.0.1:9",
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",
         "PYTEST_ADDOPTS": "",
     }
     argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly"]
