@@ -83,3 +83,19 @@ def test_the_pinned_act_is_in_the_dev_lock_and_ci_does_not_run_it():
     for path in (ROOT / ".ci" / "run", ROOT / "Makefile", *scripts):
         text = path.read_text(encoding="utf-8", errors="replace")
         assert not runs_act.search(text), path
+
+
+def test_the_job_folders_act_leaves_are_removed_and_nothing_else(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    cache = tmp_path / "act"
+    kept = [cache / "0123456789abcdef", cache / "actions-checkout@v4", cache / "tool_cache"]
+    for folder in kept:
+        folder.mkdir(parents=True)
+    with act.job_folders_removed():
+        made = cache / "fedcba9876543210" / "hostexecutor" / ".venv"
+        made.mkdir(parents=True)
+        (cache / "not-a-job-0000000").mkdir()
+    assert not (cache / "fedcba9876543210").exists()
+    assert all(folder.is_dir() for folder in kept) and (cache / "not-a-job-0000000").is_dir()
+    with act.job_folders_removed(tmp_path / "none"):
+        pass  # no cache folder yet: nothing to do

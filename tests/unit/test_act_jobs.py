@@ -80,6 +80,7 @@ class FakeAct:
 def run(aws, tmp_path, monkeypatch, which=("deploy.yml",), approve=True, fail=""):
     fake = FakeAct(aws, fail)
     monkeypatch.setattr(jobs.subprocess, "run", fake)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # never a real act's folders
     asked = []
 
     def approver(what: str) -> bool:

@@ -147,7 +147,8 @@ class WorkflowRun:
         process = {**act_process_env(), **command.process_env(env, {})}
         started = time.monotonic()
         _say(f"{workflow.name} {job}: starting ({environment or 'no environment'})")
-        code = subprocess.run([*argv, *self.act_args], cwd=self.root, env=process).returncode
+        with command.job_folders_removed():
+            code = subprocess.run([*argv, *self.act_args], cwd=self.root, env=process).returncode
         record = derive.read_record(record_file)
         seconds = self.timings[f"{workflow.name} {job}"] = time.monotonic() - started
         _say(f"{workflow.name} {job}: {record['result']} in {seconds:.0f}s (act exited {code})")

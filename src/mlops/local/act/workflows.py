@@ -182,7 +182,8 @@ def run_ci(root: Path, work: Path, extra: list[str], act: str, job: str = "") ->
         )
         argv += extra
         process = {**os.environ, **command.process_env(env, {"GITHUB_TOKEN": token})}
-        code = subprocess.run(argv, cwd=root, env=process, check=False).returncode
+        with command.job_folders_removed():
+            code = subprocess.run(argv, cwd=root, env=process, check=False).returncode
         comments = github.on(1)
         print(f"workflows: ci.yml exited {code}; {len(comments)} comment(s) on the pull request",
               file=sys.stderr)  # fmt: skip
