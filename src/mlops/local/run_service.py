@@ -97,7 +97,7 @@ def follow(url: str, log: Path, approve: bool, tune: bool, out: Any) -> int:
     offset = log.stat().st_size if log.exists() else 0
     started = _call(f"{url}/runs", {"approve": approve, "tune": tune})
     status: dict[str, Any] = {"status": "running"}
-    with log.open("rb") as lines:
+    with log.open("ab+") as lines:  # the server may not have written it yet
         lines.seek(offset)
         while status["status"] == "running":
             time.sleep(POLL_SECONDS)
