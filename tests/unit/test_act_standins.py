@@ -4,6 +4,7 @@ this process), the refusals a real push meets."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import re
@@ -82,6 +83,10 @@ def test_a_push_goes_to_ecr_as_the_caller_and_its_digest_is_the_output(ecr, tmp_
     image = ecr.batch_get_image(repositoryName="mlops", imageIds=[{"imageDigest": digest}])
     manifest = json.loads(image["images"][0]["imageManifest"])
     assert manifest["config"]["digest"] == outputs(tmp_path)["imageid"]
+    layers = ecr.batch_check_layer_availability(  # the config went up as docker push sends it
+        repositoryName="mlops", layerDigests=[manifest["config"]["digest"]]
+    )["layers"]
+    assert [layer["layerAvailability"] for layer in layers] == ["AVAILABLE"]
 
 
 def test_a_tag_the_immutable_repository_holds_is_refused_as_a_push_is(ecr, tmp_path, monkeypatch):
@@ -120,8 +125,8 @@ def test_tags_are_split_on_lines_and_commas():
 
 def test_without_a_daemon_each_build_has_its_own_digest(monkeypatch):
     monkeypatch.setenv("MLOPS_ACT_DOCKER_BUILD", "0")
-    first, second = push.built_config("src", "t"), push.built_config("src", "t")
-    assert first != second and first.startswith("sha256:")
+    (blob, image_id), (other, _) = push.built_config("src", "t"), push.built_config("src", "t")
+    assert blob != other and image_id == "sha256:" + hashlib.sha256(blob).hexdigest()
 
 
 def test_ecr_login_asks_for_the_token_and_names_the_registry(ecr, tmp_path):

@@ -1,10 +1,18 @@
 """A stand-in for ``docker build`` + ``docker push`` to ECR in the build job, under the job's role.
 
 No image is built here (the container test builds the real one); what a push does to ECR is done
-for real: the tag must name the account's registry (a tag without a host goes to Docker Hub and is
-denied), the layer and PutImage actions are authorised as the caller, and an immutable
-repository refuses a tag it already holds (ImageTagAlreadyExistsException, "Image tag
-mutability", Amazon ECR User Guide). Each build has a new digest, as real builds do.
+for real, through the ECR API the registry itself is authorised by: the tag must name the
+account's registry (a tag without a host goes to Docker Hub and is denied), the image's config
+blob goes up as a layer (BatchCheckLayerAvailability, InitiateLayerUpload, UploadLayerPart,
+CompleteLayerUpload) and the manifest with PutImage, each as the caller: the actions "IAM
+permissions for pushing an image to an Amazon ECR private repository" lists
+(https://docs.aws.amazon.com/AmazonECR/latest/userguide/image-push-iam.html), so a role without
+one is refused as a push would be. An immutable repository refuses a tag it already holds
+(ImageTagAlreadyExistsException, "Image tag mutability", Amazon ECR User Guide). Each build has
+a new digest, as real builds do.
+
+:func:`push_image` is also the push of ``make workflows``' build-push stand-in
+(local/act/standins/docker/build-push-action/push.py).
 """
 
 from __future__ import annotations
@@ -19,16 +27,63 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from mlops.aws import log, new_session
-from mlops.local.iam import actions as act
-from mlops.local.iam.enforce import Denied
 
 TAG = re.compile(r"^(?P<host>[^/]+\.[^/]+|[^/]+:\d+)/(?P<repo>[a-z0-9._/-]+):(?P<tag>[\w.-]+)$")
-PUSH_ACTIONS = (
-    "BatchCheckLayerAvailability",
-    "InitiateLayerUpload",
-    "UploadLayerPart",
-    "CompleteLayerUpload",
-)
+MANIFEST_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
+
+
+class PushRefused(Exception):
+    """What buildx would print after ``failed to push <tag>:``."""
+
+
+def image_manifest(config: str) -> str:
+    """A single-platform Docker v2 manifest (what SageMaker pulls) with ``config`` as its config
+    and only layer: ECR's (and moto's) image digest follows the layers, one per build."""
+    return json.dumps({
+        "schemaVersion": 2,
+        "mediaType": MANIFEST_TYPE,
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "digest": config},
+        "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                    "size": 1, "digest": config}],
+    })  # fmt: skip
+
+
+def upload_blob(ecr: Any, repository: str, blob: bytes) -> str:
+    """One blob as docker push sends it (unless ECR holds it already); its digest."""
+    digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+    found = ecr.batch_check_layer_availability(repositoryName=repository, layerDigests=[digest])
+    if any(layer.get("layerAvailability") == "AVAILABLE" for layer in found.get("layers", [])):
+        return digest
+    upload = ecr.initiate_layer_upload(repositoryName=repository)["uploadId"]
+    ecr.upload_layer_part(repositoryName=repository, uploadId=upload, partFirstByte=0,
+                          partLastByte=len(blob) - 1, layerPartBlob=blob)  # fmt: skip
+    ecr.complete_layer_upload(repositoryName=repository, uploadId=upload, layerDigests=[digest])
+    return digest
+
+
+def push_image(ecr: Any, registry: str, tag: str, config: bytes) -> str:
+    """Push ``tag`` (config blob, then manifest) with the caller's ECR client; the image digest.
+    PushRefused names what refused it: the tag's host, or ECR's error."""
+    match = TAG.match(tag)
+    if not match or match["host"] != registry:
+        where = match["host"] if match else "docker.io"
+        raise PushRefused(
+            f"denied: requested access to the resource is denied ({where}: a tag without the "
+            f"account's registry host {registry} does not go to ECR; set ECR_REPOSITORY_URI to "
+            "EcrRepositoryUri)"
+        )
+    try:
+        digest = upload_blob(ecr, match["repo"], config)
+        pushed = ecr.put_image(
+            repositoryName=match["repo"],
+            imageManifest=image_manifest(digest),
+            imageTag=match["tag"],
+            imageManifestMediaType=MANIFEST_TYPE,
+        )
+    except ClientError as exc:
+        error = exc.response["Error"]
+        raise PushRefused(f"{error.get('Code')}: {error.get('Message')}") from None
+    return pushed["image"]["imageId"]["imageDigest"]
 
 
 class LocalRegistry:
@@ -52,73 +107,21 @@ class LocalRegistry:
             return 1
         return 0
 
-    def digest_of_code(self) -> str:
+    def config_of_code(self) -> bytes:
         """What the image holds: the model package's code (a new build nonce on top)."""
         digest = hashlib.sha256()
         for path in sorted(self.source.rglob("*.py")) + sorted(self.source.rglob("*.json")):
             digest.update(path.read_bytes())
-        digest.update(str(time.time_ns()).encode())
-        return f"sha256:{digest.hexdigest()}"
+        return json.dumps({"code": digest.hexdigest(), "built": time.time_ns()}).encode()
 
     def push(self, creds: dict[str, str], tag: str) -> str:
         """Push one tag; the pushed digest, or "" after printing why it was refused."""
-        match = TAG.match(tag)
-        host = match["host"] if match else ""
-        expected = f"{self.rt.account}.dkr.ecr.{self.rt.region}.amazonaws.com"
-        if not match or host != expected:
-            where = host or "docker.io"
-            log(
-                f"error: buildx failed with: ERROR: failed to push {tag}: denied: requested access "
-                f"to the resource is denied ({where}: a tag without the account's registry host "
-                f"{expected} does not go to ECR; set ECR_REPOSITORY_URI to EcrRepositoryUri)"
-            )
-            return ""
+        registry = f"{self.rt.account}.dkr.ecr.{self.rt.region}.amazonaws.com"
         try:
-            principal = self.rt.enforcer.principal(
-                {"Authorization": f"Credential={creds.get('AWS_ACCESS_KEY_ID', 'local')}/"}
-            )
-            if principal is not None:
-                arn = f"arn:aws:ecr:{self.rt.region}:{self.rt.account}:repository/{match['repo']}"
-                self.rt.enforcer.check(
-                    principal, [act.Access(f"ecr:{name}", arn, {}) for name in PUSH_ACTIONS]
-                )
-        except Denied as exc:
+            digest = push_image(self._client(creds), registry, tag, self.config_of_code())
+        except PushRefused as exc:
             log(f"error: buildx failed with: ERROR: failed to push {tag}: {exc}")
             return ""
-        built = self.digest_of_code()
-        manifest = json.dumps(
-            {
-                "schemaVersion": 2,
-                "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
-                "config": {
-                    "mediaType": "application/vnd.docker.container.image.v1+json",
-                    "digest": built,
-                },
-                # ECR's (and moto's) digest follows the layers: one per build, as real builds differ
-                "layers": [
-                    {
-                        "mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
-                        "size": 1,
-                        "digest": built,
-                    }
-                ],
-            }
-        )
-        try:
-            pushed = self._client(creds).put_image(
-                repositoryName=match["repo"],
-                imageManifest=manifest,
-                imageTag=match["tag"],
-                imageManifestMediaType="application/vnd.docker.distribution.manifest.v2+json",
-            )
-        except ClientError as exc:
-            error = exc.response["Error"]
-            log(
-                f"error: buildx failed with: ERROR: failed to push {tag}: "
-                f"{error.get('Code')}: {error.get('Message')}"
-            )
-            return ""
-        digest = pushed["image"]["imageId"]["imageDigest"]
         log(f"  pushed {tag} ({digest})")
         return digest
 
