@@ -190,3 +190,9 @@ def test_the_vars_of_a_job_are_its_environment_s_or_the_repository_s(aws):
 def test_no_running_local_aws_says_how_to_start_one(tmp_path):
     with pytest.raises(ConfigError, match=r"no local AWS is running .*make local-up"):
         jobs.LocalAws.find(tmp_path)
+
+
+def test_a_state_without_the_signing_key_says_to_restart(aws):
+    (aws.state / control.OIDC_KEY).unlink()
+    with pytest.raises(ConfigError, match=r"oidc-key\.pem is missing: restart the local AWS"):
+        aws.tokens()

@@ -43,8 +43,7 @@ class RunService(LoopbackServer):
         if request.method == "GET" and request.path.startswith("/runs/"):
             number = request.path.removeprefix("/runs/")
             with self.lock:
-                found = self._runs[int(number) - 1] if number.isdigit() and 0 < int(
-                    number) <= len(self._runs) else None  # fmt: skip
+                found = next((r for r in self._runs if str(r["id"]) == number), None)
             if found is None:
                 return Reply.json(404, {"message": f"no run {number}"})
             return Reply.json(200, dict(found))

@@ -38,6 +38,11 @@ REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's default account
 
 
+def _stamp() -> str:
+    """A run folder's name: when, and which process."""
+    return time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid() % 1000:03d}"
+
+
 class LocalRuntime:
     def __init__(
         self,
@@ -51,16 +56,14 @@ class LocalRuntime:
         self.ports = ports
         env_faults = {f for f in os.environ.get("MLOPS_LOCAL_FAULTS", "").split(",") if f}
         self.faults = Faults(set(faults or ()) | env_faults)
-        stamp = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid() % 1000:03d}"
-        self.run_dir = (runs_dir / stamp).resolve()
+        self.run_dir = (runs_dir / _stamp()).resolve()
         self.runs_dir = runs_dir
         self.entrypoint = [sys.executable, "-m"]  # completed with the model package in bootstrap
         self._saved_env: dict[str, str | None] = {}
 
     def new_run(self, runs_dir: Path) -> Path:
         """A fresh run folder (and timings) for another run in a long-lived runtime."""
-        stamp = time.strftime("%Y%m%d-%H%M%S") + f"-{os.getpid() % 1000:03d}"
-        self.runs_dir, self.run_dir = runs_dir, (runs_dir / stamp).resolve()
+        self.runs_dir, self.run_dir = runs_dir, (runs_dir / _stamp()).resolve()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.extra_timings = {}
         return self.run_dir

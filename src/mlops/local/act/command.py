@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -55,6 +56,12 @@ def command(
 def process_env(env: Mapping[str, str], secrets: Mapping[str, str]) -> dict[str, str]:
     """What act's own process needs on top of the caller's environment."""
     return {**{k: env[k] for k in PROCESS if k in env}, **secrets}
+
+
+def head_sha(root: Path) -> str:
+    """The checkout's commit: GITHUB_SHA and the tokens' sha claim of the runs."""
+    out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True)
+    return out.stdout.strip() or "0" * 40
 
 
 def write_var_file(path: Path, variables: Mapping[str, str]) -> Path:

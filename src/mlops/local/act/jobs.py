@@ -57,7 +57,10 @@ class LocalAws:
         return path
 
     def tokens(self) -> oidc.TokenService:
-        return oidc.TokenService.load(self.state / control.OIDC_KEY)
+        key = self.state / control.OIDC_KEY
+        if not key.is_file():  # a server started before it saved its key
+            raise ConfigError(f"{key} is missing: restart the local AWS (make local-down local-up)")
+        return oidc.TokenService.load(key)
 
     def job_env(self) -> dict[str, str]:
         """Where AWS is; no credentials (configure-aws-credentials gets them, as on GitHub)."""
@@ -81,6 +84,7 @@ class WorkflowRun:
     event: str
     payload: dict[str, Any]
     approve: Callable[[str], bool]
+    sha: str  # the commit the run is for (GITHUB_SHA; the tokens' sha claim)
     act: str = "act"
     act_args: list[str] = field(default_factory=list)  # --local-repository and the like
     env: dict[str, str] = field(default_factory=dict)  # every job's (the tool cache, ...)
@@ -92,11 +96,12 @@ class WorkflowRun:
         counts as a success with no outputs. Raises PipelineError at the first failed job."""
         from mlops.local.jobs import order
 
+        replayed = replayed or {}
         data = derive.load(workflow)
         inputs = {k: str(v) for k, v in (self.payload.get("inputs") or {}).items()}
         for job in order(data["jobs"]):
-            if job in (replayed or {}):
-                _say(f"{workflow.name} {job}: not run here, {(replayed or {})[job]}")
+            if job in replayed:
+                _say(f"{workflow.name} {job}: not run here, {replayed[job]}")
                 self.records[job] = {"result": "success", "outputs": {}}
                 continue
             environment = derive.environment(data["jobs"][job], inputs)
@@ -112,7 +117,7 @@ class WorkflowRun:
             job=job,
             repository=str(self.aws.data.get("repository") or "example-org/abalone-mlops"),
             event=self.event,
-            sha=str(self.payload.get("after") or _head(self.root)),
+            sha=self.sha,
             environment=environment,
             workflow=workflow.name,
             run_id=str(self.payload.get("run_id", "1")),
@@ -197,13 +202,13 @@ def run_against_local_aws(
     """deploy.yml (as a push), then the dispatches, each of ``which`` (file names); ``act``
     holds WorkflowRun's act, act_args and env. The time each job took."""
     repository = str(aws.data.get("repository") or "example-org/abalone-mlops")
-    sha = _head(root)
+    sha = command.head_sha(root)
     timings: dict[str, float] = {}
     with ArtifactStub(work / "artifacts") as artifacts, JobTokenService(aws.tokens()) as tokens:
 
         def run(name: str, event: str, payload: dict[str, Any], **kw: Any) -> dict[str, Record]:
             job_run = WorkflowRun(root, work, aws, tokens, artifacts, event, payload, approve,
-                                  **act)  # fmt: skip
+                                  sha, **act)  # fmt: skip
             try:
                 return job_run.run(root / ".github" / "workflows" / name, **kw)
             finally:
@@ -225,11 +230,6 @@ def act_process_env() -> dict[str, str]:
     local AWS's administrator keys (a shell that ran ``eval "$(make local-up)"`` holds them)."""
     drop = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE")
     return {k: v for k, v in os.environ.items() if k not in drop}
-
-
-def _head(root: Path) -> str:
-    out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True)
-    return out.stdout.strip() or "0" * 40
 
 
 def _say(text: str) -> None:

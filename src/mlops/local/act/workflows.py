@@ -155,7 +155,7 @@ def run_ci(root: Path, work: Path, extra: list[str], act: str, job: str = "") ->
     """ci.yml as a pull request: every job (or ``job``), in act's order, stand-ins on loopback;
     ``extra``: act's flags for the actions' code (:func:`act_args`)."""
     repository = repository_of(root)
-    sha = _git_sha(root)
+    sha = command.head_sha(root)
     event = work / "event.json"
     event.write_text(json.dumps(pull_request_event(repository, sha)), encoding="utf-8")
     token = "ghs_" + secrets.token_hex(16)
@@ -204,11 +204,6 @@ def repository_of(root: Path) -> str:
           "comment job is skipped (git remote add origin https://github.com/OWNER/REPO.git)",
           file=sys.stderr)  # fmt: skip
     return LocalGitHub().repository
-
-
-def _git_sha(root: Path) -> str:
-    out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True)
-    return out.stdout.strip() or "0" * 40
 
 
 WORKFLOWS = ("ci.yml", "deploy.yml", "rollback.yml", "teardown.yml")
